@@ -1,0 +1,40 @@
+# Every target installs what it needs into .venv first, so a fresh clone needs only python3 (>= 3.11) and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint up down status worker bench-ingest clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[servers,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m starter.demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+up: $(STAMP)
+	$(PY) -m devstack up
+
+down: $(STAMP)
+	$(PY) -m devstack down
+
+status: $(STAMP)
+	$(PY) -m devstack status
+
+worker: $(STAMP)
+	$(PY) worker.py
+
+clean: down
+	rm -rf .data

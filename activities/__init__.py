@@ -1,0 +1,23 @@
+"""Thin, idempotent adapters between Temporal and the domain: open a connection, call a function, write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.ingestion import IngestionActivities
+from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.settings import Settings
+
+
+class ActivityRegistry:
+    """Every activity of the worker, built once with its settings and shared resources."""
+
+    def __init__(self, settings: Settings, catalog: PricingCatalog):
+        self.ingestion = IngestionActivities(settings, catalog)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.ingestion.consume_topic]
+
+    async def close(self) -> None:
+        await self.ingestion.close()

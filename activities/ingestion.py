@@ -1,0 +1,163 @@
+"""The Observe end of the loop: consume LLM events from Kafka and land them in Postgres.
+
+At-least-once delivery, exactly-once rows: a batch is written in one transaction (duplicate event ids once),
+and only then are its offsets committed. The Kafka consumer is kept by the worker across activity runs, so a
+group does not rebalance every minute; it is dropped after any failure so that a retry restarts from the
+committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from temporalio import activity
+
+from llm_optimizer.ingest import ConsumeRequest, Decoder, IngestCounts
+from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.settings import Settings
+from storage.db import psycopg_url
+from storage.events_repo import land
+
+log = logging.getLogger(__name__)
+
+
+class _Progress:
+    def __init__(self, counts: IngestCounts):
+        self.counts = counts
+
+    async def heartbeat_forever(self) -> None:
+        timeout = activity.info().heartbeat_timeout
+        interval = timeout.total_seconds() / 3 if timeout else 5.0
+        while True:
+            activity.heartbeat(self.counts.model_dump())
+            await asyncio.sleep(interval)
+
+
+class IngestionActivities:
+    def __init__(self, settings: Settings, catalog: PricingCatalog):
+        self.settings = settings
+        self.decoder = Decoder(catalog, source="kafka", max_message_bytes=settings.kafka.max_message_bytes)
+        self._consumers: dict[tuple[str, str], AIOKafkaConsumer] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @activity.defn(name="consume_topic")
+    async def consume_topic(self, request: ConsumeRequest) -> IngestCounts:
+        """Consume and land batches for `request.run_s` seconds; heartbeats carry the running counts."""
+        key = (request.topic, request.group_id)
+        details = activity.info().heartbeat_details
+        counts = IngestCounts.model_validate(details[0]) if details else IngestCounts()
+        progress = _Progress(counts)
+        # Heartbeat from a side task: a group join or a large batch may take longer than the heartbeat timeout,
+        # and a worker that dies stops heartbeating all the same.
+        heartbeats = asyncio.create_task(progress.heartbeat_forever())
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                try:
+                    consumer = await self._consumer(request)
+                    conn = await asyncio.to_thread(self._connect)
+                    try:
+                        await self._run(consumer, conn, request, progress)
+                    finally:
+                        await asyncio.to_thread(conn.close)
+                except BaseException:
+                    # Records past the committed offsets were fetched: a fresh consumer restarts from the offsets.
+                    await self.drop_consumer(key)
+                    raise
+        finally:
+            heartbeats.cancel()
+        activity.heartbeat(progress.counts.model_dump())
+        return progress.counts
+
+    async def _run(
+        self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, request: ConsumeRequest, progress: _Progress
+    ) -> None:
+        deadline = time.monotonic() + request.run_s
+        kafka = self.settings.kafka
+        while time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events)
+            records = [r for batch in fetched.values() for r in batch]
+            if not records:
+                continue
+            landed = await asyncio.to_thread(self._land, conn, records)
+            await consumer.commit(
+                {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}  # after the rows commit
+            )
+            progress.counts = progress.counts.plus(landed)
+
+    def _land(self, conn: psycopg.Connection, records: list) -> IngestCounts:
+        batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
+        with conn.transaction():
+            return land(conn, batch, source="kafka")
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(
+            psycopg_url(self.settings.database_url),
+            autocommit=True,  # each batch opens its own transaction block
+            connect_timeout=int(self.settings.database.connect_timeout_s),
+        )
+
+    async def _consumer(self, request: ConsumeRequest) -> AIOKafkaConsumer:
+        key = (request.topic, request.group_id)
+        consumer = self._consumers.get(key)
+        if consumer is not None:
+            return consumer
+        await ensure_topic(self.settings, request.topic)
+        kafka = self.settings.kafka
+        consumer = AIOKafkaConsumer(
+            request.topic,
+            bootstrap_servers=self.settings.kafka_brokers,
+            group_id=request.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
+            max_partition_fetch_bytes=max(kafka.max_message_bytes * 2, 1024 * 1024),
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumers[key] = consumer
+        return consumer
+
+    async def drop_consumer(self, key: tuple[str, str]) -> None:
+        consumer = self._consumers.pop(key, None)
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def close(self) -> None:
+        for key in list(self._consumers):
+            await self.drop_consumer(key)
+
+
+async def ensure_topic(settings: Settings, topic: str) -> None:
+    """Create `topic` (kafka.partitions, kafka.replication_factor) unless it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            return
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=settings.kafka.partitions,
+                        replication_factor=settings.kafka.replication_factor,
+                    )
+                ]
+            )
+    finally:
+        await admin.close()

@@ -1,0 +1,68 @@
+"""Start, stop and inspect the local stack as one unit (`make up`, `make down`, `make status`)."""
+
+from __future__ import annotations
+
+from devstack.components import (
+    Component,
+    ComponentStatus,
+    KafkaBroker,
+    PostgresServer,
+    TemporalServer,
+)
+from llm_optimizer.errors import StackError
+from llm_optimizer.settings import StackSettings
+
+
+class LocalStack:
+    """Postgres, Temporal and Kafka on loopback, with their data, logs and pid files under `data_dir`.
+
+    `up()` is idempotent: a server that already runs is left alone. `down()` stops every server it started.
+    """
+
+    def __init__(self, settings: StackSettings | None = None, *, temporal_extra_args: list[str] | None = None):
+        self.settings = settings or StackSettings()
+        self.postgres = PostgresServer(self.settings)
+        self.temporal = TemporalServer(self.settings, extra_args=temporal_extra_args)
+        self.kafka = KafkaBroker(self.settings)
+
+    @property
+    def components(self) -> list[Component]:
+        return [self.postgres, self.temporal, self.kafka]
+
+    def up(self) -> list[ComponentStatus]:
+        try:
+            for component in self.components:
+                component.up()
+        except BaseException:
+            self.down()
+            raise
+        return self.status()
+
+    def down(self) -> None:
+        errors = []
+        for component in reversed(self.components):
+            try:
+                component.down()
+            except Exception as exc:  # keep stopping the others, report at the end
+                errors.append(f"{component.name}: {exc}")
+        if errors:
+            raise StackError("could not stop: " + "; ".join(errors))
+
+    def status(self) -> list[ComponentStatus]:
+        return [component.status() for component in self.components]
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url
+
+    @property
+    def temporal_address(self) -> str:
+        return self.temporal.address
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.address
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return self.temporal.ui_url

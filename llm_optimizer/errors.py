@@ -1,0 +1,30 @@
+"""The project's error hierarchy: stable types that retry policies can name and users can read."""
+
+
+class OptimizerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class SettingsError(OptimizerError):
+    """A setting has a wrong value or a configuration file cannot be read."""
+
+
+class ValidationFailed(OptimizerError):
+    """Input data (an event, a config, a payload) does not satisfy the data model."""
+
+    def __init__(self, message: str, *, field: str | None = None, value: object = None):
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
+class StackError(OptimizerError):
+    """A server of the local stack cannot be started, reached or stopped."""
+
+
+class PortInUse(StackError):
+    """A port that the local stack needs is already taken by another process."""
+
+
+class BinaryNotFound(StackError):
+    """A server binary is missing: the `servers` extra is not installed."""

@@ -1,0 +1,170 @@
+"""Decoding raw messages (Kafka records, file lines, HTTP bodies) into events, anomalies or dead letters.
+
+Pure functions: every input ends up as exactly one of the three, never silently dropped.
+Accepted formats: CloudEvents 1.0 structured mode (JSON with `specversion`), CloudEvents binary mode (`ce_*`
+headers, the event JSON as the body), and the bare event JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel, Field, ValidationError
+
+from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.events import (
+    SENTINEL_ANOMALY_EVENT_TYPE,
+    AnomalyAlert,
+    CloudEvent,
+    DeadLetter,
+    LLMEvent,
+    describe_validation_error,
+    event_from_cloudevent,
+    parse_event,
+)
+from llm_optimizer.pricing import PricingCatalog
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A Sentinel alert about one service (an alert naming several services becomes several anomalies)."""
+
+    anomaly_id: str
+    service: str
+    detected_at: datetime
+    alert: AnomalyAlert
+
+
+@dataclass
+class DecodedBatch:
+    events: list[LLMEvent] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class Decoder:
+    """Turns raw messages into a `DecodedBatch`, costing events from the catalog when they carry no cost."""
+
+    def __init__(self, catalog: PricingCatalog, *, source: str, max_message_bytes: int):
+        self.catalog = catalog
+        self.source = source
+        self.max_message_bytes = max_message_bytes
+
+    def decode(self, messages: Iterable[tuple[str, bytes | None, Headers]]) -> DecodedBatch:
+        """`messages` are (position, value, headers); position names where the message came from."""
+        batch = DecodedBatch()
+        for position, value, headers in messages:
+            try:
+                decoded = self._decode_one(value, headers)
+            except ValidationFailed as exc:
+                batch.dead_letters.append(
+                    DeadLetter(source=self.source, position=position, reason=str(exc), raw=value or b"")
+                )
+                continue
+            if isinstance(decoded, LLMEvent):
+                batch.events.append(self.catalog.with_cost(decoded))
+            else:
+                batch.anomalies.extend(decoded)
+        return batch
+
+    def _decode_one(self, value: bytes | None, headers: Headers) -> LLMEvent | list[Anomaly]:
+        if value is None:
+            raise ValidationFailed("message has no body (a tombstone)")
+        if len(value) > self.max_message_bytes:
+            raise ValidationFailed(
+                f"message of {len(value)} bytes is larger than kafka.max_message_bytes ({self.max_message_bytes})"
+            )
+        ce_headers = {k[3:]: v for k, v in headers if k.startswith("ce_")}
+        if ce_headers:
+            return _from_binary_mode(ce_headers, value)
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ValidationFailed(f"body is not valid JSON ({exc})") from None
+        if isinstance(document, dict) and "specversion" in document:
+            return _from_envelope(document)
+        if not isinstance(document, dict):
+            raise ValidationFailed(f"body is a JSON {type(document).__name__}, expected an object")
+        return parse_event(document)
+
+
+def _from_binary_mode(ce_headers: dict[str, bytes], value: bytes) -> LLMEvent | list[Anomaly]:
+    try:
+        attributes = {k: v.decode("utf-8") for k, v in ce_headers.items()}
+        data = json.loads(value)
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(f"a ce_ header or the body is not UTF-8 ({exc.reason})") from None
+    except ValueError as exc:
+        raise ValidationFailed(f"body is not valid JSON ({exc})") from None
+    return _from_envelope({**attributes, "data": data})
+
+
+def _from_envelope(document: dict) -> LLMEvent | list[Anomaly]:
+    try:
+        envelope = CloudEvent.model_validate(document)
+    except ValidationError as exc:
+        raise ValidationFailed("CloudEvent: " + describe_validation_error(exc)) from None
+    if envelope.type == SENTINEL_ANOMALY_EVENT_TYPE:
+        return _anomalies(envelope)
+    return event_from_cloudevent(envelope)
+
+
+def _anomalies(envelope: CloudEvent) -> list[Anomaly]:
+    try:
+        alert = AnomalyAlert.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise ValidationFailed("anomaly: " + describe_validation_error(exc)) from None
+    if envelope.time is None:
+        raise ValidationFailed("anomaly: the CloudEvent has no `time`")
+    return [
+        Anomaly(anomaly_id=f"{envelope.id}/{service}", service=service, detected_at=envelope.time, alert=alert)
+        for service in alert.affected_services
+    ]
+
+
+class IngestCounts(BaseModel):
+    """Running totals of an ingestion, reported by the activity and shown by the workflow's query."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    anomalies: int = 0
+    batches: int = 0
+
+    def plus(self, other: IngestCounts) -> IngestCounts:
+        return IngestCounts(**{name: getattr(self, name) + getattr(other, name) for name in IngestCounts.model_fields})
+
+
+class ConsumeRequest(BaseModel):
+    """Input of the `consume_topic` activity: consume for `run_s` seconds, then report."""
+
+    topic: str
+    group_id: str
+    run_s: int = Field(gt=0)
+
+
+class IngestionInput(BaseModel):
+    """Input of the `Ingestion` workflow (one per topic); `totals` carries counts across continue-as-new."""
+
+    topic: str
+    group_id: str
+    run_s: int = Field(default=60, gt=0)
+    heartbeat_timeout_s: int = Field(default=10, gt=0)
+    totals: IngestCounts = IngestCounts()
+
+
+class IngestionStatus(BaseModel):
+    topic: str
+    group_id: str
+    totals: IngestCounts
+    runs_in_this_history: int
+    last_error: str | None = None

@@ -1,0 +1,275 @@
+"""One typed settings object, read from defaults, an optional YAML file and environment variables.
+
+Precedence, highest first: keyword arguments, ``OPTIMIZER_<SECTION>__<KEY>`` variables, the seed-style
+short variables (``DATABASE_URL``, ``KAFKA_BROKERS``, ``TEMPORAL_ADDRESS``, ``LOG_LEVEL``), the YAML file named by
+``OPTIMIZER_CONFIG_FILE`` (shaped like the seeds' ``config.yaml``), defaults. ``docs/configuration.md`` lists
+every key; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from llm_optimizer.errors import SettingsError
+
+ENV_PREFIX = "OPTIMIZER_"
+CONFIG_FILE_ENV = "OPTIMIZER_CONFIG_FILE"
+
+# Short variables of the seeds' user guide, kept because operators already use them.
+SHORT_ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "DATABASE_URL": ("database", "url"),
+    "KAFKA_BROKERS": ("kafka", "brokers"),
+    "TEMPORAL_ADDRESS": ("temporal", "address"),
+    "LOG_LEVEL": ("logging", "level"),
+}
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Strategy(StrEnum):
+    conservative = "conservative"
+    balanced = "balanced"
+    aggressive = "aggressive"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    timeout_ms: PositiveInt = 30_000
+    max_body_bytes: PositiveInt = 5 * 1024 * 1024
+
+
+class DatabaseSettings(Section):
+    url: str | None = None  # unset: the local embedded Postgres of the stack section
+    pool_size: PositiveInt = 10
+    connect_timeout_s: PositiveFloat = 5.0
+    event_retention_days: PositiveInt = 7
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return url
+
+
+class KafkaSettings(Section):
+    brokers: list[str] | None = None  # unset: the local Tansu broker of the stack section
+    topic: str = "llm-events"
+    anomaly_topic: str = "llm.sentinel.anomaly.detected"
+    group_id: str = "optimizer-ingest"
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    # Tansu has no idempotent producer; Apache Kafka does.
+    enable_idempotence: bool = False
+    batch_max_events: PositiveInt = 5_000
+    batch_max_wait_ms: PositiveInt = 500
+    max_message_bytes: PositiveInt = 1024 * 1024
+    # Topics the ingestion creates when missing (production clusters usually create them beforehand).
+    partitions: PositiveInt = 3
+    replication_factor: PositiveInt = 1
+    # One consume activity runs this long (many batches, one consumer) before reporting to its workflow.
+    consume_run_s: PositiveInt = 60
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _split_brokers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+
+class TemporalSettings(Section):
+    address: str | None = None  # unset: the local dev server of the stack section
+    namespace: str = "default"
+    task_queue: str = "llm-optimizer"
+
+
+class CanaryThresholds(Section):
+    """Relative degradations that make the canary judge roll back (seed defaults)."""
+
+    error_rate_increase: Fraction = 0.05
+    latency_increase: PositiveFloat = 0.20
+    quality_decrease: Fraction = 0.10
+    min_samples: PositiveInt = 200
+
+
+class OptimizationSettings(Section):
+    enabled: bool = True
+    interval_s: PositiveInt = 900
+    fast_path_interval_s: PositiveInt = 60
+    strategy: Strategy = Strategy.balanced
+    change_cooldown_s: PositiveInt = 1_800
+    max_rollbacks_per_day: PositiveInt = 3
+    rolled_back_retry_after_s: PositiveInt = 86_400
+    canary: CanaryThresholds = CanaryThresholds()
+
+
+class StackSettings(Section):
+    """The local embedded stack (`make up`): where its servers listen and keep their data."""
+
+    data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+    postgres_port: Port = 5433
+    temporal_port: Port = 7233
+    temporal_ui_port: Port = 8233
+    kafka_port: Port = 9092
+    start_timeout_s: PositiveFloat = 60.0
+
+
+class LoggingSettings(Section):
+    level: LogLevel = LogLevel.info
+    json_format: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    optimization: OptimizationSettings = OptimizationSettings()
+    stack: StackSettings = StackSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL (psycopg 3 driver) of the database."""
+        url = self.database.url or (f"postgresql://postgres@{self.stack.host}:{self.stack.postgres_port}/optimizer")
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def kafka_brokers(self) -> list[str]:
+        return self.kafka.brokers or [f"{self.stack.host}:{self.stack.kafka_port}"]
+
+    @property
+    def temporal_address(self) -> str:
+        return self.temporal.address or f"{self.stack.host}:{self.stack.temporal_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _ShortEnvSource(settings_cls),
+            _YamlFileSource(settings_cls),
+        )
+
+
+class _ShortEnvSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, dict[str, Any]] = {}
+        for name, (section, key) in SHORT_ENV_ALIASES.items():
+            if name in os.environ:
+                found.setdefault(section, {})[key] = os.environ[name]
+        return found
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise SettingsError(f"{CONFIG_FILE_ENV}={path!r}: cannot read the file ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{CONFIG_FILE_ENV}={path!r}: not valid YAML ({exc})") from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"{CONFIG_FILE_ENV}={path!r}: the top level must be a mapping of sections")
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, or fail with every wrong key and value named.
+
+    >>> load_settings(optimization={"interval_s": 60}).optimization.interval_s
+    60
+    """
+    problems = [
+        f"  {name} = {value!r}: not a setting (expected {ENV_PREFIX}<SECTION>__<KEY>)"
+        for name, value in os.environ.items()
+        if name.startswith(ENV_PREFIX)
+        and name != CONFIG_FILE_ENV
+        and name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
+    ]
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            problems.append(f"  {key} = {err.get('input')!r}: {err['msg']}")
+    if problems:
+        raise SettingsError(
+            "invalid settings (set them with OPTIMIZER_<SECTION>__<KEY> or the YAML file; see "
+            "docs/configuration.md):\n" + "\n".join(problems)
+        ) from None
+    return settings
+
+
+def setting_keys(model: type[BaseModel] = Settings, prefix: str = "") -> dict[str, Any]:
+    """Every dotted setting key with its default, e.g. ``{"kafka.topic": "llm-events", ...}``."""
+    keys: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.update(setting_keys(annotation, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = field.default
+    return keys
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a dotted key: ``kafka.topic`` -> ``OPTIMIZER_KAFKA__TOPIC``."""
+    return ENV_PREFIX + "__".join(part.upper() for part in key.split("."))

@@ -1,0 +1,1 @@
+"""Operator scripts: start and control the workflows, backfill files, run the demo."""

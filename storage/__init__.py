@@ -1,0 +1,1 @@
+"""Postgres storage: the schema, its migrations and the repositories that read and write it."""

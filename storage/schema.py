@@ -1,0 +1,235 @@
+"""The Postgres schema as SQLAlchemy Core tables. Migrations under `storage/migrations` create it; a test checks
+that the migrated database matches these tables exactly."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, **kwargs) -> Column:
+    return Column(name, DateTime(timezone=True), **kwargs)
+
+
+def _now(name: str) -> Column:
+    return _ts(name, nullable=False, server_default=func.now())
+
+
+# One row per LLM request. event_id is unique: a redelivered event is written once.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    _ts("ts", nullable=False),
+    Column("service", Text, nullable=False),
+    Column("endpoint", Text),
+    Column("model", Text, nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("config_version", Text),
+    Column("variant", Text),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("cost_usd", Float),
+    Column("status", Text, nullable=False),
+    Column("error_type", Text),
+    Column("quality_score", Float),
+    Column("user_feedback", Float),
+    Column("request_key", Text),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("source", Text, nullable=False),
+    _now("ingested_at"),
+    Index(None, "service", "ts"),
+    Index(None, "ts"),
+)
+
+# Input that could not become an event, kept with the reason. (source, position) makes a redelivered
+# poison message land once.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("position", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    _now("received_at"),
+    UniqueConstraint("source", "position"),
+    Index(None, "received_at"),
+)
+
+# Sentinel anomaly alerts, one row per alert id.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("anomaly_id", Text, primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("anomaly_type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    _ts("detected_at", nullable=False),
+    _now("received_at"),
+    Column("handled_by", Text),
+    Index(None, "service", "received_at"),
+)
+
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("service", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("parent_version", Text),
+    Column("spec", JSONB, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    _now("created_at"),
+    Column("created_by", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint("service", "version"),
+    UniqueConstraint("service", "fingerprint"),
+    ForeignKeyConstraint(["service", "parent_version"], ["config_versions.service", "config_versions.version"]),
+)
+
+# The live assignment of a service: one active version and at most one canary with its share of traffic.
+config_assignments = Table(
+    "config_assignments",
+    metadata,
+    Column("service", Text, primary_key=True),
+    Column("active_version", Text, nullable=False),
+    Column("canary_version", Text),
+    Column("canary_percent", Float, nullable=False, server_default="0"),
+    Column("updated_by", Text, nullable=False),
+    _now("updated_at"),
+    CheckConstraint("canary_percent >= 0 AND canary_percent <= 100", name="canary_percent_range"),
+    CheckConstraint(
+        "(canary_version IS NULL AND canary_percent = 0) OR canary_version IS NOT NULL",
+        name="no_share_without_canary",
+    ),
+    ForeignKeyConstraint(
+        ["service", "active_version"],
+        ["config_versions.service", "config_versions.version"],
+        name="fk_config_assignments_active_version",
+    ),
+    ForeignKeyConstraint(
+        ["service", "canary_version"],
+        ["config_versions.service", "config_versions.version"],
+        name="fk_config_assignments_canary_version",
+    ),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", Text, primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("from_version", Text, nullable=False),
+    Column("to_version", Text, nullable=False),
+    Column("strategy", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
+    _now("started_at"),
+    _ts("finished_at"),
+    Index(None, "service", "started_at"),
+)
+
+rollout_verdicts = Table(
+    "rollout_verdicts",
+    metadata,
+    Column("rollout_id", Text, nullable=False),
+    Column("stage", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("percent", Float, nullable=False),
+    Column("verdict", Text, nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("metrics", JSONB, nullable=False),
+    _now("judged_at"),
+    PrimaryKeyConstraint("rollout_id", "stage", "attempt"),
+    ForeignKeyConstraint(["rollout_id"], ["rollouts.rollout_id"]),
+)
+
+# Every decision, "no action" included, with its rationale and every rule and constraint checked.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", Text, primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("cycle_id", Text, nullable=False),
+    _now("made_at"),
+    Column("action", Text, nullable=False),
+    Column("rationale", Text, nullable=False),
+    Column("confidence", Float),
+    Column("current_version", Text),
+    Column("proposed_version", Text),
+    Column("expected_impact", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("checks", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Index(None, "service", "made_at"),
+)
+
+# The audit trail of the control loop: state transitions, signals, triggers (seed table optimization_events).
+optimization_events = Table(
+    "optimization_events",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("service", Text, nullable=False),
+    _now("ts"),
+    Column("event_type", Text, nullable=False),
+    Column("triggered_by", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Index(None, "service", "ts"),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Text, primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("arms", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("result", JSONB),
+    _now("started_at"),
+    _ts("ended_at"),
+)
+
+# Rules, constraints and governance policies as data.
+policies = Table(
+    "policies",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("service", Text),
+    Column("definition", JSONB, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    _now("created_at"),
+    _now("updated_at"),
+    CheckConstraint("kind IN ('rule', 'constraint', 'governance')", name="known_kind"),
+)

@@ -1,0 +1,95 @@
+"""Every raw message becomes an event, anomalies or a dead letter with its reason: none is dropped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
+from llm_optimizer.ingest import Decoder
+from llm_optimizer.pricing import load_catalog
+from llm_optimizer.samples import sample_events
+
+EVENT = next(sample_events(1))
+
+
+@pytest.fixture
+def decoder() -> Decoder:
+    return Decoder(load_catalog(), source="kafka", max_message_bytes=4096)
+
+
+def one(decoder: Decoder, value: bytes | None, headers=()):
+    return decoder.decode([("t/0/7", value, list(headers))])
+
+
+def test_three_formats_give_the_same_event(decoder):
+    structured = json.dumps(to_cloudevent(EVENT)).encode()
+    bare = EVENT.model_dump_json().encode()
+    envelope = to_cloudevent(EVENT)
+    headers = [(f"ce_{k}", str(v).encode()) for k, v in envelope.items() if k != "data"]
+    binary = json.dumps(envelope["data"]).encode()
+    decoded = [one(decoder, structured).events, one(decoder, bare).events, one(decoder, binary, headers).events]
+    assert decoded[0] == decoded[1] == decoded[2]
+    assert len(decoded[0]) == 1
+    # Costed from the catalog because the sample carries no cost.
+    assert decoded[0][0].cost_usd == pytest.approx(
+        load_catalog().price(EVENT.model).cost(EVENT.tokens_in, EVENT.tokens_out)
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON list"),
+        (None, "tombstone"),
+        (b"x" * 5000, "larger than kafka.max_message_bytes"),
+        (json.dumps({**json.loads(EVENT.model_dump_json()), "latency_ms": -3}).encode(), "latency_ms = -3"),
+        (
+            json.dumps({**json.loads(EVENT.model_dump_json()), "latency_ms": 1e12}).encode(),
+            "latency_ms = 1000000000000.0: Input should be less than or equal",
+        ),
+        (json.dumps({**to_cloudevent(EVENT), "specversion": "0.3"}).encode(), "CloudEvent: specversion"),
+        (json.dumps({**to_cloudevent(EVENT), "type": "com.example.x"}).encode(), "com.example.x"),
+    ],
+)
+def test_bad_messages_become_dead_letters_with_reason_position_and_raw_bytes(decoder, value, reason):
+    batch = one(decoder, value)
+    assert batch.events == [] and batch.anomalies == []
+    [dead] = batch.dead_letters
+    assert reason in dead.reason
+    assert dead.position == "t/0/7" and dead.source == "kafka"
+    assert dead.raw == (value or b"")
+
+
+def test_a_poison_message_between_good_ones_only_costs_itself(decoder):
+    good = [e.model_dump_json().encode() for e in sample_events(5)]
+    messages = [(f"t/0/{i}", v, []) for i, v in enumerate([good[0], good[1], b"{oops", good[2], good[3], good[4]])]
+    batch = decoder.decode(messages)
+    assert len(batch.events) == 5
+    assert [d.position for d in batch.dead_letters] == ["t/0/2"]
+
+
+def test_sentinel_alert_becomes_one_anomaly_per_affected_service(decoder):
+    alert = {
+        "specversion": "1.0",
+        "type": SENTINEL_ANOMALY_EVENT_TYPE,
+        "source": "llm-sentinel",
+        "id": "a1",
+        "time": "2026-11-09T12:05:30Z",
+        "data": {
+            "anomaly_type": "performance_degradation",
+            "severity": "high",
+            "affected_services": ["chat", "search"],
+            "metrics": {"latency_p95": {"current": 5432.1, "baseline": 1234.5}},
+        },
+    }
+    batch = one(decoder, json.dumps(alert).encode())
+    assert [(a.anomaly_id, a.service, a.alert.severity) for a in batch.anomalies] == [
+        ("a1/chat", "chat", "high"),
+        ("a1/search", "search", "high"),
+    ]
+    bad = {**alert, "data": {**alert["data"], "severity": "apocalyptic"}}
+    assert "anomaly: severity = 'apocalyptic'" in one(decoder, json.dumps(bad).encode()).dead_letters[0].reason

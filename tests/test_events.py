@@ -1,0 +1,130 @@
+"""The data model rejects bad input with the field and the value named, and the catalog prices events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llm_optimizer.configs import ConfigSpec, GenerationParams
+from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.events import (
+    LLM_REQUEST_EVENT_TYPE,
+    CloudEvent,
+    event_from_cloudevent,
+    parse_event,
+    to_cloudevent,
+)
+from llm_optimizer.pricing import load_catalog
+
+GOOD = {
+    "event_id": "e-1",
+    "timestamp": "2026-11-01T12:00:00+00:00",
+    "service": "chat",
+    "model": "gpt-4o-mini",
+    "provider": "openai",
+    "latency_ms": 420,
+    "tokens_in": 1000,
+    "tokens_out": 500,
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("latency_ms", -1, "greater than or equal to 0"),
+        ("latency_ms", float("nan"), "finite"),
+        ("latency_ms", float("inf"), "finite"),
+        ("latency_ms", 7_200_000, "less than or equal"),
+        ("tokens_in", -5, "greater than or equal to 0"),
+        ("cost_usd", -0.01, "greater than or equal to 0"),
+        ("quality_score", 1.5, "less than or equal to 1"),
+        ("timestamp", "2026-11-01T12:00:00", "timezone"),
+        ("status", "exploded", "'ok'"),
+        ("variant", "purple", "'baseline'"),
+        ("service", "x" * 129, "at most 128"),
+        ("service", "", "at least 1"),
+        ("service", "bad name!", "pattern"),
+        ("surprise", 1, "Extra inputs"),
+    ],
+)
+def test_bad_values_are_refused_naming_field_and_value(field, value, says):
+    with pytest.raises(ValidationFailed) as err:
+        parse_event({**GOOD, field: value})
+    assert err.value.field == field
+    message = str(err.value)
+    assert message.startswith(f"{field} = ")
+    assert says in message
+    if isinstance(value, int | float) and value == value:  # NaN is shown as nan
+        assert repr(value)[:20] in message
+
+
+def test_inconsistent_events_are_refused():
+    with pytest.raises(ValidationFailed, match="ttft_ms"):
+        parse_event({**GOOD, "ttft_ms": 500})
+    with pytest.raises(ValidationFailed, match="error_type"):
+        parse_event({**GOOD, "error_type": "rate_limit"})
+    with pytest.raises(ValidationFailed, match="at most 64 attributes"):
+        parse_event({**GOOD, "attributes": {f"k{i}": i for i in range(65)}})
+
+
+def test_json_text_is_parsed_like_a_dict():
+    assert parse_event(json.dumps(GOOD)) == parse_event(GOOD)
+    with pytest.raises(ValidationFailed, match="Invalid JSON"):
+        parse_event(b"{not json")
+
+
+def test_cloudevent_round_trip_fills_id_and_time_from_the_envelope():
+    event = parse_event(GOOD)
+    envelope = to_cloudevent(event)
+    assert envelope["type"] == LLM_REQUEST_EVENT_TYPE
+    assert event_from_cloudevent(CloudEvent.model_validate(envelope)) == event
+
+    data = {k: v for k, v in GOOD.items() if k not in ("event_id", "timestamp")}
+    bare = CloudEvent.model_validate(
+        {**envelope, "id": "ce-9", "time": "2026-11-01T13:00:00Z", "data": json.dumps(data)}
+    )
+    inner = event_from_cloudevent(bare)
+    assert inner.event_id == "ce-9"
+    assert inner.timestamp.hour == 13
+
+
+def test_cloudevent_of_another_type_is_refused():
+    envelope = {**to_cloudevent(parse_event(GOOD)), "type": "com.example.other"}
+    with pytest.raises(ValidationFailed, match=r"com\.example\.other"):
+        event_from_cloudevent(CloudEvent.model_validate(envelope))
+
+
+def test_catalog_prices_events_without_cost_and_keeps_reported_cost():
+    catalog = load_catalog()
+    event = parse_event(GOOD)  # gpt-4o-mini: $0.15 in / $0.60 out per 1M
+    assert catalog.with_cost(event).cost_usd == pytest.approx((1000 * 0.15 + 500 * 0.60) / 1e6)
+    reported = parse_event({**GOOD, "cost_usd": 0.5})
+    assert catalog.with_cost(reported).cost_usd == 0.5
+    unknown = parse_event({**GOOD, "model": "in-house-model"})
+    assert catalog.with_cost(unknown).cost_usd is None
+
+
+def test_catalog_covers_the_models_of_the_shared_outcomes():
+    catalog = load_catalog()
+    for model in [
+        "gpt-4-1106-preview",
+        "mixtral-8x7b-instruct-v0.1",
+        "claude-3-haiku-20240307",
+        "gemini-2.0-flash-001",
+    ]:
+        assert catalog.price(model) is not None, model
+
+
+def test_a_broken_catalog_file_is_named(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text("as_of: x\nmodels:\n  - {model: m, provider: p, input_per_1m: -1, output_per_1m: 1}\n")
+    with pytest.raises(ValidationFailed, match=r"prices.yaml.*models.0.input_per_1m = -1"):
+        load_catalog(path)
+
+
+def test_config_fingerprint_is_stable_and_content_sensitive():
+    spec = ConfigSpec(model="gpt-4o", provider="openai", params=GenerationParams(temperature=0.2))
+    same = ConfigSpec.model_validate(json.loads(spec.model_dump_json()))
+    other = ConfigSpec(model="gpt-4o", provider="openai", params=GenerationParams(temperature=0.3))
+    assert spec.fingerprint() == same.fingerprint() != other.fingerprint()

@@ -1,0 +1,230 @@
+"""Ingestion on the real servers: Kafka (Tansu) -> Temporal worker -> Postgres, exactly once, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from conftest import settings_env, settings_for
+from temporalio.client import WorkflowExecutionStatus
+
+from activities.ingestion import ensure_topic
+from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
+from llm_optimizer.ingest import IngestionStatus
+from llm_optimizer.samples import sample_events
+from starter.ingest import ingestion_status, start_ingestion
+from worker import serving
+
+Message = bytes | tuple[bytes, list[tuple[str, bytes]]]
+
+
+async def produce(bootstrap: str, topic: str, messages: list[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for message in messages:
+            value, headers = message if isinstance(message, tuple) else (message, [])
+            futures.append(await producer.send(topic, value, headers=headers))
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def count(database_url: str, table: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def unique_topic() -> str:
+    return f"events-{uuid.uuid4().hex[:8]}"
+
+
+async def test_good_events_land_once_and_everything_else_is_dead_lettered(stack, database_url, temporal_client):
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic, "max_message_bytes": 8192, "consume_run_s": 2})
+    await ensure_topic(settings, topic)
+
+    events = list(sample_events(300, seed=1))
+    structured = [json.dumps(to_cloudevent(e)).encode() for e in events[:100]]
+    binary = []
+    for e in events[100:200]:
+        envelope = to_cloudevent(e)
+        headers = [(f"ce_{k}", str(v).encode()) for k, v in envelope.items() if k != "data"]
+        binary.append((json.dumps(envelope["data"]).encode(), headers))
+    bare = [e.model_dump_json().encode() for e in events[200:]]
+    poison = [
+        b"\xff\xfe not utf-8",
+        b"{not json",
+        json.dumps({**json.loads(events[0].model_dump_json()), "event_id": "bad", "tokens_in": -1}).encode(),
+        b"x" * 9000,
+    ]
+    anomaly = json.dumps(
+        {
+            "specversion": "1.0",
+            "type": SENTINEL_ANOMALY_EVENT_TYPE,
+            "source": "llm-sentinel",
+            "id": "alert-1",
+            "time": "2026-11-09T12:05:30Z",
+            "data": {"anomaly_type": "latency_spike", "severity": "high", "affected_services": ["chat"]},
+        }
+    ).encode()
+    duplicates = structured[:20]  # the same messages delivered twice
+    messages: list[Message] = [*structured[:50], *poison[:2], *structured[50:], *binary, anomaly, *poison[2:], *bare]
+    await produce(stack.kafka_bootstrap, topic, [*messages, *duplicates])
+
+    async with serving(temporal_client, settings):
+        handle = await start_ingestion(temporal_client, settings, topic)
+        await wait_for(lambda: count(database_url, "events") == 300, 60, "300 events in Postgres")
+        await wait_for(lambda: count(database_url, "dead_letters") == 4, 30, "4 dead letters")
+
+        async def totals_complete() -> IngestionStatus | None:
+            status = await ingestion_status(temporal_client, topic)
+            return status if status.totals.accepted == 300 else None
+
+        status = await wait_for(totals_complete, 30, "the workflow's totals")
+        assert status.totals.duplicates == 20
+        assert status.totals.dead_lettered == 4
+        assert status.totals.anomalies == 1
+
+        await handle.cancel()
+        await wait_for(
+            lambda: _status_is(handle, WorkflowExecutionStatus.CANCELED), 60, "the workflow to stop when cancelled"
+        )
+
+    with psycopg.connect(database_url) as conn:
+        reasons = conn.execute("SELECT position, reason, raw FROM dead_letters ORDER BY id").fetchall()
+        anomalies = conn.execute("SELECT service, severity FROM anomalies").fetchall()
+        ids = {r[0] for r in conn.execute("SELECT event_id FROM events")}
+    assert ids == {e.event_id for e in events}
+    assert anomalies == [("chat", "high")]
+    by_raw = {bytes(raw): (position, reason) for position, reason, raw in reasons}
+    assert "not UTF-8" in by_raw[poison[0]][1]
+    assert "not valid JSON" in by_raw[poison[1]][1]
+    assert "tokens_in = -1" in by_raw[poison[2]][1]
+    assert "larger than kafka.max_message_bytes" in by_raw[poison[3]][1]
+    for position, _ in by_raw.values():
+        name, partition, offset = position.rsplit("/", 2)
+        assert name == topic and partition.isdigit() and offset.isdigit()
+
+
+async def _status_is(handle, expected) -> bool:
+    return (await handle.describe()).status == expected
+
+
+def start_worker_process(settings, log_path) -> subprocess.Popen:
+    env = {**os.environ, **settings_env(settings)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "worker.py"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+async def test_worker_killed_mid_batch_then_every_event_is_present_exactly_once(
+    stack, database_url, temporal_client, repo_root, tmp_path
+):
+    total = 40_000
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic, "batch_max_events": 500, "consume_run_s": 5})
+    await ensure_topic(settings, topic)
+    await produce(stack.kafka_bootstrap, topic, [e.model_dump_json().encode() for e in sample_events(total, seed=2)])
+
+    log_path = tmp_path / "worker.log"
+    first = start_worker_process(settings, log_path)
+    second = None
+    try:
+        handle = await temporal_client.start_workflow(
+            "Ingestion",
+            {"topic": topic, "group_id": settings.kafka.group_id, "run_s": 5, "heartbeat_timeout_s": 3},
+            id=f"ingestion/{topic}",
+            task_queue=settings.temporal.task_queue,
+        )
+        await wait_for(lambda: count(database_url, "events") > 0, 60, "the first batch", interval=0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        landed_when_killed = count(database_url, "events")
+        assert landed_when_killed < total, "the worker finished before it could be killed: raise `total`"
+
+        second = start_worker_process(settings, log_path)
+        await wait_for(lambda: count(database_url, "events") >= total, 120, f"{total} events after the restart")
+        await asyncio.sleep(1)  # anything still in flight would show up as an extra row now
+        assert count(database_url, "events") == total
+        assert count(database_url, "dead_letters") == 0
+        await handle.cancel()
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    print(f"killed the worker with {landed_when_killed} of {total} events landed")
+
+
+async def committed_offsets(bootstrap: str, topic: str, group: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata for a new topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        total = 0
+        for p in partitions:
+            total += await consumer.committed(TopicPartition(topic, p)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_postgres_down_for_a_while_loses_nothing_and_commits_no_offsets(stack, database_url, temporal_client):
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic, "consume_run_s": 2})
+    await ensure_topic(settings, topic)
+    before = [e.model_dump_json().encode() for e in sample_events(1000, seed=3)]
+    during = [e.model_dump_json().encode() for e in sample_events(1000, seed=4)]
+
+    async with serving(temporal_client, settings):
+        await produce(stack.kafka_bootstrap, topic, before)
+        handle = await start_ingestion(temporal_client, settings, topic)
+        await wait_for(lambda: count(database_url, "events") == 1000, 60, "the first 1000 events")
+        await wait_for(
+            lambda: committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id),
+            30,
+            "offsets committed",
+        )
+        committed_before = await committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id)
+        assert committed_before == 1000
+
+        stack.postgres.down()
+        try:
+            await produce(stack.kafka_bootstrap, topic, during)
+            await asyncio.sleep(8)  # the activity fails and is retried while the database is gone
+            assert await committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id) == 1000
+        finally:
+            stack.postgres.up()
+
+        await wait_for(lambda: count(database_url, "events") == 2000, 120, "all 2000 events after Postgres is back")
+        await handle.cancel()
+    assert count(database_url, "dead_letters") == 0

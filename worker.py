@@ -1,0 +1,79 @@
+"""The worker: runs every workflow and activity of the optimizer on one task queue.
+
+`python worker.py` reads the settings (see docs/configuration.md), migrates the database, and serves until
+SIGINT/SIGTERM, finishing the activities in flight before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ActivityRegistry
+from llm_optimizer.errors import OptimizerError
+from llm_optimizer.pricing import load_catalog
+from llm_optimizer.settings import Settings, load_settings
+from starter.client import connect_client
+from storage.db import migrate
+from workflows import ALL_WORKFLOWS
+
+log = logging.getLogger("worker")
+
+
+@asynccontextmanager
+async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A running worker with every workflow and activity, stopped (gracefully) on exit."""
+    registry = ActivityRegistry(settings, load_catalog())
+    worker = Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=registry.all(),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await registry.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    migrate(settings.database_url)
+    client = await connect_client(settings)
+    async with serving(client, settings):
+        log.info("worker serving task queue %s on %s", settings.temporal.task_queue, settings.temporal_address)
+        await stop.wait()
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except OptimizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.logging.level.value.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
