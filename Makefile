@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status worker bench-ingest clean
+.PHONY: install demo test lint up down status worker clean bench-ingest bench-analysis bench-savings
 
 install: $(STAMP)
 
@@ -38,3 +38,6 @@ worker: $(STAMP)
 
 clean: down
 	rm -rf .data
+
+bench-ingest: $(STAMP)
+	$(PY) -m benchmarks.ingest

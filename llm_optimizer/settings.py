@@ -114,10 +114,13 @@ class TemporalSettings(Section):
 class CanaryThresholds(Section):
     """Relative degradations that make the canary judge roll back (seed defaults)."""
 
-    error_rate_increase: Fraction = 0.05
+    error_rate_increase: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # None: the preset's
     latency_increase: PositiveFloat = 0.20
     quality_decrease: Fraction = 0.10
+    cost_increase: PositiveFloat = 0.25
     min_samples: PositiveInt = 200
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01  # family-wise false-alarm rate of one judgement
+    max_extensions: Annotated[int, Field(ge=0)] = 2  # inconclusive stages are extended at most this often
 
 
 class OptimizationSettings(Section):
@@ -129,6 +132,8 @@ class OptimizationSettings(Section):
     max_rollbacks_per_day: PositiveInt = 3
     rolled_back_retry_after_s: PositiveInt = 86_400
     canary: CanaryThresholds = CanaryThresholds()
+    # Multiplies every bake time and interval of the loop: 1 in production, small in demos and tests.
+    time_scale: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
 
 
 class StackSettings(Section):

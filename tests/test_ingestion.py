@@ -185,10 +185,8 @@ async def committed_offsets(bootstrap: str, topic: str, group: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # fetches fresh metadata
         partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata for a new topic
-            partitions = consumer.partitions_for_topic(topic) or set()
         total = 0
         for p in partitions:
             total += await consumer.committed(TopicPartition(topic, p)) or 0

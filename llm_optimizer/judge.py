@@ -1,0 +1,181 @@
+"""The canary judge: is the canary worse than the baseline over the same period? Used at every rollout stage.
+
+A metric is degraded only when a one-sided test says so at its share of the family-wise `alpha` (Bonferroni over
+the four metrics) AND the point estimate is past the operator's threshold: significance alone would roll back
+harmless differences on large samples, a threshold alone would roll back noise on small ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from llm_optimizer.stats import diff_ci, mann_whitney, two_proportion_z, welch_t
+
+METRICS = ("error_rate", "latency_p95", "quality", "cost_per_request")
+MIN_QUALITY_SCORES = 30  # fewer scored requests than this on a side: quality is not judged
+
+
+@dataclass
+class ArmSample:
+    """What one side served during the stage. Latencies and costs of all requests; quality where scored."""
+
+    requests: int
+    errors: int
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    quality: np.ndarray = field(default_factory=lambda: np.empty(0))
+    cost_usd: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+class JudgeThresholds(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    error_rate_increase: float = 0.05
+    latency_increase: float = 0.20
+    quality_decrease: float = 0.10
+    cost_increase: float = 0.25
+    min_samples: int = 200
+    alpha: float = 0.01
+
+
+class MetricCheck(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    baseline: float
+    canary: float
+    relative_change: float
+    threshold: float
+    test: str
+    p_value: float
+    degraded: bool
+    detail: str = ""
+
+
+class CanaryVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    verdict: Literal["healthy", "degraded", "inconclusive"]
+    reasons: list[str]
+    checks: list[MetricCheck]
+    baseline_requests: int
+    canary_requests: int
+
+
+def judge(baseline: ArmSample, canary: ArmSample, thresholds: JudgeThresholds) -> CanaryVerdict:
+    """Compare the canary with the baseline; the verdict names every reason for a rollback."""
+    sizes = {"baseline_requests": baseline.requests, "canary_requests": canary.requests}
+    if min(baseline.requests, canary.requests) < thresholds.min_samples:
+        return CanaryVerdict(
+            verdict="inconclusive",
+            reasons=[
+                f"too few requests to judge: baseline {baseline.requests}, canary {canary.requests} "
+                f"(at least {thresholds.min_samples} each)"
+            ],
+            checks=[],
+            **sizes,
+        )
+    alpha = thresholds.alpha / len(METRICS)
+    checks = [
+        _error_rate(baseline, canary, thresholds.error_rate_increase, alpha),
+        _latency(baseline, canary, thresholds.latency_increase, alpha),
+        _quality(baseline, canary, thresholds.quality_decrease, alpha),
+        _cost(baseline, canary, thresholds.cost_increase, alpha),
+    ]
+    checks = [c for c in checks if c is not None]
+    degraded = [c for c in checks if c.degraded]
+    if degraded:
+        return CanaryVerdict(verdict="degraded", reasons=[_reason(c) for c in degraded], checks=checks, **sizes)
+    return CanaryVerdict(verdict="healthy", reasons=[], checks=checks, **sizes)
+
+
+def _reason(check: MetricCheck) -> str:
+    return (
+        f"{check.metric} {check.baseline:.4g} -> {check.canary:.4g} ({check.relative_change:+.1%}, "
+        f"limit {check.threshold:+.0%}, {check.test} p={check.p_value:.2g})"
+    )
+
+
+def _relative(base: float, new: float) -> float:
+    if base == 0:
+        return 0.0 if new == 0 else float("inf")
+    return (new - base) / abs(base)
+
+
+def _error_rate(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck:
+    test = two_proportion_z(baseline.errors, baseline.requests, canary.errors, canary.requests, "greater")
+    change = _relative(baseline.error_rate, canary.error_rate)
+    return MetricCheck(
+        metric="error_rate",
+        baseline=baseline.error_rate,
+        canary=canary.error_rate,
+        relative_change=min(change, 1e9),
+        threshold=threshold,
+        test=test.test,
+        p_value=test.p_value,
+        degraded=test.p_value < alpha and change > threshold,
+    )
+
+
+def _latency(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck | None:
+    if len(baseline.latencies_ms) < 2 or len(canary.latencies_ms) < 2:
+        return None
+    test = mann_whitney(baseline.latencies_ms, canary.latencies_ms, "greater")
+    base_p95 = float(np.percentile(baseline.latencies_ms, 95))
+    canary_p95 = float(np.percentile(canary.latencies_ms, 95))
+    change = _relative(base_p95, canary_p95)
+    return MetricCheck(
+        metric="latency_p95",
+        baseline=base_p95,
+        canary=canary_p95,
+        relative_change=change,
+        threshold=threshold,
+        test=test.test,
+        p_value=test.p_value,
+        degraded=test.p_value < alpha and change > threshold,
+    )
+
+
+def _quality(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck | None:
+    if min(len(baseline.quality), len(canary.quality)) < MIN_QUALITY_SCORES:
+        return None
+    test = welch_t(baseline.quality, canary.quality, "less")
+    diff, low, high = diff_ci(baseline.quality, canary.quality)
+    base, new = float(baseline.quality.mean()), float(canary.quality.mean())
+    change = _relative(base, new)
+    return MetricCheck(
+        metric="quality",
+        baseline=base,
+        canary=new,
+        relative_change=change,
+        threshold=-threshold,
+        test=test.test,
+        p_value=test.p_value,
+        degraded=test.p_value < alpha and change < -threshold,
+        detail=f"difference {diff:+.4f} (95% CI {low:+.4f} .. {high:+.4f})",
+    )
+
+
+def _cost(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck | None:
+    if len(baseline.cost_usd) < 2 or len(canary.cost_usd) < 2:
+        return None
+    test = welch_t(baseline.cost_usd, canary.cost_usd, "greater")
+    base, new = float(baseline.cost_usd.mean()), float(canary.cost_usd.mean())
+    change = _relative(base, new)
+    return MetricCheck(
+        metric="cost_per_request",
+        baseline=base,
+        canary=new,
+        relative_change=min(change, 1e9),
+        threshold=threshold,
+        test=test.test,
+        p_value=test.p_value if np.isfinite(test.p_value) else 1.0,
+        degraded=bool(np.isfinite(test.p_value)) and test.p_value < alpha and change > threshold,
+    )

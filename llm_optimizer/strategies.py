@@ -1,0 +1,72 @@
+"""Strategy presets of the seeds: how much improvement and confidence a change needs, and how it rolls out."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llm_optimizer.settings import Strategy
+
+
+class RolloutStage(BaseModel):
+    """Send `percent` of traffic to the canary and bake for `bake_s` seconds before judging."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    percent: float = Field(gt=0, le=100)
+    bake_s: float = Field(ge=0)
+
+
+class StrategyPreset(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Strategy
+    min_improvement: float = Field(ge=0, le=1, description="relative gain on the objective a change must promise")
+    min_confidence: float = Field(ge=0, le=1)
+    max_risk: float = Field(ge=0, le=1, description="largest acceptable probability that the change is worse")
+    error_rate_increase: float = Field(ge=0, description="relative error-rate rise that rolls a canary back")
+    stages: tuple[RolloutStage, ...]
+
+    @model_validator(mode="after")
+    def _ends_at_full_traffic(self) -> StrategyPreset:
+        percents = [s.percent for s in self.stages]
+        if percents != sorted(percents) or percents[-1] != 100:
+            raise ValueError(f"stages must grow and end at 100%, got {percents}")
+        return self
+
+    def scaled(self, time_scale: float) -> StrategyPreset:
+        """The same preset with every bake time multiplied by `time_scale` (demos and tests shorten them)."""
+        stages = tuple(s.model_copy(update={"bake_s": s.bake_s * time_scale}) for s in self.stages)
+        return self.model_copy(update={"stages": stages})
+
+
+def _stages(percents: list[float], bake_minutes: list[float]) -> tuple[RolloutStage, ...]:
+    # The last stage (100%) is the promotion itself: it does not bake.
+    return tuple(RolloutStage(percent=p, bake_s=m * 60) for p, m in zip(percents, [*bake_minutes, 0], strict=True))
+
+
+PRESETS: dict[Strategy, StrategyPreset] = {
+    Strategy.conservative: StrategyPreset(
+        name=Strategy.conservative,
+        min_improvement=0.15,
+        min_confidence=0.9,
+        max_risk=0.05,
+        error_rate_increase=0.02,
+        stages=_stages([1, 5, 25, 50, 100], [10, 15, 30, 60]),
+    ),
+    Strategy.balanced: StrategyPreset(
+        name=Strategy.balanced,
+        min_improvement=0.10,
+        min_confidence=0.8,
+        max_risk=0.1,
+        error_rate_increase=0.05,
+        stages=_stages([5, 25, 50, 100], [5, 10, 15]),
+    ),
+    Strategy.aggressive: StrategyPreset(
+        name=Strategy.aggressive,
+        min_improvement=0.05,
+        min_confidence=0.7,
+        max_risk=0.2,
+        error_rate_increase=0.10,
+        stages=_stages([10, 50, 100], [3, 5]),
+    ),
+}

@@ -1,0 +1,70 @@
+"""The canary judge, calibrated by simulation with a fixed seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm_optimizer.judge import ArmSample, JudgeThresholds, judge
+
+CANARY_N = 2_000
+BASELINE_N = 10_000  # the baseline serves the rest of the traffic: here the canary has about 17%
+THRESHOLDS = JudgeThresholds()  # seed defaults: error +5%, latency +20%, quality -10%
+
+
+def arm(rng, n, *, error_rate=0.02, latency_scale=1.0, quality=0.85, cost=0.002) -> ArmSample:
+    errors = int(rng.binomial(n, error_rate))
+    return ArmSample(
+        requests=n,
+        errors=errors,
+        latencies_ms=rng.lognormal(np.log(800), 0.5, n) * latency_scale,
+        quality=rng.binomial(1, quality, n // 2).astype(float),  # half the requests carry a score
+        cost_usd=rng.gamma(4, cost / 4, n),
+    )
+
+
+def degraded_share(rng, trials, **canary) -> float:
+    hits = 0
+    for _ in range(trials):
+        verdict = judge(arm(rng, BASELINE_N), arm(rng, CANARY_N, **canary), THRESHOLDS)
+        hits += verdict.verdict == "degraded"
+    return hits / trials
+
+
+def test_a_a_comparisons_are_rarely_called_degraded():
+    assert degraded_share(np.random.default_rng(1), 1000) <= 0.01
+
+
+def test_doubled_error_rate_is_caught():
+    assert degraded_share(np.random.default_rng(2), 1000, error_rate=0.04) >= 0.95
+
+
+def test_thirty_percent_slower_is_caught():
+    assert degraded_share(np.random.default_rng(3), 1000, latency_scale=1.3) >= 0.95
+
+
+def test_verdict_names_the_reason_and_all_checks():
+    rng = np.random.default_rng(4)
+    verdict = judge(arm(rng, BASELINE_N), arm(rng, CANARY_N, quality=0.6), THRESHOLDS)
+    assert verdict.verdict == "degraded"
+    assert len(verdict.reasons) == 1 and verdict.reasons[0].startswith("quality 0.85")
+    assert {c.metric for c in verdict.checks} == {"error_rate", "latency_p95", "quality", "cost_per_request"}
+    quality = next(c for c in verdict.checks if c.metric == "quality")
+    assert "95% CI" in quality.detail
+
+
+def test_too_few_requests_is_inconclusive_and_unscored_quality_is_not_judged():
+    rng = np.random.default_rng(5)
+    small = judge(arm(rng, BASELINE_N), arm(rng, 150), THRESHOLDS)
+    assert small.verdict == "inconclusive" and "too few requests" in small.reasons[0]
+    unscored = arm(rng, CANARY_N)
+    unscored.quality = np.empty(0)
+    verdict = judge(arm(rng, BASELINE_N), unscored, THRESHOLDS)
+    assert "quality" not in {c.metric for c in verdict.checks}
+
+
+def test_a_small_but_significant_difference_below_the_threshold_is_healthy():
+    # Big samples make a 3% latency rise significant; the 20% threshold keeps it healthy.
+    rng = np.random.default_rng(6)
+    verdict = judge(arm(rng, 50_000), arm(rng, 50_000, latency_scale=1.03), THRESHOLDS)
+    latency = next(c for c in verdict.checks if c.metric == "latency_p95")
+    assert latency.p_value < 0.001 and verdict.verdict == "healthy"
