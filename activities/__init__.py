@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.ingestion import IngestionActivities
+from activities.loop import LoopActivities
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
 
@@ -15,9 +16,10 @@ class ActivityRegistry:
 
     def __init__(self, settings: Settings, catalog: PricingCatalog):
         self.ingestion = IngestionActivities(settings, catalog)
+        self.loop = LoopActivities(settings, catalog)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.ingestion.consume_topic]
+        return [self.ingestion.consume_topic, *self.loop.all()]
 
     async def close(self) -> None:
         await self.ingestion.close()

@@ -1,7 +1,9 @@
 """Deterministic orchestration only: workflows call activities, wait on timers and react to signals."""
 
+from workflows.canary_rollout import CanaryRollout
 from workflows.ingestion import IngestionWorkflow
+from workflows.optimization_cycle import OptimizationCycle
 
-ALL_WORKFLOWS = [IngestionWorkflow]
+ALL_WORKFLOWS = [IngestionWorkflow, OptimizationCycle, CanaryRollout]
 
-__all__ = ["ALL_WORKFLOWS", "IngestionWorkflow"]
+__all__ = ["ALL_WORKFLOWS", "CanaryRollout", "IngestionWorkflow", "OptimizationCycle"]

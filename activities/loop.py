@@ -1,0 +1,238 @@
+"""Activities of OptimizationCycle and CanaryRollout: thin adapters from Temporal to the domain and Postgres.
+
+Each opens a connection, reads summaries, calls a pure function, writes the result; each is idempotent (keyed by
+decision id, rollout id and stage, or audit id), so a retry after a crash writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import psycopg
+from temporalio import activity
+
+from llm_optimizer.control import (
+    AuditRecord,
+    DecideRequest,
+    JudgeRequest,
+    Observation,
+    ObserveRequest,
+    PrepareCanaryRequest,
+    PreparedCanary,
+    RolloutRecord,
+    StageVerdict,
+    ThresholdCheck,
+    ThresholdRequest,
+    TrafficRequest,
+)
+from llm_optimizer.decision import Decision, DecisionInput, Guards, Profile, decide, violations
+from llm_optimizer.judge import CanaryVerdict, judge
+from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.resolution import Assignment
+from llm_optimizer.settings import Settings
+from llm_optimizer.strategies import PRESETS
+from storage import analysis_repo, audit_repo, configs_repo
+from storage.db import psycopg_url
+
+T = TypeVar("T")
+
+
+class LoopActivities:
+    def __init__(self, settings: Settings, catalog: PricingCatalog):
+        self.settings = settings
+        self.catalog = catalog
+
+    async def _db(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work` in a thread, in one transaction on a fresh connection."""
+
+        def run() -> T:
+            with (
+                psycopg.connect(
+                    psycopg_url(self.settings.database_url),
+                    connect_timeout=int(self.settings.database.connect_timeout_s),
+                ) as conn,
+                conn.transaction(),
+            ):
+                return work(conn)
+
+        return await asyncio.to_thread(run)
+
+    # ---- OptimizationCycle ----
+
+    @activity.defn(name="observe")
+    async def observe(self, request: ObserveRequest) -> Observation:
+        def work(conn: psycopg.Connection) -> Observation:
+            assignment = configs_repo.get_assignment(conn, request.service)
+            parent = None
+            if assignment is not None:
+                parent = configs_repo.get_version(conn, request.service, assignment.active_version).parent_version
+            requests = conn.execute(
+                "SELECT count(*) FROM events WHERE service = %s AND ts >= %s AND ts < %s",
+                (request.service, request.window_start, request.window_end),
+            ).fetchone()[0]
+            return Observation(
+                service=request.service,
+                active_version=assignment.active_version if assignment else None,
+                parent_version=parent,
+                canary_version=assignment.canary_version if assignment else None,
+                requests=requests,
+            )
+
+        return await self._db(work)
+
+    @activity.defn(name="check_thresholds")
+    async def check_thresholds(self, request: ThresholdRequest) -> ThresholdCheck:
+        """The fast path: the live config against the hard limits, and Sentinel's high and critical alerts."""
+
+        def work(conn: psycopg.Connection) -> ThresholdCheck:
+            reasons = _take_anomalies(conn, request.service, activity.info().workflow_id or "")
+            assignment = configs_repo.get_assignment(conn, request.service)
+            if assignment is not None:
+                for p in analysis_repo.profiles(conn, request.service, request.window_start, request.window_end):
+                    if p.config_version == assignment.active_version and p.requests >= 50:
+                        reasons += violations(p, request.constraints, None)
+            return ThresholdCheck(violated=bool(reasons), reasons=reasons)
+
+        return await self._db(work)
+
+    @activity.defn(name="decide")
+    async def decide(self, request: DecideRequest) -> Decision:
+        def work(conn: psycopg.Connection) -> Decision:
+            decision = decide(self._decision_input(conn, request))
+            audit_repo.record_decision(conn, decision, request.cycle_id)
+            return decision
+
+        return await self._db(work)
+
+    def _decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> DecisionInput:
+        assignment = configs_repo.get_assignment(conn, request.service)
+        assert assignment is not None, "observe found an assignment before decide runs"
+        active = configs_repo.get_version(conn, request.service, assignment.active_version)
+        seen = analysis_repo.profiles(conn, request.service, request.window_start, request.now)
+        current = next(
+            (p for p in seen if p.config_version == active.version),
+            Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
+        )
+        tokens_in, tokens_out = analysis_repo.mean_tokens(
+            conn, request.service, active.version, request.window_start, request.now
+        )
+        candidates: dict[str, Profile] = {}
+        for p in seen:  # the best-observed profile of each other model
+            if (
+                p.model != current.model
+                and p.requests > candidates.get(p.model, Profile(model="", provider="")).requests
+            ):
+                candidates[p.model] = p
+        for model in request.candidate_models:
+            price = self.catalog.price(model)
+            if model not in candidates and model != current.model and price is not None:
+                # Not observed yet: priced from the catalog at the live config's token mix.
+                candidates[model] = Profile(
+                    model=model, provider=price.provider, cost_per_request=price.cost(int(tokens_in), int(tokens_out))
+                )
+        settings = self.settings.optimization
+        scale = request.time_scale
+        return DecisionInput(
+            service=request.service,
+            now=request.now,
+            current_version=active.version,
+            parent_version=active.parent_version,
+            current=current,
+            reference_quality=request.memory.reference_quality
+            if request.memory.reference_quality is not None
+            else (current.quality_mean if current.quality_known else None),
+            candidates=list(candidates.values()),
+            critical_findings=request.findings,
+            constraints=request.constraints,
+            objectives=request.objectives,
+            preset=PRESETS[request.strategy],
+            guards=Guards(
+                change_cooldown=timedelta(seconds=settings.change_cooldown_s * scale),
+                max_rollbacks_per_day=settings.max_rollbacks_per_day,
+                rolled_back_retry_after=timedelta(seconds=settings.rolled_back_retry_after_s * scale),
+            ),
+            memory=request.memory,
+        )
+
+    @activity.defn(name="prepare_canary")
+    async def prepare_canary(self, request: PrepareCanaryRequest) -> PreparedCanary:
+        """Register the candidate as a new version derived from the live one (same content: same version)."""
+
+        def work(conn: psycopg.Connection) -> PreparedCanary:
+            base = configs_repo.get_version(conn, request.service, request.base_version)
+            spec = base.spec.model_copy(update={"model": request.model, "provider": request.provider})
+            version = configs_repo.register(
+                conn,
+                request.service,
+                spec,
+                parent_version=base.version,
+                created_by="optimizer",
+                description=f"decision {request.decision_id}",
+            )
+            return PreparedCanary(version=version.version, spec=version.spec)
+
+        return await self._db(work)
+
+    @activity.defn(name="audit")
+    async def audit(self, record: AuditRecord) -> None:
+        await self._db(lambda conn: audit_repo.record_event(conn, record))
+
+    # ---- CanaryRollout ----
+
+    @activity.defn(name="set_traffic")
+    async def set_traffic(self, request: TrafficRequest) -> None:
+        assignment = Assignment(
+            service=request.service,
+            active_version=request.active_version,
+            canary_version=request.canary_version,
+            canary_percent=request.percent if request.canary_version else 0.0,
+        )
+        await self._db(lambda conn: configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id))
+
+    @activity.defn(name="judge_stage")
+    async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:
+        def work(conn: psycopg.Connection) -> CanaryVerdict:
+            baseline = analysis_repo.arm_sample(
+                conn, request.service, request.baseline_version, request.window_start, request.window_end
+            )
+            canary = analysis_repo.arm_sample(
+                conn, request.service, request.canary_version, request.window_start, request.window_end
+            )
+            verdict = judge(baseline, canary, request.thresholds)
+            audit_repo.record_verdict(
+                conn,
+                request.rollout_id,
+                StageVerdict(stage=request.stage, attempt=request.attempt, percent=request.percent, verdict=verdict),
+            )
+            return verdict
+
+        return await self._db(work)
+
+    @activity.defn(name="record_rollout")
+    async def record_rollout(self, record: RolloutRecord) -> None:
+        await self._db(lambda conn: audit_repo.record_rollout(conn, record))
+
+    def all(self) -> list[Callable]:
+        return [
+            self.observe,
+            self.check_thresholds,
+            self.decide,
+            self.prepare_canary,
+            self.audit,
+            self.set_traffic,
+            self.judge_stage,
+            self.record_rollout,
+        ]
+
+
+def _take_anomalies(conn: psycopg.Connection, service: str, handler: str) -> list[str]:
+    """Claim the service's unhandled high and critical Sentinel anomalies (each is acted on once)."""
+    rows = conn.execute(
+        "UPDATE anomalies SET handled_by = %s WHERE service = %s AND handled_by IS NULL "
+        "AND severity IN ('high', 'critical') RETURNING anomaly_type, severity",
+        (handler, service),
+    ).fetchall()
+    return [f"Sentinel: {severity} {kind}" for kind, severity in rows]

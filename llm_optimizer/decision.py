@@ -1,0 +1,398 @@
+"""Decide: from observed profiles, findings and constraints to one explained, safe `Decision`.
+
+Order of the seeds' decision flow: safety first (a critical finding on the live config rolls back), then the
+change guards (cooldown, rollback budget), then candidate selection: hard constraints filter, the Pareto frontier
+over cost, quality and latency narrows, a weighted score against the current config picks, and the strategy
+preset's minimum improvement and confidence gate the result. Every check is recorded in the decision.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats as sps
+
+from llm_optimizer.strategies import StrategyPreset
+
+
+class Action(StrEnum):
+    none = "none"
+    canary = "canary"
+    rollback = "rollback"
+    experiment = "experiment"
+    alert = "alert"
+
+
+class Objectives(BaseModel):
+    """Weights of the weighted score (seeds: cost 0.6, quality 0.4); they need not sum to one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cost: float = Field(default=0.6, ge=0)
+    quality: float = Field(default=0.3, ge=0)
+    latency: float = Field(default=0.1, ge=0)
+
+
+class Constraints(BaseModel):
+    """Hard limits: a candidate that breaks one is never proposed, and the live config breaking one is a finding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quality_floor_ratio: float = Field(default=0.95, gt=0, le=1, description="of the reference config's quality")
+    quality_min: float | None = Field(default=None, ge=0, le=1)
+    p95_latency_max_ms: float | None = Field(default=None, gt=0)
+    error_rate_max: float | None = Field(default=0.05, ge=0, le=1)
+    daily_budget_usd: float | None = Field(default=None, gt=0)
+    approved_models: list[str] | None = None
+    denied_providers: list[str] = Field(default_factory=list)
+
+
+class Profile(BaseModel):
+    """What is known of one model (and config) for a service: observed, or priced from the catalog only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str
+    config_version: str | None = None
+    requests: int = 0
+    error_rate: float | None = None
+    latency_p95_ms: float | None = None
+    quality_mean: float | None = None
+    quality_sd: float | None = None
+    quality_n: int = 0
+    cost_per_request: float | None = None
+    cost_sd: float | None = None
+
+    @property
+    def quality_known(self) -> bool:
+        return self.quality_mean is not None and self.quality_n >= 30
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: Literal["safety", "guard", "constraint", "policy", "objective"]
+    passed: bool
+    detail: str
+
+
+class Impact(BaseModel):
+    """An expected relative change (cost, latency) or difference (quality), with a 95% interval where estimable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    estimate: float
+    low: float | None = None
+    high: float | None = None
+
+
+class Memory(BaseModel):
+    """What the cycle remembers between decisions (carried across continue-as-new)."""
+
+    last_change_at: datetime | None = None
+    reference_quality: float | None = None  # quality of the config the cycle started from: the floor's base
+    rollbacks: list[datetime] = Field(default_factory=list)
+    rolled_back_models: dict[str, datetime] = Field(default_factory=dict)
+
+
+class Guards(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    change_cooldown: timedelta = timedelta(minutes=30)
+    max_rollbacks_per_day: int = 3
+    rolled_back_retry_after: timedelta = timedelta(days=1)
+    explore_unobserved: bool = True
+
+
+class Decision(BaseModel):
+    decision_id: str
+    service: str
+    made_at: datetime
+    action: Action
+    rationale: str
+    confidence: float | None = None
+    current_version: str | None = None
+    target_version: str | None = None  # rollback target
+    candidate: Profile | None = None  # canary candidate
+    exploration: bool = False
+    reference_quality: float | None = None
+    expected_impact: dict[str, Impact] = Field(default_factory=dict)
+    checks: list[Check] = Field(default_factory=list)
+
+
+class DecisionInput(BaseModel):
+    service: str
+    now: datetime
+    current_version: str
+    parent_version: str | None = None
+    current: Profile
+    reference_quality: float | None = None  # quality the floor is relative to (the starting config's)
+    candidates: list[Profile] = Field(default_factory=list)
+    critical_findings: list[str] = Field(default_factory=list)
+    constraints: Constraints = Constraints()
+    objectives: Objectives = Objectives()
+    preset: StrategyPreset
+    guards: Guards = Guards()
+    memory: Memory = Memory()
+
+
+def decide(inp: DecisionInput) -> Decision:
+    checks: list[Check] = []
+
+    def done(action: Action, rationale: str, **fields) -> Decision:
+        return Decision(
+            decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{inp.service}/{inp.now.isoformat()}")),
+            service=inp.service,
+            made_at=inp.now,
+            action=action,
+            rationale=rationale,
+            current_version=inp.current_version,
+            reference_quality=inp.reference_quality,
+            checks=checks,
+            **fields,
+        )
+
+    # 1. Safety first.
+    broken = violations(inp.current, inp.constraints, _quality_floor(inp))
+    checks.append(
+        Check(
+            name="live config within hard constraints",
+            kind="safety",
+            passed=not broken and not inp.critical_findings,
+            detail="; ".join(broken + inp.critical_findings) or "all limits hold",
+        )
+    )
+    if inp.critical_findings or broken:
+        reason = "; ".join(inp.critical_findings + broken)
+        if inp.parent_version:
+            return done(
+                Action.rollback,
+                f"the live config {inp.current_version} is unsafe ({reason}): roll back to {inp.parent_version}",
+                target_version=inp.parent_version,
+                confidence=1.0,
+            )
+        return done(Action.alert, f"the live config {inp.current_version} is unsafe ({reason}) and has no parent")
+
+    # 2. Change guards.
+    if inp.memory.last_change_at and inp.now - inp.memory.last_change_at < inp.guards.change_cooldown:
+        until = inp.memory.last_change_at + inp.guards.change_cooldown
+        checks.append(Check(name="change cooldown", kind="guard", passed=False, detail=f"until {until.isoformat()}"))
+        return done(Action.none, f"no change: the last one was at {inp.memory.last_change_at.isoformat()}, cooldown")
+    recent = [t for t in inp.memory.rollbacks if inp.now - t < timedelta(days=1)]
+    if len(recent) >= inp.guards.max_rollbacks_per_day:
+        checks.append(Check(name="rollback budget", kind="guard", passed=False, detail=f"{len(recent)} today"))
+        return done(Action.none, f"no change: {len(recent)} rollbacks in the last 24 h (limit reached)")
+
+    # 3. Candidates.
+    floor = _quality_floor(inp)
+    feasible: list[Profile] = []
+    for candidate in inp.candidates:
+        if candidate.model == inp.current.model:
+            continue
+        problems = _candidate_problems(candidate, inp, floor)
+        checks.append(
+            Check(
+                name=f"candidate {candidate.model}",
+                kind="constraint",
+                passed=not problems,
+                detail="; ".join(problems) or "meets every hard constraint",
+            )
+        )
+        if not problems:
+            feasible.append(candidate)
+    frontier = pareto_frontier([inp.current, *feasible])
+    ranked = sorted(
+        (c for c in feasible if c in frontier or not c.quality_known),
+        key=lambda c: weighted_gain(inp.current, c, inp.objectives),
+        reverse=True,
+    )
+    for candidate in ranked:
+        gain = weighted_gain(inp.current, candidate, inp.objectives)
+        enough = gain >= inp.preset.min_improvement
+        checks.append(
+            Check(
+                name=f"improvement of {candidate.model}",
+                kind="objective",
+                passed=enough,
+                detail=f"weighted gain {gain:+.1%} (minimum {inp.preset.min_improvement:.0%})",
+            )
+        )
+        if not enough:
+            continue
+        impact = expected_impact(inp.current, candidate)
+        if candidate.quality_known:
+            confidence = _confidence_meets_floor(candidate, floor)
+            if confidence < inp.preset.min_confidence:
+                checks.append(
+                    Check(
+                        name=f"confidence in {candidate.model}",
+                        kind="objective",
+                        passed=False,
+                        detail=f"{confidence:.2f} < {inp.preset.min_confidence}",
+                    )
+                )
+                continue
+            return done(
+                Action.canary,
+                f"canary {candidate.model}: {_describe(impact)}; quality stays above the floor with confidence "
+                f"{confidence:.2f}",
+                candidate=candidate,
+                confidence=confidence,
+                expected_impact=impact,
+            )
+        if inp.guards.explore_unobserved:
+            return done(
+                Action.canary,
+                f"explore {candidate.model} (quality not yet observed): {_describe(impact)}; the canary judge rolls "
+                f"it back if quality falls more than {1 - inp.constraints.quality_floor_ratio:.0%}",
+                candidate=candidate,
+                confidence=None,
+                exploration=True,
+                expected_impact=impact,
+            )
+    return done(Action.none, "no candidate is better enough than the live config under the constraints")
+
+
+def _quality_floor(inp: DecisionInput) -> float | None:
+    floors = []
+    if inp.reference_quality is not None:
+        floors.append(inp.reference_quality * inp.constraints.quality_floor_ratio)
+    if inp.constraints.quality_min is not None:
+        floors.append(inp.constraints.quality_min)
+    return max(floors) if floors else None
+
+
+def violations(profile: Profile, constraints: Constraints, floor: float | None) -> list[str]:
+    found = []
+    if constraints.error_rate_max is not None and (profile.error_rate or 0) > constraints.error_rate_max:
+        found.append(f"error rate {profile.error_rate:.1%} > {constraints.error_rate_max:.1%}")
+    if constraints.p95_latency_max_ms is not None and (profile.latency_p95_ms or 0) > constraints.p95_latency_max_ms:
+        found.append(f"p95 latency {profile.latency_p95_ms:.0f} ms > {constraints.p95_latency_max_ms:.0f} ms")
+    if floor is not None and profile.quality_known and _upper(profile) < floor:
+        found.append(f"quality {profile.quality_mean:.3f} below the floor {floor:.3f}")
+    return found
+
+
+def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | None) -> list[str]:
+    c = inp.constraints
+    problems = violations(candidate, c, floor)
+    if candidate.quality_known and floor is not None and candidate.quality_mean < floor:
+        problems.append(f"quality {candidate.quality_mean:.3f} below the floor {floor:.3f}")
+    if c.approved_models is not None and candidate.model not in c.approved_models:
+        problems.append("not an approved model")
+    if candidate.provider in c.denied_providers:
+        problems.append(f"provider {candidate.provider} is denied")
+    if candidate.cost_per_request is None:
+        problems.append("no price known")
+    rolled_back_at = inp.memory.rolled_back_models.get(candidate.model)
+    if rolled_back_at and inp.now - rolled_back_at < inp.guards.rolled_back_retry_after:
+        problems.append(f"rolled back at {rolled_back_at.isoformat()}; not retried before the retry period ends")
+    return sorted(set(problems))
+
+
+def _upper(profile: Profile) -> float:
+    se = (profile.quality_sd or 0) / math.sqrt(max(profile.quality_n, 1))
+    return (profile.quality_mean or 0) + 1.96 * se
+
+
+def _confidence_meets_floor(profile: Profile, floor: float | None) -> float:
+    """P(true quality >= floor) under a normal approximation of the mean."""
+    if floor is None:
+        return 1.0
+    se = (profile.quality_sd or 0) / math.sqrt(max(profile.quality_n, 1))
+    if se == 0:
+        return 1.0 if (profile.quality_mean or 0) >= floor else 0.0
+    return float(sps.norm.cdf(((profile.quality_mean or 0) - floor) / se))
+
+
+def pareto_frontier(profiles: list[Profile]) -> list[Profile]:
+    """The profiles no other profile dominates on (lower cost, higher quality, lower p95 latency).
+
+    Unknown values count as the worst, so an unobserved profile is on the frontier only through its price.
+    """
+
+    def key(p: Profile) -> tuple[float, float, float]:
+        return (
+            p.cost_per_request if p.cost_per_request is not None else math.inf,
+            -(p.quality_mean if p.quality_known else -math.inf),
+            p.latency_p95_ms if p.latency_p95_ms is not None else math.inf,
+        )
+
+    keys = [key(p) for p in profiles]
+    frontier = []
+    for i, p in enumerate(profiles):
+        dominated = any(
+            all(o <= s for o, s in zip(keys[j], keys[i], strict=True)) and keys[j] != keys[i]
+            for j in range(len(profiles))
+            if j != i
+        )
+        if not dominated:
+            frontier.append(p)
+    return frontier
+
+
+def weighted_gain(current: Profile, candidate: Profile, objectives: Objectives) -> float:
+    """Weighted relative improvement of `candidate` over `current` (positive is better).
+
+    Unknown quality or latency of the candidate counts as unchanged: the canary measures them.
+    """
+    total = objectives.cost + objectives.quality + objectives.latency
+    if total == 0:
+        return 0.0
+    gain = 0.0
+    if current.cost_per_request and candidate.cost_per_request is not None:
+        gain += objectives.cost * (current.cost_per_request - candidate.cost_per_request) / current.cost_per_request
+    if current.quality_known and candidate.quality_known and current.quality_mean:
+        gain += objectives.quality * (candidate.quality_mean - current.quality_mean) / current.quality_mean
+    if current.latency_p95_ms and candidate.latency_p95_ms:
+        gain += objectives.latency * (current.latency_p95_ms - candidate.latency_p95_ms) / current.latency_p95_ms
+    return gain / total
+
+
+def expected_impact(current: Profile, candidate: Profile) -> dict[str, Impact]:
+    impact: dict[str, Impact] = {}
+    if current.cost_per_request and candidate.cost_per_request is not None:
+        change = candidate.cost_per_request / current.cost_per_request - 1
+        low = high = None
+        if (
+            current.requests > 1
+            and candidate.requests > 1
+            and current.cost_sd is not None
+            and candidate.cost_sd is not None
+        ):
+            # Delta method on the ratio of two independent means.
+            ratio = candidate.cost_per_request / current.cost_per_request
+            rel_var = (candidate.cost_sd / candidate.cost_per_request) ** 2 / candidate.requests + (
+                current.cost_sd / current.cost_per_request
+            ) ** 2 / current.requests
+            half = 1.96 * ratio * math.sqrt(rel_var)
+            low, high = change - half, change + half
+        impact["cost_per_request"] = Impact(estimate=change, low=low, high=high)
+    if current.quality_known and candidate.quality_known:
+        se = math.sqrt(
+            (current.quality_sd or 0) ** 2 / current.quality_n + (candidate.quality_sd or 0) ** 2 / candidate.quality_n
+        )
+        diff = candidate.quality_mean - current.quality_mean
+        impact["quality"] = Impact(estimate=diff, low=diff - 1.96 * se, high=diff + 1.96 * se)
+    if current.latency_p95_ms and candidate.latency_p95_ms:
+        impact["latency_p95"] = Impact(estimate=candidate.latency_p95_ms / current.latency_p95_ms - 1)
+    return impact
+
+
+def _describe(impact: dict[str, Impact]) -> str:
+    parts = []
+    if "cost_per_request" in impact:
+        parts.append(f"cost per request {impact['cost_per_request'].estimate:+.0%}")
+    if "quality" in impact:
+        q = impact["quality"]
+        parts.append(f"quality {q.estimate:+.3f} (95% CI {q.low:+.3f} .. {q.high:+.3f})")
+    if "latency_p95" in impact:
+        parts.append(f"p95 latency {impact['latency_p95'].estimate:+.0%}")
+    return ", ".join(parts) or "impact unknown"

@@ -1,0 +1,84 @@
+"""Reads for analysis: per-model profiles of a service over a window, and the samples a canary stage is judged on.
+
+Aggregates are computed in Postgres (one pass over the (service, ts) index), so only summaries leave the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import psycopg
+
+from llm_optimizer.decision import Profile
+from llm_optimizer.judge import ArmSample
+
+
+def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> list[Profile]:
+    """One profile per (model, provider, config version) seen in the window."""
+    rows = conn.execute(
+        """
+        SELECT model, provider, config_version, count(*),
+               avg((status <> 'ok')::int),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
+               avg(quality_score), stddev_samp(quality_score), count(quality_score),
+               avg(cost_usd), stddev_samp(cost_usd)
+        FROM events
+        WHERE service = %s AND ts >= %s AND ts < %s
+        GROUP BY model, provider, config_version
+        """,
+        (service, start, end),
+    ).fetchall()
+    return [
+        Profile(
+            model=r[0],
+            provider=r[1],
+            config_version=r[2],
+            requests=r[3],
+            error_rate=float(r[4]),
+            latency_p95_ms=float(r[5]),
+            quality_mean=_float(r[6]),
+            quality_sd=_float(r[7]),
+            quality_n=r[8],
+            cost_per_request=_float(r[9]),
+            cost_sd=_float(r[10]),
+        )
+        for r in rows
+    ]
+
+
+def mean_tokens(
+    conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime
+) -> tuple[float, float]:
+    row = conn.execute(
+        "SELECT coalesce(avg(tokens_in), 0), coalesce(avg(tokens_out), 0) FROM events "
+        "WHERE service = %s AND config_version = %s AND ts >= %s AND ts < %s",
+        (service, version, start, end),
+    ).fetchone()
+    return float(row[0]), float(row[1])
+
+
+def arm_sample(conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime) -> ArmSample:
+    """What `version` served in the window: the judge's input for one side."""
+    rows = conn.execute(
+        "SELECT status, latency_ms, quality_score, cost_usd FROM events "
+        "WHERE service = %s AND config_version = %s AND ts >= %s AND ts < %s",
+        (service, version, start, end),
+    ).fetchall()
+    if not rows:
+        return ArmSample(requests=0, errors=0)
+    status = np.array([r[0] for r in rows])
+    latency = np.array([r[1] for r in rows], dtype=float)
+    quality = np.array([r[2] for r in rows if r[2] is not None], dtype=float)
+    cost = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
+    return ArmSample(
+        requests=len(rows),
+        errors=int((status != "ok").sum()),
+        latencies_ms=latency[status == "ok"],
+        quality=quality,
+        cost_usd=cost,
+    )
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,74 @@
+"""The audit trail: decisions, loop transitions, rollouts and their stage verdicts. Every write is idempotent."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from llm_optimizer.control import AuditRecord, RolloutRecord, StageVerdict
+from llm_optimizer.decision import Decision
+
+
+def record_decision(conn: psycopg.Connection, decision: Decision, cycle_id: str) -> None:
+    conn.execute(
+        "INSERT INTO decisions (decision_id, service, cycle_id, made_at, action, rationale, confidence, "
+        "current_version, proposed_version, expected_impact, checks) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (decision_id) DO NOTHING",
+        (
+            decision.decision_id,
+            decision.service,
+            cycle_id,
+            decision.made_at,
+            decision.action.value,
+            decision.rationale,
+            decision.confidence,
+            decision.current_version,
+            decision.target_version or (decision.candidate.model if decision.candidate else None),
+            Jsonb({k: v.model_dump() for k, v in decision.expected_impact.items()}),
+            Jsonb([c.model_dump() for c in decision.checks]),
+        ),
+    )
+
+
+def record_event(conn: psycopg.Connection, record: AuditRecord) -> None:
+    conn.execute(
+        "INSERT INTO optimization_events (id, service, ts, event_type, triggered_by, details) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        (record.id, record.service, record.at, record.event_type, record.triggered_by, Jsonb(record.details)),
+    )
+
+
+def record_rollout(conn: psycopg.Connection, record: RolloutRecord) -> None:
+    conn.execute(
+        "INSERT INTO rollouts (rollout_id, service, from_version, to_version, strategy, state, reason, finished_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) "
+        "ON CONFLICT (rollout_id) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason, "
+        "finished_at = coalesce(rollouts.finished_at, EXCLUDED.finished_at), "
+        "from_version = EXCLUDED.from_version, to_version = EXCLUDED.to_version",
+        (
+            record.rollout_id,
+            record.service,
+            record.from_version,
+            record.to_version,
+            record.strategy,
+            record.state,
+            record.reason,
+            record.finished,
+        ),
+    )
+
+
+def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerdict) -> None:
+    conn.execute(
+        "INSERT INTO rollout_verdicts (rollout_id, stage, attempt, percent, verdict, reasons, metrics) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (
+            rollout_id,
+            verdict.stage,
+            verdict.attempt,
+            verdict.percent,
+            verdict.verdict.verdict,
+            Jsonb(verdict.verdict.reasons),
+            Jsonb([c.model_dump() for c in verdict.verdict.checks]),
+        ),
+    )

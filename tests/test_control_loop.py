@@ -1,0 +1,102 @@
+"""The whole loop on the real dev server and Postgres: traffic -> cycle -> decision -> canary -> promote/rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+from conftest import settings_for
+from traffic import ModelBehaviour, Traffic
+
+from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
+from llm_optimizer.resolution import Assignment
+from starter.cycle import start_cycle
+from storage import configs_repo
+from worker import serving
+
+EXPENSIVE = ModelBehaviour(error_rate=0.01, latency_ms=900, quality=0.90, cost_usd=0.010)
+
+
+def setup_service(database_url: str, service: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, service, ConfigSpec(model="gpt-4o", provider="openai"))
+        configs_repo.set_assignment(conn, Assignment(service=service, active_version="v1"), updated_by="test")
+        conn.commit()
+
+
+def cycle_input(service: str, **overrides) -> CycleInput:
+    return CycleInput(
+        service=service,
+        candidate_models=["gpt-4o-mini"],
+        time_scale=0.01,  # 15 min interval -> 9 s; stages bake 3 s, 6 s, 9 s
+        interval_s=600,
+        fast_path_s=300,
+        analysis_window_s=3000,
+        canary_min_samples=60,
+        **overrides,
+    )
+
+
+async def start(client, settings, inp: CycleInput):
+    return await start_cycle(client, settings.temporal.task_queue, inp)
+
+
+async def wait_for_outcome(handle, timeout: float = 120) -> CycleRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in await handle.query("history", result_type=list[CycleRecord]):
+            if record.outcome:
+                return record
+        await asyncio.sleep(0.5)
+    status = await handle.query("status", result_type=CycleStatus)
+    raise AssertionError(f"no rollout finished in {timeout}s; status: {status}")
+
+
+async def test_a_cheaper_model_of_equal_quality_is_canaried_and_promoted(stack, database_url, temporal_client):
+    service = "chat-promote"
+    setup_service(database_url, service)
+    settings = settings_for(stack, database_url)
+    behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": ModelBehaviour(quality=0.90, cost_usd=0.001, latency_ms=700)}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await start(temporal_client, settings, cycle_input(service))
+            record = await wait_for_outcome(handle)
+            await handle.terminate("test over")
+    assert record.outcome.startswith("promoted"), record
+    assert "gpt-4o-mini" in record.rationale
+    with psycopg.connect(database_url) as conn:
+        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+        state, reason = conn.execute("SELECT state, reason FROM rollouts").fetchone()
+        assert reason.startswith("promoted v2")
+        verdicts = conn.execute("SELECT stage, verdict FROM rollout_verdicts ORDER BY stage, attempt").fetchall()
+        actions = [r[0] for r in conn.execute("SELECT action FROM decisions ORDER BY made_at")]
+        transitions = conn.execute(
+            "SELECT count(*) FROM optimization_events WHERE event_type = 'transition'"
+        ).fetchone()[0]
+    assert state == "promoted"
+    assert {stage for stage, verdict in verdicts if verdict == "healthy"} == {0, 1, 2}
+    assert actions[0] == "canary"
+    assert transitions >= 6
+
+
+async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, database_url, temporal_client):
+    service = "chat-rollback"
+    setup_service(database_url, service)
+    settings = settings_for(stack, database_url)
+    behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": ModelBehaviour(quality=0.55, cost_usd=0.001)}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await start(temporal_client, settings, cycle_input(service))
+            record = await wait_for_outcome(handle)
+            status = await handle.query("status", result_type=CycleStatus)
+            await handle.terminate("test over")
+    assert record.outcome.startswith("rolled_back"), record
+    assert "quality" in record.outcome
+    with psycopg.connect(database_url) as conn:
+        assignment = configs_repo.get_assignment(conn, service)
+        stages_judged = conn.execute("SELECT max(stage) FROM rollout_verdicts").fetchone()[0]
+    assert assignment == Assignment(service=service, active_version="v1")
+    assert stages_judged == 0, "the quality drop must be caught at the first stage"
+    assert status.active_version == "v1"

@@ -1,0 +1,269 @@
+"""`CanaryRollout`: move traffic to a new config in stages, judge each stage, promote or roll back.
+
+Operators can promote, roll back, pause, resume or stop it at any moment. A rollout is never left half-done:
+cancellation (for example the parent cycle closing) rolls the traffic back before the workflow ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from llm_optimizer.control import (
+        EmergencyStopRequest,
+        JudgeRequest,
+        PauseRequest,
+        PromoteRequest,
+        ResumeRequest,
+        RollbackRequest,
+        RolloutInput,
+        RolloutOutcome,
+        RolloutProgress,
+        RolloutRecord,
+        RolloutStatus,
+        StageVerdict,
+        TrafficRequest,
+    )
+    from llm_optimizer.judge import CanaryVerdict
+
+ACTIVITY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed"]),
+}
+
+
+@workflow.defn(name="CanaryRollout")
+class CanaryRollout:
+    @workflow.init
+    def __init__(self, input: RolloutInput) -> None:
+        self.input = input
+        self.stage = 0
+        self.percent = 0.0
+        self.paused = False
+        self.promote_request: PromoteRequest | None = None
+        self.rollback_reason: str | None = None
+        self.verdicts: list[StageVerdict] = []
+        self.deadline = None
+        self.time_left_when_paused: float | None = None
+        self.outcome: RolloutOutcome | None = None
+        self.seen_requests: set[str] = set()
+
+    @workflow.run
+    async def run(self, input: RolloutInput) -> RolloutOutcome:
+        await self._record("running")
+        try:
+            self.outcome = await self._run_stages()
+        except asyncio.CancelledError:
+            # Cancelled (by an operator, or because the parent closed): put the traffic back, then end.
+            self.outcome = await self._roll_back("the rollout was cancelled")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.outcome
+
+    async def _run_stages(self) -> RolloutOutcome:
+        stages = self.input.stages
+        index = 0
+        while index < len(stages):
+            stage = stages[index]
+            self.stage, self.percent = index, stage.percent
+            await self._report_progress()
+            if stage.percent >= 100:
+                return await self._promote()
+            await self._set_traffic(self.input.from_version, self.input.to_version, stage.percent)
+            attempt = 0
+            while True:
+                started = workflow.now()
+                await self._bake(stage.bake_s)
+                if self.rollback_reason is not None:
+                    return await self._roll_back(self.rollback_reason)
+                if self.promote_request is not None:
+                    to_end, self.promote_request = self.promote_request.to_end, None
+                    if to_end:
+                        return await self._promote()
+                    break  # the operator advanced the stage without waiting for its verdict
+                verdict = await self._judge(started, index, attempt, stage.percent)
+                if verdict.verdict == "degraded":
+                    return await self._roll_back("degraded at " + f"{stage.percent:g}%: " + "; ".join(verdict.reasons))
+                if verdict.verdict == "healthy":
+                    break
+                attempt += 1
+                if attempt > self.input.max_extensions:
+                    return await self._roll_back(
+                        f"still inconclusive at {stage.percent:g}% after {self.input.max_extensions} extensions: "
+                        + "; ".join(verdict.reasons)
+                    )
+            index += 1
+        return await self._promote()
+
+    async def _report_progress(self) -> None:
+        parent = workflow.info().parent
+        if parent is not None:
+            await workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id).signal(
+                "rollout_progress",
+                RolloutProgress(
+                    rollout_id=self.input.rollout_id,
+                    to_version=self.input.to_version,
+                    stage=self.stage,
+                    percent=self.percent,
+                ),
+            )
+
+    async def _bake(self, seconds: float) -> None:
+        """Wait `seconds` of unpaused time; promote, rollback and stop cut it short."""
+        remaining = seconds
+        while remaining > 0:
+            if self.rollback_reason is not None or self.promote_request is not None:
+                return
+            if self.paused:
+                self.time_left_when_paused = remaining
+                await workflow.wait_condition(lambda: not self.paused or self.rollback_reason is not None)
+                self.time_left_when_paused = None
+                continue
+            self.deadline = workflow.now() + timedelta(seconds=remaining)
+            try:
+                await workflow.wait_condition(
+                    lambda: self.paused or self.rollback_reason is not None or self.promote_request is not None,
+                    timeout=timedelta(seconds=remaining),
+                )
+            except TimeoutError:
+                return
+            finally:
+                remaining = max(0.0, (self.deadline - workflow.now()).total_seconds())
+                self.deadline = None
+
+    async def _judge(self, started, stage: int, attempt: int, percent: float) -> CanaryVerdict:
+        verdict = await workflow.execute_activity(
+            "judge_stage",
+            JudgeRequest(
+                rollout_id=self.input.rollout_id,
+                service=self.input.service,
+                baseline_version=self.input.from_version,
+                canary_version=self.input.to_version,
+                window_start=started,
+                window_end=workflow.now(),
+                stage=stage,
+                attempt=attempt,
+                percent=percent,
+                thresholds=self.input.thresholds,
+            ),
+            result_type=CanaryVerdict,
+            **ACTIVITY_OPTIONS,
+        )
+        self.verdicts.append(StageVerdict(stage=stage, attempt=attempt, percent=percent, verdict=verdict))
+        return verdict
+
+    async def _promote(self) -> RolloutOutcome:
+        self.percent = 100.0
+        await self._set_traffic(self.input.to_version, None, 0.0)
+        return await self._finish("promoted", f"promoted {self.input.to_version} to all traffic")
+
+    async def _roll_back(self, reason: str) -> RolloutOutcome:
+        self.percent = 0.0
+        await self._set_traffic(self.input.from_version, None, 0.0)
+        return await self._finish("rolled_back", reason)
+
+    async def _finish(self, result: str, reason: str) -> RolloutOutcome:
+        final = self.input.to_version if result == "promoted" else self.input.from_version
+        await self._record(result, reason=reason, finished=True)
+        return RolloutOutcome(
+            rollout_id=self.input.rollout_id,
+            service=self.input.service,
+            result=result,
+            reason=reason,
+            final_version=final,
+            verdicts=self.verdicts,
+        )
+
+    async def _set_traffic(self, active: str, canary: str | None, percent: float) -> None:
+        await workflow.execute_activity(
+            "set_traffic",
+            TrafficRequest(
+                rollout_id=self.input.rollout_id,
+                service=self.input.service,
+                active_version=active,
+                canary_version=canary,
+                percent=percent,
+            ),
+            **ACTIVITY_OPTIONS,
+        )
+
+    async def _record(self, state: str, *, reason: str | None = None, finished: bool = False) -> None:
+        await workflow.execute_activity(
+            "record_rollout",
+            RolloutRecord(
+                rollout_id=self.input.rollout_id,
+                service=self.input.service,
+                from_version=self.input.from_version,
+                to_version=self.input.to_version,
+                strategy="canary",
+                state=state,
+                reason=reason,
+                finished=finished,
+            ),
+            **ACTIVITY_OPTIONS,
+        )
+
+    # ---- operator controls (signals are idempotent: a repeated request_id is ignored) ----
+
+    def _accept(self, payload: dict[str, Any], model: type) -> Any | None:
+        try:
+            request = model.model_validate(payload or {})
+        except ValidationError as err:
+            workflow.logger.warning("refused %s: %s", model.__name__, err)
+            return None
+        if request.request_id:
+            if request.request_id in self.seen_requests:
+                return None
+            self.seen_requests.add(request.request_id)
+        return request
+
+    @workflow.signal
+    def promote(self, payload: dict[str, Any]) -> None:
+        request = self._accept(payload, PromoteRequest)
+        if request is not None and self.outcome is None:
+            self.promote_request = request
+
+    @workflow.signal
+    def rollback(self, payload: dict[str, Any]) -> None:
+        request = self._accept(payload, RollbackRequest)
+        if request is not None and self.rollback_reason is None:
+            self.rollback_reason = "rolled back by an operator" + (f": {request.reason}" if request.reason else "")
+
+    @workflow.signal
+    def emergency_stop(self, payload: dict[str, Any]) -> None:
+        request = self._accept(payload, EmergencyStopRequest)
+        if request is not None:
+            self.rollback_reason = "emergency stop" + (f": {request.reason}" if request.reason else "")
+
+    @workflow.signal
+    def pause(self, payload: dict[str, Any]) -> None:
+        if self._accept(payload, PauseRequest) is not None:
+            self.paused = True
+
+    @workflow.signal
+    def resume(self, payload: dict[str, Any]) -> None:
+        if self._accept(payload, ResumeRequest) is not None:
+            self.paused = False
+
+    @workflow.query
+    def status(self) -> RolloutStatus:
+        if self.time_left_when_paused is not None:
+            left = self.time_left_when_paused
+        elif self.deadline is not None:
+            left = max(0.0, (self.deadline - workflow.now()).total_seconds())
+        else:
+            left = None
+        return RolloutStatus(
+            rollout_id=self.input.rollout_id,
+            stage=self.stage,
+            percent=self.percent,
+            paused=self.paused,
+            time_left_s=left,
+            verdicts=self.verdicts,
+            finished=self.outcome,
+        )
