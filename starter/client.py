@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
 
@@ -14,3 +17,29 @@ async def connect_client(settings: Settings) -> Client:
         namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+# The project's custom search attributes (the dev server registers them at start; see devstack).
+SEARCH_ATTRIBUTES = {"Service": "Keyword", "CycleState": "Keyword", "ConfigVersion": "Keyword"}
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the project's search attributes on the namespace; those already there are left alone."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        existing = set(listed.custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server cannot list them
+            raise
+        existing = set()
+    missing = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        if name not in existing
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from devstack import LocalStack
 from devstack.processes import free_port, venv_binary
 from llm_optimizer.settings import Settings, StackSettings
+from starter.client import ensure_search_attributes
 from storage.db import migrate
 
 # Low enough that tests reach continue-as-new in a few dozen events, like sdk-python's own test suite does.
@@ -87,6 +88,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(venv_binary("temporal-test-server")),
     )
+    await ensure_search_attributes(env.client)
     try:
         yield env
     finally:

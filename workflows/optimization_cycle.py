@@ -148,8 +148,6 @@ class OptimizationCycle:
         record = CycleRecord(
             cycle_id=f"{workflow.info().workflow_id}#{self.cycles_done + 1}", started_at=now, trigger=trigger
         )
-        self.cycles_done += 1
-        self.cycles_this_run += 1
         await self._audit("cycle_started", trigger, {"cycle_id": record.cycle_id})
 
         await self._transition(CycleState.OBSERVING, trigger)
@@ -198,6 +196,8 @@ class OptimizationCycle:
 
         record.finished_at = workflow.now()
         self.records = [*self.records, record][-HISTORY_KEPT:]
+        self.cycles_done += 1
+        self.cycles_this_run += 1
         await self._audit("cycle_finished", trigger, record.model_dump(mode="json"))
         await self._transition(CycleState.IDLE, trigger)
 
