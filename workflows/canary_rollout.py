@@ -76,8 +76,8 @@ class CanaryRollout:
                 return await self._promote()
             await self._set_traffic(self.input.from_version, self.input.to_version, stage.percent)
             attempt = 0
+            started = workflow.now()  # an extension judges the whole stage so far: more samples each time
             while True:
-                started = workflow.now()
                 await self._bake(stage.bake_s)
                 if self.rollback_reason is not None:
                     return await self._roll_back(self.rollback_reason)

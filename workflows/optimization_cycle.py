@@ -220,7 +220,8 @@ class OptimizationCycle:
         preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
         workflow_id = f"canary/{self.input.service}/{prepared.version}"
         rollout_id = f"{workflow_id}@{decision.decision_id[:8]}"  # a version may be rolled out again later
-        quality_decrease = min(0.10, round(1 - self.input.constraints.quality_floor_ratio, 6))
+        # The canary may lose at most what the quality floor allows.
+        quality_decrease = round(1 - self.input.constraints.quality_floor_ratio, 6)
         self.rollout_handle = await workflow.start_child_workflow(
             CanaryRollout.run,
             RolloutInput(

@@ -1,0 +1,162 @@
+"""`make demo`: the whole loop on the embedded stack, replaying real LLM outcomes, in a few minutes.
+
+Starts Postgres, Temporal and Kafka, the worker, the ingestion and one OptimizationCycle per service of the
+outcomes table; every service starts on its highest-quality model. The fleet simulator then sends one CloudEvent
+per request to Kafka, each request served by whatever config the registry assigns it, carrying that model's real
+quality, tokens and cost for the prompt. Two incidents are scheduled. Live progress is printed; at the end the
+report compares cost and quality before and after, lists the rollouts with their reasons, and is written to
+reports/demo.html. The stack keeps running for the Temporal UI; `make down` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from devstack import LocalStack
+from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.control import CycleInput, CycleStatus
+from llm_optimizer.decision import Constraints
+from llm_optimizer.events import to_cloudevent
+from llm_optimizer.settings import load_settings
+from simulator.fleet import Fleet, Incident
+from simulator.outcomes import OutcomeTable
+from starter import report
+from starter.client import connect_client, ensure_search_attributes
+from starter.cycle import register_initial, start_cycle
+from starter.ingest import start_ingestion
+from storage.config_client import ConfigClient
+from storage.db import migrate
+from workflows.optimization_cycle import cycle_workflow_id
+
+DEFAULT_OUTCOMES = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "outcomes" / "dev_outcomes.parquet"
+)
+TIME_SCALE = 0.03  # 15 min cycle -> 27 s; canary stages bake 9 s, 18 s, 27 s
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m starter.demo", description=__doc__)
+    parser.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES)
+    parser.add_argument("--minutes", type=float, default=5.0, help="how long the fleet sends traffic")
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second per service")
+    parser.add_argument("--quality-floor", type=float, default=0.8, help="of each service's starting quality")
+    parser.add_argument("--report", type=Path, default=Path("reports/demo.html"))
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    table = OutcomeTable.read(args.outcomes)
+    stack = LocalStack(settings.stack)
+    print("starting the embedded stack (Postgres, Temporal, Kafka) ...", flush=True)
+    stack.up()
+    migrate(settings.database_url)
+    stack.start_worker(env={})
+    client = await connect_client(settings)
+    await ensure_search_attributes(client)
+    await start_ingestion(client, settings)
+    await start_ingestion(client, settings, settings.kafka.anomaly_topic)
+
+    for service in table.services:
+        best = table.best_quality_model(service)
+        register_initial(settings, service, ConfigSpec(model=best.model, provider=best.provider))
+        candidates = [m.model for m in table.models(service) if m.model != best.model]
+        await start_cycle(
+            client,
+            settings.temporal.task_queue,
+            CycleInput(
+                service=service,
+                candidate_models=candidates,
+                time_scale=TIME_SCALE,
+                constraints=Constraints(quality_floor_ratio=args.quality_floor),
+                canary_min_samples=50,
+            ),
+        )
+        print(f"  {service}: starts on {best.model} (quality {best.quality:.3f}); candidates {candidates}", flush=True)
+
+    duration = args.minutes * 60
+    incidents = _incidents(table, duration)
+    for incident in incidents:
+        print(f"  incident scheduled: {incident}", flush=True)
+    started = time.monotonic()
+    await _send_traffic(settings, table, incidents, args.rate, duration, client)
+    print(f"\ntraffic done after {time.monotonic() - started:.0f}s; writing the report ...", flush=True)
+    await asyncio.sleep(5)  # the last batches land
+    summary = report.build(settings.database_url, table, args.report)
+    print(summary)
+    print(
+        f"\nTemporal UI: {stack.temporal_ui_url}  (workflows optimization-cycle/<service>, canary/<service>/<version>)"
+    )
+    print(f"report: {args.report.resolve()}")
+    print("the stack keeps running; `make down` stops it")
+    return 0
+
+
+def _incidents(table: OutcomeTable, duration: float) -> list[Incident]:
+    """A latency spike at the provider of the first service's starting model, and an error burst elsewhere."""
+    services = table.services
+    provider = table.best_quality_model(services[0]).provider
+    burst_service = services[-1]
+    return [
+        Incident("latency_spike", duration * 0.55, duration * 0.7, target=provider, factor=2.5),
+        Incident("error_burst", duration * 0.75, duration * 0.8, target=burst_service, factor=0.2),
+    ]
+
+
+async def _send_traffic(settings, table, incidents, rate, duration, client) -> None:
+    configs = ConfigClient(settings.database_url, ttl_s=1.0)
+    fleet = Fleet(table, configs, seed=1, incidents=incidents)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_brokers, enable_idempotence=settings.kafka.enable_idempotence, linger_ms=20
+    )
+    await producer.start()
+    started = time.monotonic()
+    next_report, sent = 0.0, 0
+    try:
+        while (t := time.monotonic() - started) < duration:
+            due = int(rate * t) - sent  # catch up after a slow tick, so the rate holds on a busy machine
+            for _ in range(due):
+                for service in table.services:
+                    event = fleet.request(service, t)
+                    await producer.send(settings.kafka.topic, json.dumps(to_cloudevent(event, "demo-fleet")).encode())
+            sent += due
+            if t >= next_report:
+                await _progress(client, table, t, sent / max(t, 1e-9))
+                next_report = t + 10
+            await asyncio.sleep(0.05)
+        await producer.flush()
+    finally:
+        await producer.stop()
+        configs.close()
+
+
+async def _progress(client, table: OutcomeTable, t: float, rate: float) -> None:
+    lines = [f"[{t:5.0f}s] {rate:,.0f} requests/s per service"]
+    for service in table.services:
+        status = await client.get_workflow_handle(cycle_workflow_id(service)).query("status", result_type=CycleStatus)
+        rollout = f" canary {status.rollout.to_version} at {status.rollout.percent:g}%" if status.rollout else ""
+        decision = status.last_decision.action.value if status.last_decision else "-"
+        lines.append(
+            f"  {service:<12} {status.state.value:<11} live {status.active_version or '-':<4}"
+            f" cycles {status.cycles_done:<3} last decision {decision:<8}{rollout}"
+        )
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.outcomes.exists():
+        print(f"error: outcomes table {args.outcomes} not found (pass --outcomes PATH)", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
