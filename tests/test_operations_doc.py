@@ -29,7 +29,12 @@ def doc_commands(repo_root) -> list[str]:
     return [line for block in blocks for line in block.splitlines() if line.startswith("temporal ")]
 
 
-def run(command: str, address: str) -> str:
+async def run(command: str, address: str) -> str:
+    """Run the CLI in a thread: the worker under test shares this event loop and must keep running."""
+    return await asyncio.to_thread(_run, command, address)
+
+
+def _run(command: str, address: str) -> str:
     args = shlex.split(command)
     args[0] = str(venv_binary("temporal"))
     result = subprocess.run([*args, "--address", address], capture_output=True, text=True, timeout=60)
@@ -67,13 +72,11 @@ async def test_every_temporal_command_in_the_operations_doc(stack, database_url,
         for command in commands:
             if "optimization-cycle/chat" not in command and "Service=" not in command:
                 continue
-            output = run(command, address) if "list" not in command else None
             if "list" in command:
-                await eventually(
-                    lambda c=command: asyncio.to_thread(lambda: "optimization-cycle/chat" in run(c, address)),
-                    "the list",
-                )
-            elif "--type status" in command:
+                await eventually(lambda c=command: _listed(c, address), "the cycle in the list")
+                continue
+            output = await run(command, address)
+            if "--type status" in command:
                 assert '"state"' in output
             elif "--name pause" in command:
                 await eventually(lambda: _is(status, lambda s: s.paused_reason == "maintenance"), "paused")
@@ -111,15 +114,20 @@ async def test_every_temporal_command_in_the_operations_doc(stack, database_url,
             ),
             id="canary/chat/v2",
             task_queue=settings.temporal.task_queue,
+            result_type=RolloutOutcome,
         )
         for command in commands:
             if "canary/chat/v2" in command:
-                output = run(command, address)
+                output = await run(command, address)
                 if "--type status" in command:
                     assert '"stage"' in output
-        outcome = await rollout.result(result_type=RolloutOutcome)
+        outcome = await rollout.result()
     assert outcome.result == "rolled_back" and "looks wrong" in outcome.reason
     assert outcome.verdicts == [], "promote skipped the first stage's verdict"
+
+
+async def _listed(command: str, address: str) -> bool:
+    return "optimization-cycle/chat" in await run(command, address)
 
 
 async def _is(status, predicate) -> bool:
