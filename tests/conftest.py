@@ -6,6 +6,9 @@ a clean database gets its own database, migrated to head, inside that one Postgr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -130,3 +133,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OPTIMIZER_TEMPORAL__ADDRESS": settings.temporal_address,
         "OPTIMIZER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
+
+
+def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """`python worker.py` in its own process group, configured for the test stack."""
+    env = {**os.environ, **settings_env(settings)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve().parent.parent / "worker.py")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

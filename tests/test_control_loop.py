@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import psycopg
-from conftest import settings_for
+from conftest import settings_for, start_worker_process
 from traffic import ModelBehaviour, Traffic
 
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
+from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus, RolloutInput, RolloutOutcome, RolloutStatus
+from llm_optimizer.judge import JudgeThresholds
 from llm_optimizer.resolution import Assignment
+from llm_optimizer.strategies import RolloutStage
 from starter.cycle import start_cycle
 from storage import configs_repo
 from worker import serving
@@ -100,3 +104,63 @@ async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, 
     assert assignment == Assignment(service=service, active_version="v1")
     assert stages_judged == 0, "the quality drop must be caught at the first stage"
     assert status.active_version == "v1"
+
+
+async def test_worker_killed_in_the_middle_of_a_stage_and_a_new_worker_finishes_the_rollout(
+    stack, database_url, temporal_client, tmp_path
+):
+    service = "chat-kill"
+    setup_service(database_url, service)
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, service, ConfigSpec(model="gpt-4o-mini", provider="openai"), parent_version="v1")
+        conn.commit()
+    settings = settings_for(stack, database_url)
+    behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": ModelBehaviour(quality=0.9, cost_usd=0.001)}
+    bake = 6.0
+    log = tmp_path / "worker.log"
+    first = start_worker_process(settings, log)
+    second = None
+    try:
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await temporal_client.start_workflow(
+                "CanaryRollout",
+                RolloutInput(
+                    rollout_id=f"canary/{service}/v2@kill",
+                    service=service,
+                    from_version="v1",
+                    to_version="v2",
+                    stages=[
+                        RolloutStage(percent=10, bake_s=bake),
+                        RolloutStage(percent=50, bake_s=bake),
+                        RolloutStage(percent=100, bake_s=0),
+                    ],
+                    thresholds=JudgeThresholds(min_samples=30),
+                ),
+                id=f"canary/{service}/v2",
+                task_queue=settings.temporal.task_queue,
+                result_type=RolloutOutcome,
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                status = await handle.query("status", result_type=RolloutStatus)
+                if status.stage == 1 and status.time_left_s is not None:
+                    break
+                assert time.monotonic() < deadline, f"never reached stage 1: {status}"
+                await asyncio.sleep(0.2)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+            killed_at = time.monotonic()
+            second = start_worker_process(settings, log)
+            outcome = await asyncio.wait_for(handle.result(), timeout=120)
+            resumed_after = time.monotonic() - killed_at
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert outcome.result == "promoted", outcome
+    assert [(v.stage, v.verdict.verdict) for v in outcome.verdicts] == [(0, "healthy"), (1, "healthy")]
+    with psycopg.connect(database_url) as conn:
+        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+    # The stage's timer was honoured across the crash: the new worker did not cut the bake short.
+    assert resumed_after >= status.time_left_s - 1

@@ -6,15 +6,13 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from conftest import settings_env, settings_for
+from conftest import settings_for, start_worker_process
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.ingestion import ensure_topic
@@ -132,14 +130,6 @@ async def test_good_events_land_once_and_everything_else_is_dead_lettered(stack,
 
 async def _status_is(handle, expected) -> bool:
     return (await handle.describe()).status == expected
-
-
-def start_worker_process(settings, log_path) -> subprocess.Popen:
-    env = {**os.environ, **settings_env(settings)}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "worker.py"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 async def test_worker_killed_mid_batch_then_every_event_is_present_exactly_once(
