@@ -14,6 +14,7 @@ from typing import TypeVar
 import psycopg
 from temporalio import activity
 
+from activities import orchestrator
 from llm_optimizer.control import (
     AuditRecord,
     DecideRequest,
@@ -184,13 +185,28 @@ class LoopActivities:
 
     @activity.defn(name="set_traffic")
     async def set_traffic(self, request: TrafficRequest) -> None:
+        """Write the split to the registry, then push it to the orchestrator if one is configured."""
         assignment = Assignment(
             service=request.service,
             active_version=request.active_version,
             canary_version=request.canary_version,
             canary_percent=request.percent if request.canary_version else 0.0,
         )
-        await self._db(lambda conn: configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id))
+
+        def work(conn: psycopg.Connection) -> dict:
+            configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id)
+            active = configs_repo.get_version(conn, request.service, request.active_version)
+            canary = (
+                configs_repo.get_version(conn, request.service, request.canary_version)
+                if request.canary_version
+                else None
+            )
+            return orchestrator.payload(request, active, canary)
+
+        body = await self._db(work)
+        integrations = self.settings.integrations
+        if integrations.orchestrator_url:
+            await orchestrator.push(integrations.orchestrator_url, integrations.timeout_s, request, body)
 
     @activity.defn(name="judge_stage")
     async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:

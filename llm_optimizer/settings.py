@@ -148,6 +148,14 @@ class StackSettings(Section):
     start_timeout_s: PositiveFloat = 60.0
 
 
+class IntegrationSettings(Section):
+    """External systems the loop talks to; each is off while its URL is unset."""
+
+    # Traffic splits are pushed here (PUT /api/v1/configurations/{service}) as well as written to the registry.
+    orchestrator_url: str | None = None
+    timeout_s: PositiveFloat = 5.0
+
+
 class LoggingSettings(Section):
     level: LogLevel = LogLevel.info
     json_format: bool = False
@@ -167,6 +175,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     optimization: OptimizationSettings = OptimizationSettings()
     stack: StackSettings = StackSettings()
+    integrations: IntegrationSettings = IntegrationSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

@@ -34,7 +34,9 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=2),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed"]),
+    "retry_policy": RetryPolicy(
+        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
+    ),
 }
 
 

@@ -49,7 +49,9 @@ MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's hist
 HISTORY_KEPT = 20
 ACTIVITY = {
     "start_to_close_timeout": timedelta(minutes=2),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed"]),
+    "retry_policy": RetryPolicy(
+        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
+    ),
 }
 
 

@@ -1,0 +1,59 @@
+"""Push a service's traffic split to an external orchestrator or gateway (the seeds' configuration API)."""
+
+from __future__ import annotations
+
+import httpx
+
+from llm_optimizer.configs import ConfigVersion
+from llm_optimizer.control import TrafficRequest
+
+
+class OrchestratorRejected(Exception):
+    """The orchestrator refused the configuration (a 4xx other than 408/429): retrying will not help."""
+
+
+def payload(request: TrafficRequest, active: ConfigVersion, canary: ConfigVersion | None) -> dict:
+    """The seeds' configuration-update shape, with both versions so the gateway can split traffic itself."""
+
+    def configuration(version: ConfigVersion) -> dict:
+        spec = version.spec
+        return {
+            "version": version.version,
+            "model": spec.model,
+            "provider": spec.provider,
+            "temperature": spec.params.temperature,
+            "top_p": spec.params.top_p,
+            "max_tokens": spec.params.max_tokens,
+            "system_prompt": spec.prompt_template,
+        }
+
+    return {
+        "service_id": request.service,
+        "configuration": configuration(active),
+        "canary_configuration": configuration(canary) if canary else None,
+        "deployment": {
+            "strategy": "canary" if canary else "immediate",
+            "rollout_percentage": request.percent if canary else 100,
+            "rollout_id": request.rollout_id,
+        },
+    }
+
+
+def idempotency_key(request: TrafficRequest) -> str:
+    return f"{request.rollout_id}:{request.active_version}:{request.canary_version or '-'}:{request.percent:g}"
+
+
+async def push(url: str, timeout_s: float, request: TrafficRequest, body: dict) -> None:
+    """PUT the split; a retry sends the same Idempotency-Key so the orchestrator applies it once."""
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as client:
+        response = await client.put(
+            f"/api/v1/configurations/{request.service}",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key(request)},
+        )
+    if 400 <= response.status_code < 500 and response.status_code not in (408, 409, 429):
+        raise OrchestratorRejected(
+            f"orchestrator at {url} refused the configuration of {request.service}: "
+            f"{response.status_code} {response.text[:200]}"
+        )
+    response.raise_for_status()  # 5xx, 408, 429: the activity is retried
