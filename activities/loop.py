@@ -18,6 +18,7 @@ from activities import orchestrator
 from llm_optimizer.control import (
     AuditRecord,
     DecideRequest,
+    EvaluateRequest,
     JudgeRequest,
     Observation,
     ObserveRequest,
@@ -30,6 +31,7 @@ from llm_optimizer.control import (
     TrafficRequest,
 )
 from llm_optimizer.decision import Decision, DecisionInput, Guards, Profile, decide, violations
+from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.judge import CanaryVerdict, judge
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.resolution import Assignment
@@ -211,9 +213,8 @@ class LoopActivities:
     @activity.defn(name="judge_stage")
     async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:
         def work(conn: psycopg.Connection) -> CanaryVerdict:
-            baseline = analysis_repo.arm_sample(
-                conn, request.service, request.baseline_version, request.window_start, request.window_end
-            )
+            base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
+            baseline = analysis_repo.arm_sample(conn, request.service, request.baseline_version, base_start, base_end)
             canary = analysis_repo.arm_sample(
                 conn, request.service, request.canary_version, request.window_start, request.window_end
             )
@@ -224,6 +225,39 @@ class LoopActivities:
                 StageVerdict(stage=request.stage, attempt=request.attempt, percent=request.percent, verdict=verdict),
             )
             return verdict
+
+        return await self._db(work)
+
+    @activity.defn(name="evaluate_experiment")
+    async def evaluate_experiment(self, request: EvaluateRequest) -> ABResult:
+        """Count each arm's requests and successes since the start, evaluate, and record the state."""
+
+        def work(conn: psycopg.Connection) -> ABResult:
+            arms = {
+                version: ArmCounts(requests=n, successes=ok)
+                for version, n, ok in conn.execute(
+                    "SELECT config_version, count(*), count(*) FILTER (WHERE status = 'ok' AND quality_score >= %s) "
+                    "FROM events WHERE service = %s AND config_version IN (%s, %s) AND ts >= %s AND ts < %s "
+                    "GROUP BY config_version",
+                    (
+                        request.success_quality,
+                        request.service,
+                        request.control_version,
+                        request.treatment_version,
+                        request.since,
+                        request.until,
+                    ),
+                ).fetchall()
+            }
+            empty = ArmCounts(requests=0, successes=0)
+            result = evaluate_ab(
+                arms.get(request.control_version, empty),
+                arms.get(request.treatment_version, empty),
+                request.policy,
+                (request.until - request.since).total_seconds(),
+            )
+            audit_repo.record_experiment(conn, request, result)
+            return result
 
         return await self._db(work)
 
@@ -241,6 +275,7 @@ class LoopActivities:
             self.set_traffic,
             self.judge_stage,
             self.record_rollout,
+            self.evaluate_experiment,
         ]
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives
+from llm_optimizer.experiments import ABPolicy, ABResult
 from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.settings import Strategy
 from llm_optimizer.strategies import RolloutStage
@@ -207,6 +208,10 @@ class RolloutInput(BaseModel):
     service: str
     from_version: str
     to_version: str
+    # canary: the last stage (100%) promotes. blue_green: usually a small health-check stage, then a switch of all
+    # traffic that keeps the old version for an instant rollback and is judged against the old version's
+    # traffic just before the switch.
+    strategy: Literal["canary", "blue_green"] = "canary"
     stages: list[RolloutStage]
     thresholds: JudgeThresholds
     max_extensions: int = 2
@@ -254,6 +259,7 @@ class JudgeRequest(BaseModel):
     canary_version: str
     window_start: datetime
     window_end: datetime
+    baseline_window: tuple[datetime, datetime] | None = None  # default: the same window as the canary
     stage: int
     attempt: int
     percent: float
@@ -269,3 +275,33 @@ class RolloutRecord(BaseModel):
     state: str
     reason: str | None = None
     finished: bool = False
+
+
+# ---- ABExperiment ----
+
+
+class ExperimentInput(BaseModel):
+    experiment_id: str
+    service: str
+    control_version: str
+    treatment_version: str
+    policy: ABPolicy = ABPolicy()
+    check_every_s: float = Field(default=300, gt=0)
+    success_quality: float = Field(default=0.5, ge=0, le=1, description="a request succeeds if ok and quality >= this")
+
+
+class EvaluateRequest(BaseModel):
+    experiment_id: str
+    service: str
+    control_version: str
+    treatment_version: str
+    since: datetime
+    until: datetime
+    policy: ABPolicy
+    success_quality: float
+
+
+class ExperimentOutcome(BaseModel):
+    experiment_id: str
+    result: ABResult
+    live_version: str

@@ -164,3 +164,40 @@ async def test_worker_killed_in_the_middle_of_a_stage_and_a_new_worker_finishes_
         assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
     # The stage's timer was honoured across the crash: the new worker did not cut the bake short.
     assert resumed_after >= status.time_left_s - 1
+
+
+async def test_blue_green_switches_after_a_health_check_and_judges_against_the_traffic_before(
+    stack, database_url, temporal_client
+):
+    service = "chat-bluegreen"
+    setup_service(database_url, service)
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, service, ConfigSpec(model="gpt-4o-mini", provider="openai"), parent_version="v1")
+        conn.commit()
+    settings = settings_for(stack, database_url)
+    behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": ModelBehaviour(quality=0.9, cost_usd=0.001)}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            await asyncio.sleep(4)  # traffic on the old version before the switch
+            outcome = await temporal_client.execute_workflow(
+                "CanaryRollout",
+                RolloutInput(
+                    rollout_id=f"bluegreen/{service}/v2",
+                    service=service,
+                    from_version="v1",
+                    to_version="v2",
+                    strategy="blue_green",
+                    stages=[RolloutStage(percent=10, bake_s=3), RolloutStage(percent=100, bake_s=3)],
+                    thresholds=JudgeThresholds(min_samples=30),
+                ),
+                id=f"canary/{service}/v2",
+                task_queue=settings.temporal.task_queue,
+                result_type=RolloutOutcome,
+            )
+    assert outcome.result == "promoted", outcome
+    health, switch = outcome.verdicts
+    assert (health.percent, switch.percent) == (10, 100)
+    # After the switch the old version served nothing: its side of the verdict is the traffic before the switch.
+    assert switch.verdict.verdict == "healthy" and switch.verdict.baseline_requests > 500
+    with psycopg.connect(database_url) as conn:
+        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")

@@ -75,6 +75,8 @@ class CanaryRollout:
             self.stage, self.percent = index, stage.percent
             await self._report_progress()
             if stage.percent >= 100:
+                if self.input.strategy == "blue_green" and stage.bake_s > 0:
+                    return await self._switch_and_watch(index, stage.bake_s)
                 return await self._promote()
             await self._set_traffic(self.input.from_version, self.input.to_version, stage.percent)
             attempt = 0
@@ -100,6 +102,21 @@ class CanaryRollout:
                         + "; ".join(verdict.reasons)
                     )
             index += 1
+        return await self._promote()
+
+    async def _switch_and_watch(self, index: int, bake_s: float) -> RolloutOutcome:
+        """Blue-green: all traffic to the new version, the old one kept; judged against the traffic before."""
+        switched = workflow.now()
+        before = (switched - timedelta(seconds=bake_s), switched)
+        await self._set_traffic(self.input.from_version, self.input.to_version, 100.0)
+        await self._bake(bake_s)
+        if self.rollback_reason is not None:
+            return await self._roll_back(self.rollback_reason)
+        if self.promote_request is not None:
+            return await self._promote()
+        verdict = await self._judge(switched, index, 0, 100.0, baseline_window=before)
+        if verdict.verdict == "degraded":
+            return await self._roll_back("degraded after the switch: " + "; ".join(verdict.reasons))
         return await self._promote()
 
     async def _report_progress(self) -> None:
@@ -138,7 +155,7 @@ class CanaryRollout:
                 remaining = max(0.0, (self.deadline - workflow.now()).total_seconds())
                 self.deadline = None
 
-    async def _judge(self, started, stage: int, attempt: int, percent: float) -> CanaryVerdict:
+    async def _judge(self, started, stage: int, attempt: int, percent: float, baseline_window=None) -> CanaryVerdict:
         verdict = await workflow.execute_activity(
             "judge_stage",
             JudgeRequest(
@@ -148,6 +165,7 @@ class CanaryRollout:
                 canary_version=self.input.to_version,
                 window_start=started,
                 window_end=workflow.now(),
+                baseline_window=baseline_window,
                 stage=stage,
                 attempt=attempt,
                 percent=percent,
@@ -202,7 +220,7 @@ class CanaryRollout:
                 service=self.input.service,
                 from_version=self.input.from_version,
                 to_version=self.input.to_version,
-                strategy="canary",
+                strategy=self.input.strategy,
                 state=state,
                 reason=reason,
                 finished=finished,

@@ -1,0 +1,93 @@
+"""`ABExperiment`: a fixed traffic split between two versions until one wins significantly, then the winner
+serves all traffic. A sample-ratio mismatch, the maximum duration or an operator's `stop` end it on the control."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from llm_optimizer.control import EvaluateRequest, ExperimentInput, ExperimentOutcome, TrafficRequest
+    from llm_optimizer.experiments import ABResult
+
+ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RetryPolicy(
+        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
+    ),
+}
+
+
+@workflow.defn(name="ABExperiment")
+class ABExperiment:
+    @workflow.init
+    def __init__(self, input: ExperimentInput) -> None:
+        self.input = input
+        self.last: ABResult | None = None
+        self.stop_reason: str | None = None
+
+    @workflow.run
+    async def run(self, input: ExperimentInput) -> ExperimentOutcome:
+        started = workflow.now()
+        await self._split(input.control_version, input.treatment_version, input.policy.treatment_share * 100)
+        while True:
+            with contextlib.suppress(TimeoutError):  # the check interval passed without a stop
+                await workflow.wait_condition(
+                    lambda: self.stop_reason is not None, timeout=timedelta(seconds=input.check_every_s)
+                )
+            if self.stop_reason is not None:
+                result = ABResult(
+                    status="no_difference",
+                    control_rate=self.last.control_rate if self.last else 0.0,
+                    treatment_rate=self.last.treatment_rate if self.last else 0.0,
+                    reason=f"stopped by an operator: {self.stop_reason}",
+                )
+                break
+            result = await workflow.execute_activity(
+                "evaluate_experiment",
+                EvaluateRequest(
+                    experiment_id=input.experiment_id,
+                    service=input.service,
+                    control_version=input.control_version,
+                    treatment_version=input.treatment_version,
+                    since=started,
+                    until=workflow.now(),
+                    policy=input.policy,
+                    success_quality=input.success_quality,
+                ),
+                result_type=ABResult,
+                **ACTIVITY,
+            )
+            self.last = result
+            if result.status != "running":
+                break
+        winner = input.treatment_version if result.status == "treatment_wins" else input.control_version
+        await self._split(winner, None, 0)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ExperimentOutcome(experiment_id=input.experiment_id, result=result, live_version=winner)
+
+    async def _split(self, active: str, treatment: str | None, percent: float) -> None:
+        await workflow.execute_activity(
+            "set_traffic",
+            TrafficRequest(
+                rollout_id=self.input.experiment_id,
+                service=self.input.service,
+                active_version=active,
+                canary_version=treatment,
+                percent=percent,
+            ),
+            **ACTIVITY,
+        )
+
+    @workflow.signal
+    def stop(self, payload: dict[str, Any] | None = None) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = str((payload or {}).get("reason") or "stop requested")
+
+    @workflow.query
+    def status(self) -> ABResult | None:
+        return self.last
