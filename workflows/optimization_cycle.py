@@ -331,71 +331,81 @@ class OptimizationCycle:
 
     # ---- operator controls: signals take JSON objects; an invalid one is refused and shown in `status` ----
 
-    def _accept(self, name: str, payload: Any, model: type) -> Any | None:
+    def _accept(self, name: str, payload: Any, model: type) -> tuple[Any | None, str]:
+        """(request, outcome): outcome is accepted, refused (invalid; shown in `status`) or duplicate."""
         try:
             request = model.model_validate(payload if payload is not None else {})
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             self.refusals = [*self.refusals, f"{name} refused: {problems}"][-20:]
-            return None
+            return None, "refused"
         if request.request_id:
             if request.request_id in self.seen_requests:
-                return None
+                return None, "duplicate"
             self.seen_requests = [*self.seen_requests, request.request_id][-100:]
-        return request
+        return request, "accepted"
+
+    async def _record_signal(self, name: str, payload: Any, outcome: str) -> None:
+        # Added after histories were recorded: patched() keeps those replaying.
+        if workflow.patched("audit-signals"):
+            await self._audit("signal", name, {"payload": payload, "outcome": outcome})
 
     @workflow.signal
-    def pause(self, payload: dict[str, Any] | None = None) -> None:
-        request = self._accept("pause", payload, PauseRequest)
+    async def pause(self, payload: dict[str, Any] | None = None) -> None:
+        request, outcome = self._accept("pause", payload, PauseRequest)
         if request is not None and self.paused_reason is None:
             self.paused_reason = request.reason or "paused by an operator"
+        await self._record_signal("pause", payload, outcome)
 
     @workflow.signal
-    def resume(self, payload: dict[str, Any] | None = None) -> None:
-        if self._accept("resume", payload, ResumeRequest) is not None:
+    async def resume(self, payload: dict[str, Any] | None = None) -> None:
+        request, outcome = self._accept("resume", payload, ResumeRequest)
+        if request is not None:
             self.paused_reason = None
             self.stopped_reason = None
+        await self._record_signal("resume", payload, outcome)
 
     @workflow.signal
-    def trigger(self, payload: dict[str, Any] | None = None) -> None:
-        request = self._accept("trigger", payload, TriggerRequest)
+    async def trigger(self, payload: dict[str, Any] | None = None) -> None:
+        request, outcome = self._accept("trigger", payload, TriggerRequest)
         if request is not None:
             self.trigger_reason = request.reason or "operator"
+        await self._record_signal("trigger", payload, outcome)
 
     @workflow.signal
     async def emergency_stop(self, payload: dict[str, Any] | None = None) -> None:
-        request = self._accept("emergency_stop", payload, EmergencyStopRequest)
-        if request is None:
-            return
-        self.stopped_reason = request.reason or "emergency stop"
-        if self.rollout_handle is not None:
-            await self.rollout_handle.signal("emergency_stop", {"reason": self.stopped_reason})
+        request, outcome = self._accept("emergency_stop", payload, EmergencyStopRequest)
+        if request is not None:
+            self.stopped_reason = request.reason or "emergency stop"
+            if self.rollout_handle is not None:
+                await self.rollout_handle.signal("emergency_stop", {"reason": self.stopped_reason})
+        await self._record_signal("emergency_stop", payload, outcome)
 
     @workflow.signal
     async def rollback(self, payload: dict[str, Any] | None = None) -> None:
-        request = self._accept("rollback", payload, RollbackRequest)
-        if request is None:
-            return
-        if self.rollout_handle is not None and request.target_version is None:
-            await self.rollout_handle.signal("rollback", {"reason": request.reason})
-        else:
-            self.rollback_request = request
+        request, outcome = self._accept("rollback", payload, RollbackRequest)
+        if request is not None:
+            if self.rollout_handle is not None and request.target_version is None:
+                await self.rollout_handle.signal("rollback", {"reason": request.reason})
+            else:
+                self.rollback_request = request
+        await self._record_signal("rollback", payload, outcome)
 
     @workflow.signal
-    def set_objectives(self, payload: dict[str, Any] | None = None) -> None:
-        request = self._accept("set_objectives", payload, ObjectivesUpdate)
-        if request is None:
-            return
-        changes = {
-            k: v
-            for k, v in {
-                "objectives": request.objectives,
-                "constraints": request.constraints,
-                "strategy": request.strategy,
-            }.items()
-            if v is not None
-        }
-        self.input = self.input.model_copy(update=changes)
+    async def set_objectives(self, payload: dict[str, Any] | None = None) -> None:
+        request, outcome = self._accept("set_objectives", payload, ObjectivesUpdate)
+        if request is not None:
+            changes = {
+                k: v
+                for k, v in {
+                    "objectives": request.objectives,
+                    "constraints": request.constraints,
+                    "strategy": request.strategy,
+                }.items()
+                if v is not None
+            }
+            self.input = self.input.model_copy(update=changes)
+        await self._record_signal("set_objectives", payload, outcome)
 
     @workflow.query
     def status(self) -> CycleStatus:
