@@ -41,3 +41,6 @@ clean: down
 
 bench-ingest: $(STAMP)
 	$(PY) -m benchmarks.ingest
+
+bench-savings: $(STAMP)
+	$(PY) -m benchmarks.savings --outcomes ../shared/data/outcomes/dev_outcomes.parquet --quality-floor 0.95

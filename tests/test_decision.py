@@ -1,0 +1,184 @@
+"""The decision engine: safety first, guards, constraints, Pareto frontier (property-based), weighted choice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm_optimizer.decision import (
+    Action,
+    Constraints,
+    DecisionInput,
+    Guards,
+    Memory,
+    Objectives,
+    Profile,
+    decide,
+    pareto_frontier,
+    weighted_gain,
+)
+from llm_optimizer.settings import Strategy
+from llm_optimizer.strategies import PRESETS
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+CURRENT = Profile(
+    model="big",
+    provider="p",
+    config_version="v2",
+    requests=5000,
+    error_rate=0.01,
+    latency_p95_ms=2000,
+    quality_mean=0.90,
+    quality_sd=0.3,
+    quality_n=4000,
+    cost_per_request=0.010,
+    cost_sd=0.004,
+)
+
+
+def observed(
+    model: str, *, quality: float, cost: float, p95: float = 1500, n: int = 4000, errors: float = 0.01
+) -> Profile:
+    return Profile(
+        model=model,
+        provider="p",
+        requests=n,
+        error_rate=errors,
+        latency_p95_ms=p95,
+        quality_mean=quality,
+        quality_sd=0.3,
+        quality_n=n,
+        cost_per_request=cost,
+        cost_sd=cost * 0.4,
+    )
+
+
+def inp(**overrides) -> DecisionInput:
+    base = dict(
+        service="chat",
+        now=NOW,
+        current_version="v2",
+        parent_version="v1",
+        current=CURRENT,
+        reference_quality=0.90,
+        candidates=[],
+        preset=PRESETS[Strategy.balanced],
+    )
+    return DecisionInput(**{**base, **overrides})
+
+
+def test_nothing_better_means_nothing_deployed():
+    decision = decide(inp(candidates=[observed("pricey", quality=0.91, cost=0.02)]))
+    assert decision.action is Action.none
+    assert any(c.name == "improvement of pricey" and not c.passed for c in decision.checks)
+
+
+def test_a_cheaper_candidate_above_the_floor_is_canaried_with_expected_impact():
+    decision = decide(inp(candidates=[observed("small", quality=0.89, cost=0.002)]))
+    assert decision.action is Action.canary and decision.candidate.model == "small"
+    cost = decision.expected_impact["cost_per_request"]
+    assert cost.estimate == -0.8 and cost.low < -0.8 < cost.high
+    assert decision.confidence > 0.99 and "quality" in decision.expected_impact
+
+
+def test_a_candidate_below_the_quality_floor_is_never_proposed():
+    decision = decide(inp(candidates=[observed("tiny", quality=0.70, cost=0.0005)]))
+    assert decision.action is Action.none
+    assert any("below the floor" in c.detail for c in decision.checks if c.name == "candidate tiny")
+
+
+def test_safety_first_an_unsafe_live_config_rolls_back_to_its_parent():
+    bad = CURRENT.model_copy(update={"error_rate": 0.2})
+    decision = decide(inp(current=bad, candidates=[observed("small", quality=0.89, cost=0.002)]))
+    assert decision.action is Action.rollback and decision.target_version == "v1"
+    no_parent = decide(inp(current=bad, parent_version=None))
+    assert no_parent.action is Action.alert
+    critical = decide(inp(critical_findings=["Sentinel: critical quality_collapse"]))
+    assert critical.action is Action.rollback
+
+
+def test_guards_cooldown_rollback_budget_and_recently_rolled_back_models():
+    candidates = [observed("small", quality=0.89, cost=0.002)]
+    cooling = decide(inp(candidates=candidates, memory=Memory(last_change_at=NOW - timedelta(minutes=5))))
+    assert cooling.action is Action.none and "cooldown" in cooling.rationale
+    budget = decide(inp(candidates=candidates, memory=Memory(rollbacks=[NOW - timedelta(hours=h) for h in (1, 2, 3)])))
+    assert budget.action is Action.none and "3 rollbacks" in budget.rationale
+    retry = decide(inp(candidates=candidates, memory=Memory(rolled_back_models={"small": NOW - timedelta(hours=2)})))
+    assert retry.action is Action.none
+    later = decide(
+        inp(
+            candidates=candidates,
+            memory=Memory(rolled_back_models={"small": NOW - timedelta(days=2)}),
+            guards=Guards(rolled_back_retry_after=timedelta(days=1)),
+        )
+    )
+    assert later.action is Action.canary
+
+
+def test_governance_and_unobserved_exploration():
+    unobserved = Profile(model="new", provider="q", cost_per_request=0.001)
+    explored = decide(inp(candidates=[unobserved]))
+    assert explored.action is Action.canary and explored.exploration and explored.confidence is None
+    assert decide(inp(candidates=[unobserved], guards=Guards(explore_unobserved=False))).action is Action.none
+    denied = decide(inp(candidates=[unobserved], constraints=Constraints(denied_providers=["q"])))
+    assert denied.action is Action.none
+    unapproved = decide(inp(candidates=[unobserved], constraints=Constraints(approved_models=["big"])))
+    assert unapproved.action is Action.none
+
+
+def test_conservative_needs_more_improvement_than_aggressive():
+    candidates = [observed("mid", quality=0.90, cost=0.0085)]  # 15% cheaper -> weighted gain ~9%
+    assert decide(inp(candidates=candidates, preset=PRESETS[Strategy.aggressive])).action is Action.canary
+    assert decide(inp(candidates=candidates, preset=PRESETS[Strategy.conservative])).action is Action.none
+
+
+def test_weighted_gain_known_answer():
+    candidate = observed("x", quality=0.99, cost=0.005, p95=1000)
+    # cost -50% (gain .5), quality +10% (gain .1), latency -50% (gain .5); weights .6/.3/.1
+    assert weighted_gain(CURRENT, candidate, Objectives()) == pytest.approx(0.6 * 0.5 + 0.3 * 0.1 + 0.1 * 0.5)
+
+
+profiles = st.lists(
+    st.builds(
+        lambda i, c, q, p95: observed(f"m{i}", quality=q, cost=c, p95=p95),
+        st.integers(0, 10_000),
+        st.floats(0.0001, 1.0),
+        st.floats(0.0, 1.0),
+        st.floats(10, 10_000),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def dominates(a: Profile, b: Profile) -> bool:
+    no_worse = (
+        a.cost_per_request <= b.cost_per_request
+        and a.quality_mean >= b.quality_mean
+        and a.latency_p95_ms <= b.latency_p95_ms
+    )
+    better = (
+        a.cost_per_request < b.cost_per_request
+        or a.quality_mean > b.quality_mean
+        or a.latency_p95_ms < b.latency_p95_ms
+    )
+    return no_worse and better
+
+
+@given(profiles)
+def test_pareto_frontier_is_exactly_the_non_dominated_set(items):
+    frontier = pareto_frontier(items)
+    for p in items:
+        dominated = any(dominates(o, p) for o in items)
+        assert (p in frontier) == (not dominated)
+    assert frontier, "a non-empty set always has a non-dominated member"
+
+
+@given(profiles, st.floats(0.0001, 1.0))
+def test_cheapening_a_frontier_member_keeps_it_on_the_frontier(items, factor):
+    member = pareto_frontier(items)[0]
+    cheaper = member.model_copy(update={"cost_per_request": member.cost_per_request * factor})
+    assert cheaper in pareto_frontier([cheaper if p is member else p for p in items])
