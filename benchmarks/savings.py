@@ -40,7 +40,6 @@ from starter.cycle import register_initial, start_cycle
 from storage.config_client import ConfigClient
 from storage.db import migrate
 from storage.events_repo import land_events
-from worker import serving
 
 DEFAULT_OUTCOMES = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "outcomes" / "dev_outcomes.parquet"
@@ -114,22 +113,30 @@ async def run(args: argparse.Namespace) -> dict:
             migrate(stack.database_url)
             client = await connect_client(settings)
             await ensure_search_attributes(client)
-            async with serving(client, settings):
-                for service in table.services:
-                    best = table.best_quality_model(service)
-                    register_initial(settings, service, ConfigSpec(model=best.model, provider=best.provider))
-                    await start_cycle(
-                        client,
-                        settings.temporal.task_queue,
-                        CycleInput(
-                            service=service,
-                            candidate_models=[m.model for m in table.models(service) if m.model != best.model],
-                            time_scale=args.time_scale,
-                            constraints=Constraints(quality_floor_ratio=args.quality_floor),
-                            canary_min_samples=100,
-                        ),
-                    )
-                served = await asyncio.to_thread(replay, stack.database_url, table, args.rate, args.minutes * 60)
+            # The worker runs in its own process, as in production; the replay has this one to itself.
+            stack.start_worker(
+                env={
+                    "OPTIMIZER_DATABASE__URL": stack.database_url,
+                    "OPTIMIZER_KAFKA__BROKERS": stack.kafka_bootstrap,
+                    "OPTIMIZER_TEMPORAL__ADDRESS": stack.temporal_address,
+                    "OPTIMIZER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+                }
+            )
+            for service in table.services:
+                best = table.best_quality_model(service)
+                register_initial(settings, service, ConfigSpec(model=best.model, provider=best.provider))
+                await start_cycle(
+                    client,
+                    settings.temporal.task_queue,
+                    CycleInput(
+                        service=service,
+                        candidate_models=[m.model for m in table.models(service) if m.model != best.model],
+                        time_scale=args.time_scale,
+                        constraints=Constraints(quality_floor_ratio=args.quality_floor),
+                        canary_min_samples=100,
+                    ),
+                )
+            served = replay(stack.database_url, table, args.rate, args.minutes * 60)
             rollouts = _rollouts(stack.database_url)
         finally:
             stack.down()

@@ -1,0 +1,16 @@
+# The worker image of docker-compose.yml: the project without the embedded servers (production uses real ones).
+FROM python:3.12-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY llm_optimizer ./llm_optimizer
+COPY storage ./storage
+COPY workflows ./workflows
+COPY activities ./activities
+COPY starter ./starter
+COPY simulator ./simulator
+COPY devstack ./devstack
+COPY benchmarks ./benchmarks
+COPY worker.py ./
+RUN pip install --no-cache-dir .
+USER nobody
+CMD ["python", "worker.py"]

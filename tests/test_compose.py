@@ -1,0 +1,44 @@
+"""docker-compose.yml: valid against the Compose specification, and every variable it gives the worker is a setting.
+
+Docker cannot run on the development machines, so the file is checked here rather than started.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import yaml
+
+from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, env_name, setting_keys
+
+
+def load(repo_root):
+    return yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_against_the_vendored_specification(repo_root):
+    schema = json.loads((repo_root / "docs" / "compose-spec" / "compose-spec.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(load(repo_root))  # the spec is draft-07
+
+
+def test_every_variable_given_to_the_project_is_a_real_setting(repo_root):
+    known = {env_name(key) for key in setting_keys()} | set(SHORT_ENV_ALIASES) | {CONFIG_FILE_ENV}
+    compose = load(repo_root)
+    project_vars = set(compose["services"]["worker"]["environment"])
+    example = [
+        line.split("=", 1)[0]
+        for line in (repo_root / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    project_vars |= {v for v in example if v.startswith("OPTIMIZER_")}
+    assert project_vars - known == set(), f"not settings: {sorted(project_vars - known)}"
+    assert "DATABASE_URL" in project_vars and "TEMPORAL_ADDRESS" in project_vars
+
+
+def test_services_have_health_checks_and_wait_for_their_dependencies(repo_root):
+    services = load(repo_root)["services"]
+    for name in ("postgres", "temporal", "kafka"):
+        assert "healthcheck" in services[name], name
+    assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
