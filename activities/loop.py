@@ -41,6 +41,7 @@ from storage import analysis_repo, audit_repo, configs_repo
 from storage.db import psycopg_url
 
 T = TypeVar("T")
+CRITICAL_ALERT = "Sentinel: critical"
 
 
 class LoopActivities:
@@ -148,7 +149,8 @@ class LoopActivities:
             if request.memory.reference_quality is not None
             else (current.quality_mean if current.quality_known else None),
             candidates=list(candidates.values()),
-            critical_findings=request.findings,
+            critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)],
+            findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)],
             constraints=request.constraints,
             objectives=request.objectives,
             preset=PRESETS[request.strategy],

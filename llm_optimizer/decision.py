@@ -135,7 +135,8 @@ class DecisionInput(BaseModel):
     current: Profile
     reference_quality: float | None = None  # quality the floor is relative to (the starting config's)
     candidates: list[Profile] = Field(default_factory=list)
-    critical_findings: list[str] = Field(default_factory=list)
+    critical_findings: list[str] = Field(default_factory=list)  # roll back (or alert), never a backup model
+    findings: list[str] = Field(default_factory=list)  # breaches seen on the fast path: a backup model may answer
     constraints: Constraints = Constraints()
     objectives: Objectives = Objectives()
     preset: StrategyPreset
@@ -160,7 +161,7 @@ def decide(inp: DecisionInput) -> Decision:
         )
 
     # 1. Safety first.
-    broken = violations(inp.current, inp.constraints, _quality_floor(inp))
+    broken = [*inp.findings, *violations(inp.current, inp.constraints, _quality_floor(inp))]
     checks.append(
         Check(
             name="live config within hard constraints",
@@ -171,6 +172,16 @@ def decide(inp: DecisionInput) -> Decision:
     )
     if inp.critical_findings or broken:
         reason = "; ".join(inp.critical_findings + broken)
+        backup = None if inp.critical_findings or _quality_broken(inp) else _backup(inp, checks)
+        if backup is not None:
+            return done(
+                Action.canary,
+                f"the live config {inp.current_version} breaks a limit ({reason}): canary the backup model "
+                f"{backup.model}, which meets every limit",
+                candidate=backup,
+                confidence=_confidence_meets_floor(backup, _quality_floor(inp)),
+                expected_impact=expected_impact(inp.current, backup),
+            )
         if inp.parent_version:
             return done(
                 Action.rollback,
@@ -258,6 +269,32 @@ def decide(inp: DecisionInput) -> Decision:
                 expected_impact=impact,
             )
     return done(Action.none, "no candidate is better enough than the live config under the constraints")
+
+
+def _quality_broken(inp: DecisionInput) -> bool:
+    floor = _quality_floor(inp)
+    return floor is not None and inp.current.quality_known and _upper(inp.current) < floor
+
+
+def _backup(inp: DecisionInput, checks: list[Check]) -> Profile | None:
+    """For a latency or error-rate breach: the best observed candidate that meets every limit itself."""
+    floor = _quality_floor(inp)
+    usable = []
+    for candidate in inp.candidates:
+        if candidate.model == inp.current.model or not candidate.quality_known or candidate.latency_p95_ms is None:
+            continue
+        problems = _candidate_problems(candidate, inp, floor)
+        checks.append(
+            Check(
+                name=f"backup {candidate.model}",
+                kind="safety",
+                passed=not problems,
+                detail="; ".join(problems) or "meets every limit",
+            )
+        )
+        if not problems:
+            usable.append(candidate)
+    return max(usable, key=lambda c: weighted_gain(inp.current, c, inp.objectives), default=None)
 
 
 def _quality_floor(inp: DecisionInput) -> float | None:

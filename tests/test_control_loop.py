@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from conftest import settings_for, start_worker_process
@@ -13,11 +15,14 @@ from traffic import ModelBehaviour, Traffic
 
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus, RolloutInput, RolloutOutcome, RolloutStatus
+from llm_optimizer.decision import Constraints
+from llm_optimizer.events import LLMEvent
 from llm_optimizer.judge import JudgeThresholds
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from starter.cycle import start_cycle
 from storage import configs_repo
+from storage.events_repo import land_events
 from worker import serving
 
 EXPENSIVE = ModelBehaviour(error_rate=0.01, latency_ms=900, quality=0.90, cost_usd=0.010)
@@ -31,16 +36,15 @@ def setup_service(database_url: str, service: str) -> None:
 
 
 def cycle_input(service: str, **overrides) -> CycleInput:
-    return CycleInput(
-        service=service,
-        candidate_models=["gpt-4o-mini"],
-        time_scale=0.01,  # 15 min interval -> 9 s; stages bake 3 s, 6 s, 9 s
-        interval_s=600,
-        fast_path_s=300,
-        analysis_window_s=3000,
-        canary_min_samples=60,
-        **overrides,
-    )
+    defaults = {
+        "candidate_models": ["gpt-4o-mini"],
+        "time_scale": 0.01,  # 15 min interval -> 9 s; stages bake 3 s, 6 s, 9 s
+        "interval_s": 600,
+        "fast_path_s": 300,
+        "analysis_window_s": 3000,
+        "canary_min_samples": 60,
+    }
+    return CycleInput(service=service, **{**defaults, **overrides})
 
 
 async def start(client, settings, inp: CycleInput):
@@ -201,3 +205,56 @@ async def test_blue_green_switches_after_a_health_check_and_judges_against_the_t
     assert switch.verdict.verdict == "healthy" and switch.verdict.baseline_requests > 500
     with psycopg.connect(database_url) as conn:
         assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+
+
+async def test_scenario_latency_spike_moves_traffic_to_a_faster_model_within_the_limits(
+    stack, database_url, temporal_client
+):
+    service = "scen-latency"
+    setup_service(database_url, service)
+    backup = ConfigSpec(model="claude-3-5-haiku-20241022", provider="anthropic")
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, service, backup, parent_version="v1")
+        # What an earlier canary of the backup showed, inside the analysis window.
+        land_events(
+            conn, [_event(service, "v2", backup, now - timedelta(seconds=i % 20)) for i in range(600)], source="test"
+        )
+        conn.commit()
+    settings = settings_for(stack, database_url)
+    openai = ModelBehaviour(latency_ms=900, quality=0.9, cost_usd=0.010)
+    behaviours = {"gpt-4o": openai, backup.model: ModelBehaviour(latency_ms=800, quality=0.9, cost_usd=0.012)}
+    inp = cycle_input(
+        service,
+        candidate_models=[],
+        interval_s=3000,
+        fast_path_s=200,
+        constraints=Constraints(p95_latency_max_ms=2500),
+    )
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await start(temporal_client, settings, inp)
+            openai.latency_ms = 4000  # the provider slows down
+            record = await wait_for_outcome(handle)
+            await handle.terminate("test over")
+    assert record.trigger.startswith("threshold: p95 latency"), record
+    assert record.action == "canary" and "backup model claude-3-5-haiku-20241022" in record.rationale
+    assert record.outcome.startswith("promoted"), record
+    with psycopg.connect(database_url) as conn:
+        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+
+
+def _event(service: str, version: str, spec: ConfigSpec, ts: datetime) -> LLMEvent:
+    return LLMEvent(
+        event_id=str(uuid.uuid4()),
+        timestamp=ts,
+        service=service,
+        model=spec.model,
+        provider=spec.provider,
+        config_version=version,
+        latency_ms=700.0 + (hash(ts) % 200),
+        tokens_in=500,
+        tokens_out=200,
+        cost_usd=0.012,
+        quality_score=0.9,
+    )

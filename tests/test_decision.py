@@ -92,8 +92,10 @@ def test_a_candidate_below_the_quality_floor_is_never_proposed():
 
 def test_safety_first_an_unsafe_live_config_rolls_back_to_its_parent():
     bad = CURRENT.model_copy(update={"error_rate": 0.2})
-    decision = decide(inp(current=bad, candidates=[observed("small", quality=0.89, cost=0.002)]))
+    decision = decide(inp(current=bad))
     assert decision.action is Action.rollback and decision.target_version == "v1"
+    backup = decide(inp(current=bad, candidates=[observed("small", quality=0.89, cost=0.002)]))
+    assert backup.action is Action.canary and "backup model small" in backup.rationale
     no_parent = decide(inp(current=bad, parent_version=None))
     assert no_parent.action is Action.alert
     critical = decide(inp(critical_findings=["Sentinel: critical quality_collapse"]))
@@ -182,3 +184,18 @@ def test_cheapening_a_frontier_member_keeps_it_on_the_frontier(items, factor):
     member = pareto_frontier(items)[0]
     cheaper = member.model_copy(update={"cost_per_request": member.cost_per_request * factor})
     assert cheaper in pareto_frontier([cheaper if p is member else p for p in items])
+
+
+def test_a_latency_breach_moves_to_an_observed_backup_that_meets_the_limits():
+    slow = CURRENT.model_copy(update={"latency_p95_ms": 6000})
+    limits = Constraints(p95_latency_max_ms=3000)
+    fast = observed("fast", quality=0.89, cost=0.012, p95=1200)
+    also_slow = observed("also-slow", quality=0.95, cost=0.001, p95=5000)
+    decision = decide(inp(current=slow, constraints=limits, candidates=[fast, also_slow]))
+    assert decision.action is Action.canary and decision.candidate.model == "fast"
+    assert "backup model fast" in decision.rationale
+    # No backup meets the limit: back to the parent.
+    assert decide(inp(current=slow, constraints=limits, candidates=[also_slow])).action is Action.rollback
+    # A quality breach is never answered with a backup: roll back.
+    poor = CURRENT.model_copy(update={"quality_mean": 0.5})
+    assert decide(inp(current=poor, candidates=[fast])).action is Action.rollback
