@@ -258,3 +258,38 @@ def _event(service: str, version: str, spec: ConfigSpec, ts: datetime) -> LLMEve
         cost_usd=0.012,
         quality_score=0.9,
     )
+
+
+async def test_scenario_price_rise_moves_to_a_cheaper_model_that_keeps_the_quality_floor(
+    stack, database_url, temporal_client
+):
+    service = "scen-price"
+    setup_service(database_url, service)
+    settings = settings_for(stack, database_url)
+    live = ModelBehaviour(quality=0.9, cost_usd=0.0020, latency_ms=500)  # p95 about that of the seeded events
+    cheaper = ModelBehaviour(quality=0.9, cost_usd=0.0018, latency_ms=500)  # 10% cheaper: not worth a change yet
+    behaviours = {"gpt-4o": live, "gpt-4o-mini": cheaper}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await start(temporal_client, settings, cycle_input(service, candidate_models=[]))
+            # gpt-4o-mini has been observed before (an earlier canary), inside the analysis window.
+            with psycopg.connect(database_url) as conn:
+                mini = ConfigSpec(model="gpt-4o-mini", provider="openai")
+                configs_repo.register(conn, service, mini, parent_version="v1")
+                now = datetime.now(UTC)
+                events = [_event(service, "v2", mini, now - timedelta(seconds=i % 20)) for i in range(600)]
+                for e in events:
+                    object.__setattr__(e, "cost_usd", 0.0018)
+                land_events(conn, events, source="test")
+                conn.commit()
+            deadline = time.monotonic() + 60
+            while (await handle.query("status", result_type=CycleStatus)).cycles_done < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.5)
+            first = (await handle.query("status", result_type=CycleStatus)).last_decision
+            live.cost_usd = 0.0060  # the provider triples its price
+            record = await wait_for_outcome(handle)
+            await handle.terminate("test over")
+    assert first.action == "none", first.rationale
+    assert record.action == "canary" and "gpt-4o-mini" in record.rationale
+    assert record.outcome.startswith("promoted"), record
