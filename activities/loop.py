@@ -151,6 +151,9 @@ class LoopActivities:
             candidates=list(candidates.values()),
             critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)],
             findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)],
+            spent_today_usd=analysis_repo.spent_since(
+                conn, request.service, request.now.replace(hour=0, minute=0, second=0, microsecond=0), request.now
+            ),
             constraints=request.constraints,
             objectives=request.objectives,
             preset=PRESETS[request.strategy],

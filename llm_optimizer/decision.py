@@ -137,6 +137,7 @@ class DecisionInput(BaseModel):
     candidates: list[Profile] = Field(default_factory=list)
     critical_findings: list[str] = Field(default_factory=list)  # roll back (or alert), never a backup model
     findings: list[str] = Field(default_factory=list)  # breaches seen on the fast path: a backup model may answer
+    spent_today_usd: float | None = None
     constraints: Constraints = Constraints()
     objectives: Objectives = Objectives()
     preset: StrategyPreset
@@ -218,21 +219,25 @@ def decide(inp: DecisionInput) -> Decision:
         )
         if not problems:
             feasible.append(candidate)
+    # Over the daily budget, cost is the only objective and any saving counts (the floor still holds).
+    objectives, minimum = inp.objectives, inp.preset.min_improvement
+    if _over_budget(inp, checks):
+        objectives, minimum = Objectives(cost=1, quality=0, latency=0), 1e-9
     frontier = pareto_frontier([inp.current, *feasible])
     ranked = sorted(
         (c for c in feasible if c in frontier or not c.quality_known),
-        key=lambda c: weighted_gain(inp.current, c, inp.objectives),
+        key=lambda c: weighted_gain(inp.current, c, objectives),
         reverse=True,
     )
     for candidate in ranked:
-        gain = weighted_gain(inp.current, candidate, inp.objectives)
-        enough = gain >= inp.preset.min_improvement
+        gain = weighted_gain(inp.current, candidate, objectives)
+        enough = gain >= minimum
         checks.append(
             Check(
                 name=f"improvement of {candidate.model}",
                 kind="objective",
                 passed=enough,
-                detail=f"weighted gain {gain:+.1%} (minimum {inp.preset.min_improvement:.0%})",
+                detail=f"weighted gain {gain:+.1%} (minimum {minimum:.0%})",
             )
         )
         if not enough:
@@ -269,6 +274,26 @@ def decide(inp: DecisionInput) -> Decision:
                 expected_impact=impact,
             )
     return done(Action.none, "no candidate is better enough than the live config under the constraints")
+
+
+def _over_budget(inp: DecisionInput, checks: list[Check]) -> bool:
+    """Today's spend, forecast linearly to midnight, against the daily budget."""
+    budget = inp.constraints.daily_budget_usd
+    if budget is None or inp.spent_today_usd is None:
+        return False
+    day_start = inp.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    hours = max((inp.now - day_start).total_seconds() / 3600, 1 / 60)
+    forecast = inp.spent_today_usd / hours * 24
+    over = forecast > budget
+    checks.append(
+        Check(
+            name="daily budget",
+            kind="constraint",
+            passed=not over,
+            detail=f"forecast {forecast:.2f} USD today against {budget:.2f} USD",
+        )
+    )
+    return over
 
 
 def _quality_broken(inp: DecisionInput) -> bool:

@@ -58,6 +58,14 @@ def mean_tokens(
     return float(row[0]), float(row[1])
 
 
+def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> float:
+    row = conn.execute(
+        "SELECT coalesce(sum(cost_usd), 0) FROM events WHERE service = %s AND ts >= %s AND ts < %s",
+        (service, start, end),
+    ).fetchone()
+    return float(row[0])
+
+
 def arm_sample(conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime) -> ArmSample:
     """What `version` served in the window: the judge's input for one side."""
     rows = conn.execute(

@@ -199,3 +199,24 @@ def test_a_latency_breach_moves_to_an_observed_backup_that_meets_the_limits():
     # A quality breach is never answered with a backup: roll back.
     poor = CURRENT.model_copy(update={"quality_mean": 0.5})
     assert decide(inp(current=poor, candidates=[fast])).action is Action.rollback
+
+
+def test_over_the_daily_budget_any_cheaper_model_above_the_floor_is_taken():
+    slightly_cheaper = observed("slightly", quality=0.90, cost=0.0095)  # 5% cheaper: not enough normally
+    assert decide(inp(candidates=[slightly_cheaper])).action is Action.none
+    # 60 USD by noon forecasts 120 USD against a budget of 100.
+    noon = NOW.replace(hour=12)
+    over = decide(
+        inp(
+            now=noon, candidates=[slightly_cheaper], spent_today_usd=60.0, constraints=Constraints(daily_budget_usd=100)
+        )
+    )
+    assert over.action is Action.canary and over.candidate.model == "slightly"
+    budget = next(c for c in over.checks if c.name == "daily budget")
+    assert not budget.passed and "forecast 120.00 USD" in budget.detail
+    within = decide(
+        inp(
+            now=noon, candidates=[slightly_cheaper], spent_today_usd=40.0, constraints=Constraints(daily_budget_usd=100)
+        )
+    )
+    assert within.action is Action.none
