@@ -23,11 +23,14 @@ from storage.config_client import ConfigClient
 class Incident:
     """Between `start_s` and `end_s` of the run: a provider slows down, a service errs, a model gets worse."""
 
-    kind: Literal["latency_spike", "error_burst", "quality_drop", "price_change"]
+    kind: Literal["latency_spike", "error_burst", "quality_drop", "price_change", "budget_overrun"]
     start_s: float
     end_s: float
-    target: str  # provider (latency_spike), service (error_burst), model (quality_drop, price_change)
-    factor: float  # latency multiplier, error rate, quality multiplier, price multiplier
+    # provider (latency_spike), service (error_burst, budget_overrun), model (quality_drop, price_change)
+    target: str
+    # latency multiplier, error rate, quality multiplier, price multiplier, output-length multiplier (longer answers
+    # cost more: a budget overrun)
+    factor: float
 
     def active(self, t: float) -> bool:
         return self.start_s <= t < self.end_s
@@ -72,7 +75,8 @@ class Fleet:
         outcome = self.table.outcome(service, prompt, model)
         active = [i for i in self.incidents if i.active(t)]
 
-        latency, ttft = self.latency.sample(self.rng, provider, model, outcome.tokens_out)
+        tokens_out = outcome.tokens_out
+        latency, ttft = self.latency.sample(self.rng, provider, model, tokens_out)
         if outcome.latency_ms is not None:
             latency = max(outcome.latency_ms, ttft)
         error_rate, quality, cost = self.error_rate, outcome.quality, outcome.cost_usd
@@ -85,6 +89,9 @@ class Fleet:
                 quality *= incident.factor
             elif incident.kind == "price_change" and incident.target == model:
                 cost *= incident.factor
+            elif incident.kind == "budget_overrun" and incident.target == service:
+                cost *= incident.factor
+                tokens_out = int(tokens_out * incident.factor)
 
         status, error_type = "ok", None
         if latency > self.timeout_ms:
@@ -102,7 +109,7 @@ class Fleet:
             latency_ms=round(latency, 1),
             ttft_ms=round(min(ttft, latency), 1),
             tokens_in=outcome.tokens_in,
-            tokens_out=outcome.tokens_out if status == "ok" else 0,
+            tokens_out=tokens_out if status == "ok" else 0,
             cost_usd=cost if status == "ok" else 0.0,
             status=status,
             error_type=error_type,
