@@ -293,3 +293,25 @@ async def test_scenario_price_rise_moves_to_a_cheaper_model_that_keeps_the_quali
     assert first.action == "none", first.rationale
     assert record.action == "canary" and "gpt-4o-mini" in record.rationale
     assert record.outcome.startswith("promoted"), record
+
+
+async def test_scenario_when_no_candidate_is_better_nothing_is_deployed(stack, database_url, temporal_client):
+    service = "scen-nothing"
+    setup_service(database_url, service)
+    settings = settings_for(stack, database_url)
+    # The live config already costs less than the catalog price of gpt-4o-mini at the same token mix.
+    behaviours = {"gpt-4o": ModelBehaviour(quality=0.9, cost_usd=0.0001), "gpt-4o-mini": ModelBehaviour()}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=300):
+            handle = await start(temporal_client, settings, cycle_input(service, interval_s=300))  # every 3 s
+            deadline = time.monotonic() + 60
+            while (await handle.query("status", result_type=CycleStatus)).cycles_done < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.5)
+            await handle.terminate("test over")
+    with psycopg.connect(database_url) as conn:
+        actions = {r[0] for r in conn.execute("SELECT action FROM decisions WHERE service = %s", (service,))}
+        rollouts = conn.execute("SELECT count(*) FROM rollouts").fetchone()[0]
+        assignment = configs_repo.get_assignment(conn, service)
+    assert actions == {"none"} and rollouts == 0
+    assert assignment == Assignment(service=service, active_version="v1")
