@@ -23,11 +23,10 @@ from aiokafka import AIOKafkaProducer
 
 from activities.ingestion import ensure_topic
 from devstack import LocalStack
-from devstack.processes import free_port
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
-from llm_optimizer.settings import Settings, StackSettings
+from llm_optimizer.settings import Settings
 from starter.client import connect_client
 from starter.ingest import start_ingestion
 from storage.db import migrate
@@ -82,15 +81,7 @@ def raw_copy_rate(url: str, events) -> float:
 
 async def run(total: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        stack = LocalStack(
-            StackSettings(
-                data_dir=Path(tmp),
-                postgres_port=free_port(),
-                temporal_port=free_port(),
-                temporal_ui_port=free_port(),
-                kafka_port=free_port(),
-            )
-        )
+        stack = LocalStack.on_free_ports(Path(tmp))
         stack.up()
         try:
             topic = f"bench-{uuid.uuid4().hex[:6]}"

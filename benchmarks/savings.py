@@ -28,11 +28,10 @@ from pathlib import Path
 import psycopg
 
 from devstack import LocalStack
-from devstack.processes import free_port
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput
 from llm_optimizer.decision import Constraints
-from llm_optimizer.settings import Settings, StackSettings
+from llm_optimizer.settings import CanaryThresholds, Settings
 from simulator.fleet import Fleet
 from simulator.outcomes import OutcomeTable
 from starter.client import connect_client, ensure_search_attributes
@@ -94,15 +93,7 @@ def replay_figures(table: OutcomeTable, served: list[tuple[str, int, str, float,
 async def run(args: argparse.Namespace) -> dict:
     table = OutcomeTable.read(args.outcomes)
     with tempfile.TemporaryDirectory(prefix="bench-savings-") as tmp:
-        stack = LocalStack(
-            StackSettings(
-                data_dir=Path(tmp),
-                postgres_port=free_port(),
-                temporal_port=free_port(),
-                temporal_ui_port=free_port(),
-                kafka_port=free_port(),
-            )
-        )
+        stack = LocalStack.on_free_ports(Path(tmp))
         stack.up()
         try:
             settings = Settings(
@@ -133,7 +124,7 @@ async def run(args: argparse.Namespace) -> dict:
                         candidate_models=[m.model for m in table.models(service) if m.model != best.model],
                         time_scale=args.time_scale,
                         constraints=Constraints(quality_floor_ratio=args.quality_floor),
-                        canary_min_samples=100,
+                        canary=CanaryThresholds(min_samples=100, quality_decrease=1 - args.quality_floor),
                     ),
                 )
             served = replay(stack.database_url, table, args.rate, args.minutes * 60)

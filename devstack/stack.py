@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from devstack.components import (
     Component,
     ComponentStatus,
@@ -10,6 +12,7 @@ from devstack.components import (
     TemporalServer,
     WorkerProcess,
 )
+from devstack.processes import free_port
 from llm_optimizer.errors import StackError
 from llm_optimizer.settings import StackSettings
 
@@ -26,6 +29,18 @@ class LocalStack:
         self.temporal = TemporalServer(self.settings, extra_args=temporal_extra_args)
         self.kafka = KafkaBroker(self.settings)
         self.worker = WorkerProcess(self.settings)
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, *, temporal_extra_args: list[str] | None = None) -> LocalStack:
+        """A stack in `data_dir` on ports nobody uses: for tests and benchmarks beside a running `make up`."""
+        settings = StackSettings(
+            data_dir=data_dir,
+            postgres_port=free_port(),
+            temporal_port=free_port(),
+            temporal_ui_port=free_port(),
+            kafka_port=free_port(),
+        )
+        return cls(settings, temporal_extra_args=temporal_extra_args)
 
     @property
     def components(self) -> list[Component]:

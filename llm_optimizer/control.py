@@ -15,7 +15,7 @@ from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives
 from llm_optimizer.experiments import ABPolicy, ABResult
 from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
-from llm_optimizer.settings import Strategy
+from llm_optimizer.settings import CanaryThresholds, Strategy
 from llm_optimizer.strategies import RolloutStage
 
 
@@ -96,7 +96,7 @@ class CycleInput(BaseModel):
     time_scale: float = Field(default=1.0, gt=0, le=1)
     analysis_window_s: float = Field(default=3600, gt=0)
     candidate_models: list[str] = Field(default_factory=list, description="models worth trying, from the catalog")
-    canary_min_samples: int = Field(default=200, gt=0)
+    canary: CanaryThresholds = CanaryThresholds()
     run_once: bool = False  # a Schedule's one-shot cycle: one pass, then return
     # Carried across continue-as-new:
     memory: Memory = Memory()

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.stats import diff_ci, mann_whitney, two_proportion_z, welch_t
 
 METRICS = ("error_rate", "latency_p95", "quality", "cost_per_request")
@@ -43,6 +44,23 @@ class JudgeThresholds(BaseModel):
     cost_increase: float = 0.25
     min_samples: int = 200
     alpha: float = 0.01
+
+
+def thresholds_for(
+    policy: CanaryThresholds, preset_error_rate_increase: float, quality_floor_ratio: float
+) -> JudgeThresholds:
+    """The judge's thresholds from the operator's canary policy: an unset error-rate limit is the strategy's, and the
+    quality limit is the stricter of the policy's and what the quality floor allows."""
+    return JudgeThresholds(
+        error_rate_increase=policy.error_rate_increase
+        if policy.error_rate_increase is not None
+        else preset_error_rate_increase,
+        latency_increase=policy.latency_increase,
+        quality_decrease=min(policy.quality_decrease, round(1 - quality_floor_ratio, 6)),
+        cost_increase=policy.cost_increase,
+        min_samples=policy.min_samples,
+        alpha=policy.alpha,
+    )
 
 
 class MetricCheck(BaseModel):

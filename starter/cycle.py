@@ -57,7 +57,7 @@ def cycle_input_from_settings(settings: Settings, service: str, candidates: list
         fast_path_s=opt.fast_path_interval_s,
         time_scale=opt.time_scale,
         candidate_models=candidates,
-        canary_min_samples=opt.canary.min_samples,
+        canary=opt.canary,
     )
 
 

@@ -24,7 +24,7 @@ from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput, CycleStatus
 from llm_optimizer.decision import Constraints
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.settings import load_settings
+from llm_optimizer.settings import CanaryThresholds, load_settings
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
 from starter import report
@@ -76,7 +76,8 @@ async def run(args: argparse.Namespace) -> int:
                 candidate_models=candidates,
                 time_scale=TIME_SCALE,
                 constraints=Constraints(quality_floor_ratio=args.quality_floor),
-                canary_min_samples=50,
+                # The floor is the limit here: a canary may lose what the floor allows, judged on 50 requests.
+                canary=CanaryThresholds(min_samples=50, quality_decrease=1 - args.quality_floor),
             ),
         )
         print(f"  {service}: starts on {best.model} (quality {best.quality:.3f}); candidates {candidates}", flush=True)

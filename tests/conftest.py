@@ -21,8 +21,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from devstack import LocalStack
-from devstack.processes import free_port, venv_binary
-from llm_optimizer.settings import Settings, StackSettings
+from devstack.processes import venv_binary
+from llm_optimizer.settings import Settings
 from starter.client import ensure_search_attributes
 from storage.db import migrate
 
@@ -32,15 +32,8 @@ SUGGEST_CONTINUE_AS_NEW_AFTER = 200
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = StackSettings(
-        data_dir=tmp_path_factory.mktemp("stack"),
-        postgres_port=free_port(),
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        kafka_port=free_port(),
-    )
-    local = LocalStack(
-        settings,
+    local = LocalStack.on_free_ports(
+        tmp_path_factory.mktemp("stack"),
         temporal_extra_args=[
             "--dynamic-config-value",
             f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",

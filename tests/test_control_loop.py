@@ -19,6 +19,7 @@ from llm_optimizer.decision import Constraints
 from llm_optimizer.events import LLMEvent
 from llm_optimizer.judge import JudgeThresholds
 from llm_optimizer.resolution import Assignment
+from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.strategies import RolloutStage
 from starter.cycle import start_cycle
 from storage import configs_repo
@@ -42,7 +43,7 @@ def cycle_input(service: str, **overrides) -> CycleInput:
         "interval_s": 600,
         "fast_path_s": 300,
         "analysis_window_s": 3000,
-        "canary_min_samples": 60,
+        "canary": CanaryThresholds(min_samples=60),
     }
     return CycleInput(service=service, **{**defaults, **overrides})
 

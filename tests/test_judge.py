@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from llm_optimizer.judge import ArmSample, JudgeThresholds, judge
+from llm_optimizer.judge import ArmSample, JudgeThresholds, judge, thresholds_for
+from llm_optimizer.settings import CanaryThresholds
 
 CANARY_N = 2_000
 BASELINE_N = 10_000  # the baseline serves the rest of the traffic: here the canary has about 17%
@@ -68,3 +70,12 @@ def test_a_small_but_significant_difference_below_the_threshold_is_healthy():
     verdict = judge(arm(rng, 50_000), arm(rng, 50_000, latency_scale=1.03), THRESHOLDS)
     latency = next(c for c in verdict.checks if c.metric == "latency_p95")
     assert latency.p_value < 0.001 and verdict.verdict == "healthy"
+
+
+def test_thresholds_from_the_policy_the_strategy_and_the_floor():
+    derived = thresholds_for(CanaryThresholds(), preset_error_rate_increase=0.02, quality_floor_ratio=0.97)
+    assert derived.error_rate_increase == 0.02 and derived.quality_decrease == pytest.approx(0.03)
+    own = thresholds_for(
+        CanaryThresholds(error_rate_increase=0.1, quality_decrease=0.05), 0.02, quality_floor_ratio=0.8
+    )
+    assert own.error_rate_increase == 0.1 and own.quality_decrease == 0.05

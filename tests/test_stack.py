@@ -8,19 +8,13 @@ import psycopg
 import pytest
 
 from devstack import LocalStack
-from devstack.processes import free_port, package_binary, pid_alive, venv_binary
+from devstack.processes import package_binary, pid_alive, venv_binary
 from llm_optimizer.errors import BinaryNotFound, PortInUse
 from llm_optimizer.settings import StackSettings
 
 
 def fresh_settings(tmp_path) -> StackSettings:
-    return StackSettings(
-        data_dir=tmp_path / "data",
-        postgres_port=free_port(),
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        kafka_port=free_port(),
-    )
+    return LocalStack.on_free_ports(tmp_path / "data").settings
 
 
 def test_up_is_idempotent_keeps_postgres_data_and_down_leaves_nothing(tmp_path):

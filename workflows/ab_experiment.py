@@ -8,18 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import EvaluateRequest, ExperimentInput, ExperimentOutcome, TrafficRequest
     from llm_optimizer.experiments import ABResult
-
-ACTIVITY: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "retry_policy": RetryPolicy(
-        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
-    ),
-}
 
 
 @workflow.defn(name="ABExperiment")

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import (
@@ -31,13 +32,6 @@ with workflow.unsafe.imports_passed_through():
         TrafficRequest,
     )
     from llm_optimizer.judge import CanaryVerdict
-
-ACTIVITY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "retry_policy": RetryPolicy(
-        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
-    ),
-}
 
 
 @workflow.defn(name="CanaryRollout")
@@ -172,7 +166,7 @@ class CanaryRollout:
                 thresholds=self.input.thresholds,
             ),
             result_type=CanaryVerdict,
-            **ACTIVITY_OPTIONS,
+            **ACTIVITY,
         )
         self.verdicts.append(StageVerdict(stage=stage, attempt=attempt, percent=percent, verdict=verdict))
         return verdict
@@ -209,7 +203,7 @@ class CanaryRollout:
                 canary_version=canary,
                 percent=percent,
             ),
-            **ACTIVITY_OPTIONS,
+            **ACTIVITY,
         )
 
     async def _record(self, state: str, *, reason: str | None = None, finished: bool = False) -> None:
@@ -225,7 +219,7 @@ class CanaryRollout:
                 reason=reason,
                 finished=finished,
             ),
-            **ACTIVITY_OPTIONS,
+            **ACTIVITY,
         )
 
     # ---- operator controls (signals are idempotent: a repeated request_id is ignored) ----

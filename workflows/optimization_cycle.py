@@ -8,8 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.workflow import ParentClosePolicy
+
+from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import (
@@ -37,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TriggerRequest,
     )
     from llm_optimizer.decision import Action, Decision
-    from llm_optimizer.judge import JudgeThresholds
+    from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
 
@@ -47,12 +49,6 @@ SERVICE = SearchAttributeKey.for_keyword("Service")
 
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
-ACTIVITY = {
-    "start_to_close_timeout": timedelta(minutes=2),
-    "retry_policy": RetryPolicy(
-        maximum_interval=timedelta(seconds=30), non_retryable_error_types=["ValidationFailed", "OrchestratorRejected"]
-    ),
-}
 
 
 def cycle_workflow_id(service: str) -> str:
@@ -222,8 +218,6 @@ class OptimizationCycle:
         preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
         workflow_id = f"canary/{self.input.service}/{prepared.version}"
         rollout_id = f"{workflow_id}@{decision.decision_id[:8]}"  # a version may be rolled out again later
-        # The canary may lose at most what the quality floor allows.
-        quality_decrease = round(1 - self.input.constraints.quality_floor_ratio, 6)
         self.rollout_handle = await workflow.start_child_workflow(
             CanaryRollout.run,
             RolloutInput(
@@ -232,11 +226,10 @@ class OptimizationCycle:
                 from_version=observation.active_version,
                 to_version=prepared.version,
                 stages=list(preset.stages),
-                thresholds=JudgeThresholds(
-                    error_rate_increase=preset.error_rate_increase,
-                    quality_decrease=quality_decrease,
-                    min_samples=self.input.canary_min_samples,
+                thresholds=thresholds_for(
+                    self.input.canary, preset.error_rate_increase, self.input.constraints.quality_floor_ratio
                 ),
+                max_extensions=self.input.canary.max_extensions,
                 decision_id=decision.decision_id,
             ),
             id=workflow_id,
