@@ -44,3 +44,6 @@ bench-ingest: $(STAMP)
 
 bench-savings: $(STAMP)
 	$(PY) -m benchmarks.savings --outcomes ../shared/data/outcomes/dev_outcomes.parquet --quality-floor 0.95
+
+bench-analysis: $(STAMP)
+	$(PY) -m benchmarks.analysis

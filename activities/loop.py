@@ -105,13 +105,14 @@ class LoopActivities:
     @activity.defn(name="decide")
     async def decide(self, request: DecideRequest) -> Decision:
         def work(conn: psycopg.Connection) -> Decision:
-            decision = decide(self._decision_input(conn, request))
+            decision = decide(self.decision_input(conn, request))
             audit_repo.record_decision(conn, decision, request.cycle_id)
             return decision
 
         return await self._db(work)
 
-    def _decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> DecisionInput:
+    def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> DecisionInput:
+        """Everything the decision engine needs, read from the registry and the events of the window."""
         assignment = configs_repo.get_assignment(conn, request.service)
         assert assignment is not None, "observe found an assignment before decide runs"
         active = configs_repo.get_version(conn, request.service, assignment.active_version)

@@ -98,6 +98,7 @@ class Memory(BaseModel):
 
     last_change_at: datetime | None = None
     reference_quality: float | None = None  # quality of the config the cycle started from: the floor's base
+    last_alert_at: datetime | None = None
     rollbacks: list[datetime] = Field(default_factory=list)
     rolled_back_models: dict[str, datetime] = Field(default_factory=dict)
 
@@ -190,6 +191,10 @@ def decide(inp: DecisionInput) -> Decision:
                 target_version=inp.parent_version,
                 confidence=1.0,
             )
+        last = inp.memory.last_alert_at
+        if last is not None and inp.now - last < inp.guards.change_cooldown:
+            # The breach goes on and nothing can be done: do not raise the same alert every fast-path tick.
+            return done(Action.none, f"still unsafe ({reason}); alerted at {last.isoformat()}")
         return done(Action.alert, f"the live config {inp.current_version} is unsafe ({reason}) and has no parent")
 
     # 2. Change guards.

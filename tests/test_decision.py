@@ -220,3 +220,13 @@ def test_over_the_daily_budget_any_cheaper_model_above_the_floor_is_taken():
         )
     )
     assert within.action is Action.none
+
+
+def test_an_alert_is_not_repeated_within_the_cooldown():
+    bad = CURRENT.model_copy(update={"error_rate": 0.2})
+    first = decide(inp(current=bad, parent_version=None))
+    assert first.action is Action.alert
+    again = decide(inp(current=bad, parent_version=None, memory=Memory(last_alert_at=NOW - timedelta(minutes=5))))
+    assert again.action is Action.none and "alerted at" in again.rationale
+    later = decide(inp(current=bad, parent_version=None, memory=Memory(last_alert_at=NOW - timedelta(hours=2))))
+    assert later.action is Action.alert

@@ -115,7 +115,9 @@ class CanaryRollout:
 
     async def _report_progress(self) -> None:
         parent = workflow.info().parent
-        if parent is not None:
+        if parent is None:
+            return
+        try:  # best effort: a parent that has closed must not fail the rollout
             await workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id).signal(
                 "rollout_progress",
                 RolloutProgress(
@@ -125,6 +127,8 @@ class CanaryRollout:
                     percent=self.percent,
                 ),
             )
+        except Exception as err:
+            workflow.logger.warning("could not report progress to %s: %s", parent.workflow_id, err)
 
     async def _bake(self, seconds: float) -> None:
         """Wait `seconds` of unpaused time; promote, rollback and stop cut it short."""

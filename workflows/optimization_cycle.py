@@ -187,6 +187,8 @@ class OptimizationCycle:
             if decision.reference_quality is not None and self.memory.reference_quality is None:
                 self.memory = self.memory.model_copy(update={"reference_quality": decision.reference_quality})
             record.action, record.rationale = decision.action.value, decision.rationale
+            if decision.action is Action.alert:
+                self.memory = self.memory.model_copy(update={"last_alert_at": now})
             if decision.action is Action.canary and self.stopped_reason is None and self.paused_reason is None:
                 await self._deploy(decision, observation, record)
             elif decision.action is Action.rollback and decision.target_version:
@@ -338,6 +340,13 @@ class OptimizationCycle:
             self.seen_requests = [*self.seen_requests, request.request_id][-100:]
         return request, "accepted"
 
+    async def _signal_rollout(self, name: str, payload: dict[str, Any]) -> None:
+        # The rollout may have just finished (its result not yet seen here): then there is nothing to stop.
+        try:
+            await self.rollout_handle.signal(name, payload)
+        except Exception as err:
+            workflow.logger.warning("could not signal %s to the rollout: %s", name, err)
+
     async def _record_signal(self, name: str, payload: Any, outcome: str) -> None:
         # Added after histories were recorded: patched() keeps those replaying.
         if workflow.patched("audit-signals"):
@@ -371,7 +380,7 @@ class OptimizationCycle:
         if request is not None:
             self.stopped_reason = request.reason or "emergency stop"
             if self.rollout_handle is not None:
-                await self.rollout_handle.signal("emergency_stop", {"reason": self.stopped_reason})
+                await self._signal_rollout("emergency_stop", {"reason": self.stopped_reason})
         await self._record_signal("emergency_stop", payload, outcome)
 
     @workflow.signal
@@ -379,7 +388,7 @@ class OptimizationCycle:
         request, outcome = self._accept("rollback", payload, RollbackRequest)
         if request is not None:
             if self.rollout_handle is not None and request.target_version is None:
-                await self.rollout_handle.signal("rollback", {"reason": request.reason})
+                await self._signal_rollout("rollback", {"reason": request.reason})
             else:
                 self.rollback_request = request
         await self._record_signal("rollback", payload, outcome)
