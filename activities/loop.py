@@ -121,9 +121,7 @@ class LoopActivities:
             (p for p in seen if p.config_version == active.version),
             Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
         )
-        tokens_in, tokens_out = analysis_repo.mean_tokens(
-            conn, request.service, active.version, request.window_start, request.now
-        )
+        tokens_in, tokens_out = current.tokens_in_mean or 0.0, current.tokens_out_mean or 0.0
         candidates: dict[str, Profile] = {}
         for p in seen:  # the best-observed profile of each other model
             if (
@@ -154,7 +152,9 @@ class LoopActivities:
             findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)],
             spent_today_usd=analysis_repo.spent_since(
                 conn, request.service, request.now.replace(hour=0, minute=0, second=0, microsecond=0), request.now
-            ),
+            )
+            if request.constraints.daily_budget_usd is not None
+            else None,
             constraints=request.constraints,
             objectives=request.objectives,
             preset=PRESETS[request.strategy],

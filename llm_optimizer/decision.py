@@ -68,6 +68,8 @@ class Profile(BaseModel):
     quality_n: int = 0
     cost_per_request: float | None = None
     cost_sd: float | None = None
+    tokens_in_mean: float | None = None
+    tokens_out_mean: float | None = None
 
     @property
     def quality_known(self) -> bool:

@@ -22,7 +22,7 @@ def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datet
                avg((status <> 'ok')::int),
                percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
                avg(quality_score), stddev_samp(quality_score), count(quality_score),
-               avg(cost_usd), stddev_samp(cost_usd)
+               avg(cost_usd), stddev_samp(cost_usd), avg(tokens_in), avg(tokens_out)
         FROM events
         WHERE service = %s AND ts >= %s AND ts < %s
         GROUP BY model, provider, config_version
@@ -42,20 +42,11 @@ def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datet
             quality_n=r[8],
             cost_per_request=_float(r[9]),
             cost_sd=_float(r[10]),
+            tokens_in_mean=float(r[11]),
+            tokens_out_mean=float(r[12]),
         )
         for r in rows
     ]
-
-
-def mean_tokens(
-    conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime
-) -> tuple[float, float]:
-    row = conn.execute(
-        "SELECT coalesce(avg(tokens_in), 0), coalesce(avg(tokens_out), 0) FROM events "
-        "WHERE service = %s AND config_version = %s AND ts >= %s AND ts < %s",
-        (service, version, start, end),
-    ).fetchone()
-    return float(row[0]), float(row[1])
 
 
 def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> float:
