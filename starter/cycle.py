@@ -103,6 +103,8 @@ async def main_async(args: argparse.Namespace) -> int:
     handle = client.get_workflow_handle(cycle_workflow_id(args.service))
     candidates = [c for c in (args.candidates or "").split(",") if c]
     if args.command == "start":
+        if not settings.optimization.enabled:
+            raise OptimizerError("optimization.enabled is false: not starting a cycle")
         inp = cycle_input_from_settings(settings, args.service, candidates)
         handle = await start_cycle(client, settings.temporal.task_queue, inp)
         print(f'cycle running as {handle.id} (Temporal UI: search Service="{args.service}")')

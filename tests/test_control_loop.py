@@ -106,8 +106,12 @@ async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, 
     with psycopg.connect(database_url) as conn:
         assignment = configs_repo.get_assignment(conn, service)
         stages_judged = conn.execute("SELECT max(stage) FROM rollout_verdicts").fetchone()[0]
+        served_s = conn.execute("SELECT extract(epoch FROM finished_at - started_at) FROM rollouts").fetchone()[0]
     assert assignment == Assignment(service=service, active_version="v1")
+    # Scenario (e): the quality floor is broken by the canary for one stage at most.
     assert stages_judged == 0, "the quality drop must be caught at the first stage"
+    first_stage_s = 3 * (1 + CanaryThresholds().max_extensions)  # 3 s bake, extended at most twice
+    assert float(served_s) < first_stage_s + 5
     assert status.active_version == "v1"
 
 
