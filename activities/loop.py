@@ -20,6 +20,8 @@ from llm_optimizer.control import (
     DecideRequest,
     EvaluateRequest,
     JudgeRequest,
+    MaintenanceReport,
+    MaintenanceRequest,
     Observation,
     ObserveRequest,
     PrepareCanaryRequest,
@@ -37,7 +39,7 @@ from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
-from storage import analysis_repo, audit_repo, configs_repo
+from storage import analysis_repo, audit_repo, configs_repo, rollups_repo
 from storage.db import psycopg_url
 
 T = TypeVar("T")
@@ -267,6 +269,18 @@ class LoopActivities:
 
         return await self._db(work)
 
+    @activity.defn(name="maintain_storage")
+    async def maintain_storage(self, request: MaintenanceRequest) -> MaintenanceReport:
+        """Roll up to `now - lateness`, then expire raw events past the retention (idempotent)."""
+        until = request.now - timedelta(seconds=request.lateness_s)
+
+        def work(conn: psycopg.Connection) -> MaintenanceReport:
+            rows = {rollup: rollups_repo.roll_up(conn, rollup, until) for rollup in rollups_repo.ROLLUPS}
+            expired = rollups_repo.expire(conn, request.now, timedelta(days=request.retention_days))
+            return MaintenanceReport(rollup_rows=rows, expired_events=expired)
+
+        return await self._db(work)
+
     @activity.defn(name="record_rollout")
     async def record_rollout(self, record: RolloutRecord) -> None:
         await self._db(lambda conn: audit_repo.record_rollout(conn, record))
@@ -282,6 +296,7 @@ class LoopActivities:
             self.judge_stage,
             self.record_rollout,
             self.evaluate_experiment,
+            self.maintain_storage,
         ]
 
 

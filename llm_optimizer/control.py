@@ -305,3 +305,17 @@ class ExperimentOutcome(BaseModel):
     experiment_id: str
     result: ABResult
     live_version: str
+
+
+# ---- StorageMaintenance ----
+
+
+class MaintenanceRequest(BaseModel):
+    now: datetime
+    lateness_s: float = Field(default=60, ge=0, description="events may arrive this late; newer buckets wait")
+    retention_days: float = Field(default=7, gt=0)
+
+
+class MaintenanceReport(BaseModel):
+    rollup_rows: dict[str, int]
+    expired_events: int

@@ -233,3 +233,43 @@ policies = Table(
     _now("updated_at"),
     CheckConstraint("kind IN ('rule', 'constraint', 'governance')", name="known_kind"),
 )
+
+
+def _rollup(name: str) -> Table:
+    """Sums per bucket, so that any longer period is a sum of buckets (means and rates follow; p95 is per bucket)."""
+    return Table(
+        name,
+        metadata,
+        _ts("bucket", nullable=False),
+        Column("service", Text, nullable=False),
+        Column("model", Text, nullable=False),
+        Column("config_version", Text, nullable=False),  # '' when the events carried none
+        Column("variant", Text, nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("timeouts", BigInteger, nullable=False),
+        Column("latency_sum_ms", Float, nullable=False),
+        Column("latency_p95_ms", Float, nullable=False),
+        Column("tokens_in_sum", BigInteger, nullable=False),
+        Column("tokens_out_sum", BigInteger, nullable=False),
+        Column("cost_sum_usd", Float, nullable=False),
+        Column("quality_sum", Float, nullable=False),
+        Column("quality_n", BigInteger, nullable=False),
+        Column("feedback_n", BigInteger, nullable=False),
+        PrimaryKeyConstraint("bucket", "service", "model", "config_version", "variant"),
+        Index(None, "service", "bucket"),
+    )
+
+
+# Kept incrementally from the raw events, which expire after database.event_retention_days: a year of history
+# stays queryable at 1-hour resolution.
+rollups_1m = _rollup("rollups_1m")
+rollups_1h = _rollup("rollups_1h")
+
+# How far each rollup is complete: raw events older than every watermark (and than the retention) may go.
+rollup_watermarks = Table(
+    "rollup_watermarks",
+    metadata,
+    Column("rollup", Text, primary_key=True),
+    _ts("complete_until", nullable=False),
+)

@@ -4,7 +4,15 @@ from workflows.ab_experiment import ABExperiment
 from workflows.canary_rollout import CanaryRollout
 from workflows.ingestion import IngestionWorkflow
 from workflows.optimization_cycle import OptimizationCycle
+from workflows.storage_maintenance import StorageMaintenance
 
-ALL_WORKFLOWS = [IngestionWorkflow, OptimizationCycle, CanaryRollout, ABExperiment]
+ALL_WORKFLOWS = [IngestionWorkflow, OptimizationCycle, CanaryRollout, ABExperiment, StorageMaintenance]
 
-__all__ = ["ALL_WORKFLOWS", "ABExperiment", "CanaryRollout", "IngestionWorkflow", "OptimizationCycle"]
+__all__ = [
+    "ALL_WORKFLOWS",
+    "ABExperiment",
+    "CanaryRollout",
+    "IngestionWorkflow",
+    "OptimizationCycle",
+    "StorageMaintenance",
+]

@@ -1,0 +1,91 @@
+"""Rollups equal the raw aggregates, are idempotent, and raw events expire only once rolled up."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from conftest import settings_for
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
+
+from activities.loop import LoopActivities
+from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
+from llm_optimizer.pricing import load_catalog
+from llm_optimizer.samples import sample_events
+from storage.events_repo import land_events
+from workflows import StorageMaintenance
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def loaded(stack, database_url) -> LoopActivities:
+    with psycopg.connect(database_url) as conn:
+        # 3,000 requests 10 ms apart, from 40 to 10 minutes ago.
+        events = list(sample_events(3000, start=NOW - timedelta(minutes=40), seed=4))
+        events = [
+            e.model_copy(
+                update={"timestamp": NOW - timedelta(minutes=40) + timedelta(seconds=0.6 * i), "cost_usd": 0.001}
+            )
+            for i, e in enumerate(events)
+        ]
+        land_events(conn, events, source="test")
+        conn.commit()
+    return LoopActivities(settings_for(stack, database_url), load_catalog())
+
+
+def rows(database_url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_rollups_match_the_raw_events_and_a_rerun_changes_nothing(loaded, database_url):
+    env = ActivityEnvironment()
+    report = await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=7))
+    assert report.expired_events == 0 and report.rollup_rows["rollups_1m"] > 30
+    raw = rows(
+        database_url,
+        "SELECT date_trunc('minute', ts), service, count(*), sum(cost_usd), count(quality_score), "
+        "count(*) FILTER (WHERE status <> 'ok') FROM events GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    minute = rows(
+        database_url,
+        "SELECT bucket, service, sum(requests), sum(cost_sum_usd), sum(quality_n), sum(errors) FROM rollups_1m "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    assert [(r[0], r[1], r[2], r[4], r[5]) for r in raw] == [(m[0], m[1], m[2], m[4], m[5]) for m in minute]
+    assert [r[3] for r in raw] == pytest.approx([m[3] for m in minute])
+    hour_total = rows(database_url, "SELECT sum(requests) FROM rollups_1h")[0][0]
+    assert hour_total == 3000
+
+    before = rows(database_url, "SELECT * FROM rollups_1m ORDER BY 1, 2, 3, 4, 5")
+    await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=7))
+    assert rows(database_url, "SELECT * FROM rollups_1m ORDER BY 1, 2, 3, 4, 5") == before
+
+
+async def test_raw_events_expire_only_past_the_retention_and_once_rolled_up(loaded, database_url):
+    env = ActivityEnvironment()
+    report = await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=20 / 1440))
+    # Events older than 20 minutes go (they are rolled up); the newer ones stay.
+    assert 0 < report.expired_events < 3000
+    oldest = rows(database_url, "SELECT min(ts) FROM events")[0][0]
+    assert oldest >= NOW - timedelta(minutes=20, seconds=1)
+    assert rows(database_url, "SELECT sum(requests) FROM rollups_1m")[0][0] == 3000  # nothing lost
+
+
+async def test_the_maintenance_workflow(time_skipping_env, loaded):
+    queue = f"maintenance-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        time_skipping_env.client, task_queue=queue, workflows=[StorageMaintenance], activities=[loaded.maintain_storage]
+    ):
+        report = await time_skipping_env.client.execute_workflow(
+            StorageMaintenance.run,
+            MaintenanceRequest(now=NOW),
+            id=f"m-{queue}",
+            task_queue=queue,
+            result_type=MaintenanceReport,
+        )
+    assert report.rollup_rows["rollups_1h"] > 0
