@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import prometheus_client
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import ActivityRegistry
-from llm_optimizer.errors import OptimizerError
+from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client
@@ -46,9 +48,26 @@ async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
         await registry.close()
 
 
+def start_metrics(settings: Settings) -> Runtime | None:
+    """Serve the product's metrics, and return a Temporal runtime that serves the SDK's (each off at port 0)."""
+    m = settings.metrics
+    if m.port:
+        try:
+            prometheus_client.start_http_server(m.port, addr=m.host)
+        except OSError as exc:
+            raise PortInUse(
+                f"metrics port {m.host}:{m.port} is not free ({exc.strerror}); set OPTIMIZER_METRICS__PORT"
+            ) from None
+        log.info("product metrics on http://%s:%s/metrics", m.host, m.port)
+    if not m.temporal_port:
+        return None
+    log.info("Temporal SDK metrics on http://%s:%s/metrics", m.host, m.temporal_port)
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{m.host}:{m.temporal_port}")))
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     migrate(settings.database_url)
-    client = await connect_client(settings)
+    client = await connect_client(settings, runtime=start_metrics(settings))
     async with serving(client, settings):
         log.info("worker serving task queue %s on %s", settings.temporal.task_queue, settings.temporal_address)
         await stop.wait()
@@ -71,7 +90,11 @@ def main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except OptimizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

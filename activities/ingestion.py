@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from temporalio import activity
 
+from activities import metrics
 from llm_optimizer.ingest import ConsumeRequest, Decoder, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
@@ -95,7 +96,12 @@ class IngestionActivities:
     def _land(self, conn: psycopg.Connection, records: list) -> IngestCounts:
         batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
         with conn.transaction():
-            return land(conn, batch, source="kafka")
+            counts = land(conn, batch, source="kafka")
+        metrics.EVENTS_INGESTED.labels("kafka").inc(counts.accepted)
+        metrics.EVENTS_DUPLICATE.labels("kafka").inc(counts.duplicates)
+        for dead in batch.dead_letters:
+            metrics.DEAD_LETTERS.labels("kafka", metrics.dead_letter_kind(dead.reason)).inc()
+        return counts
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(

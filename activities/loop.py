@@ -14,7 +14,7 @@ from typing import TypeVar
 import psycopg
 from temporalio import activity
 
-from activities import orchestrator
+from activities import metrics, orchestrator
 from llm_optimizer.control import (
     AuditRecord,
     DecideRequest,
@@ -106,12 +106,21 @@ class LoopActivities:
 
     @activity.defn(name="decide")
     async def decide(self, request: DecideRequest) -> Decision:
-        def work(conn: psycopg.Connection) -> Decision:
-            decision = decide(self.decision_input(conn, request))
+        def work(conn: psycopg.Connection) -> tuple[Decision, DecisionInput]:
+            inp = self.decision_input(conn, request)
+            decision = decide(inp)
             audit_repo.record_decision(conn, decision, request.cycle_id)
-            return decision
+            return decision, inp
 
-        return await self._db(work)
+        decision, inp = await self._db(work)
+        metrics.DECISIONS.labels(request.service, decision.action.value).inc()
+        if inp.current.cost_per_request is not None:
+            metrics.COST_PER_REQUEST.labels(request.service).set(inp.current.cost_per_request)
+        if "cost_per_request" in decision.expected_impact:
+            metrics.ESTIMATED_SAVINGS.labels(request.service).set(
+                -decision.expected_impact["cost_per_request"].estimate
+            )
+        return decision
 
     def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> DecisionInput:
         """Everything the decision engine needs, read from the registry and the events of the window."""
@@ -190,6 +199,11 @@ class LoopActivities:
     @activity.defn(name="audit")
     async def audit(self, record: AuditRecord) -> None:
         await self._db(lambda conn: audit_repo.record_event(conn, record))
+        if record.event_type == "signal" and record.details.get("outcome") == "accepted":
+            if record.triggered_by == "emergency_stop":
+                metrics.EMERGENCY_STOPS.labels(record.service).inc()
+            elif record.triggered_by == "rollback":
+                metrics.ROLLBACKS.labels(record.service).inc()
 
     # ---- CanaryRollout ----
 
@@ -284,6 +298,10 @@ class LoopActivities:
     @activity.defn(name="record_rollout")
     async def record_rollout(self, record: RolloutRecord) -> None:
         await self._db(lambda conn: audit_repo.record_rollout(conn, record))
+        outcome = "started" if record.state == "running" else record.state
+        metrics.ROLLOUTS.labels(record.service, outcome).inc()
+        if record.state == "rolled_back":
+            metrics.ROLLBACKS.labels(record.service).inc()
 
     def all(self) -> list[Callable]:
         return [

@@ -111,6 +111,8 @@ async def run(args: argparse.Namespace) -> dict:
                     "OPTIMIZER_KAFKA__BROKERS": stack.kafka_bootstrap,
                     "OPTIMIZER_TEMPORAL__ADDRESS": stack.temporal_address,
                     "OPTIMIZER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+                    "OPTIMIZER_METRICS__PORT": "0",
+                    "OPTIMIZER_METRICS__TEMPORAL_PORT": "0",
                 }
             )
             for service in table.services:

@@ -156,6 +156,14 @@ class IntegrationSettings(Section):
     timeout_s: PositiveFloat = 5.0
 
 
+class MetricsSettings(Section):
+    """Prometheus endpoints of the worker: the product's metrics, and the Temporal SDK's own (0 turns one off)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    temporal_port: Annotated[int, Field(ge=0, le=65535)] = 9465
+
+
 class LoggingSettings(Section):
     level: LogLevel = LogLevel.info
     json_format: bool = False
@@ -176,6 +184,7 @@ class Settings(BaseSettings):
     optimization: OptimizationSettings = OptimizationSettings()
     stack: StackSettings = StackSettings()
     integrations: IntegrationSettings = IntegrationSettings()
+    metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

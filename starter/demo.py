@@ -96,6 +96,12 @@ async def run(args: argparse.Namespace) -> int:
         f"\nTemporal UI: {stack.temporal_ui_url}  (workflows optimization-cycle/<service>, canary/<service>/<version>)"
     )
     print(f"report: {args.report.resolve()}")
+    metrics = settings.metrics
+    if metrics.port:
+        print(
+            f"metrics: http://{metrics.host}:{metrics.port}/metrics (product), "
+            f"http://{metrics.host}:{metrics.temporal_port}/metrics (Temporal SDK)"
+        )
     print("the stack keeps running; `make down` stops it")
     return 0
 

@@ -6,9 +6,11 @@ a clean database gets its own database, migrated to head, inside that one Postgr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaProducer
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -109,6 +112,7 @@ def settings_for(stack: LocalStack, database_url: str, **sections: dict) -> Sett
             "partitions": 2,
         },
         "temporal": {"address": stack.temporal_address, "task_queue": f"tq-{uuid.uuid4().hex[:8]}"},
+        "metrics": {"port": 0, "temporal_port": 0},  # worker subprocesses must not fight over the default ports
     }
     for section, values in sections.items():
         base[section] = {**base.get(section, {}), **values}
@@ -126,6 +130,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OPTIMIZER_KAFKA__BATCH_MAX_EVENTS": str(settings.kafka.batch_max_events),
         "OPTIMIZER_TEMPORAL__ADDRESS": settings.temporal_address,
         "OPTIMIZER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+        "OPTIMIZER_METRICS__PORT": str(settings.metrics.port),
+        "OPTIMIZER_METRICS__TEMPORAL_PORT": str(settings.metrics.temporal_port),
     }
 
 
@@ -140,3 +146,33 @@ def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+Message = bytes | tuple[bytes, list[tuple[str, bytes]]]
+
+
+async def produce(bootstrap: str, topic: str, messages: list[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for message in messages:
+            value, headers = message if isinstance(message, tuple) else (message, [])
+            futures.append(await producer.send(topic, value, headers=headers))
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll `predicate` (sync or async) until it returns something true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -6,13 +6,12 @@ import asyncio
 import json
 import os
 import signal
-import time
 import uuid
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from conftest import settings_for, start_worker_process
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from conftest import Message, produce, settings_for, start_worker_process, wait_for
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.ingestion import ensure_topic
@@ -22,38 +21,10 @@ from llm_optimizer.samples import sample_events
 from starter.ingest import ingestion_status, start_ingestion
 from worker import serving
 
-Message = bytes | tuple[bytes, list[tuple[str, bytes]]]
-
-
-async def produce(bootstrap: str, topic: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for message in messages:
-            value, headers = message if isinstance(message, tuple) else (message, [])
-            futures.append(await producer.send(topic, value, headers=headers))
-        await producer.flush()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
 
 def count(database_url: str, table: str) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def unique_topic() -> str:

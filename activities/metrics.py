@@ -1,0 +1,41 @@
+"""The product's Prometheus metrics, recorded by the activities in the worker process.
+
+Names follow the seeds where they fit (`optimizer_rollbacks_total`, ...). The Temporal SDK's own runtime metrics are
+exported separately by the worker (see `worker.py`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_INGESTED = Counter("optimizer_events_ingested_total", "Events landed in Postgres", ["source"])
+EVENTS_DUPLICATE = Counter("optimizer_events_duplicate_total", "Events already present (redeliveries)", ["source"])
+DEAD_LETTERS = Counter(
+    "optimizer_dead_letters_total", "Inputs refused into the dead-letter table", ["source", "reason"]
+)
+DECISIONS = Counter("optimizer_decisions_total", "Decisions made by the loop", ["service", "action"])
+ROLLOUTS = Counter(
+    "optimizer_rollouts_total", "Rollouts by outcome (started, promoted, rolled_back)", ["service", "outcome"]
+)
+ROLLBACKS = Counter("optimizer_rollbacks_total", "Rollouts rolled back and operator rollbacks", ["service"])
+EMERGENCY_STOPS = Counter("optimizer_emergency_stops_total", "Emergency stops accepted", ["service"])
+COST_PER_REQUEST = Gauge("optimizer_cost_per_request_usd", "Cost per request of the live config", ["service"])
+ESTIMATED_SAVINGS = Gauge(
+    "optimizer_estimated_savings_ratio", "Expected relative cost change of the last canary decision", ["service"]
+)
+
+
+def dead_letter_kind(reason: str) -> str:
+    """A low-cardinality label for a dead letter's reason."""
+    for marker, kind in (
+        ("not UTF-8", "undecodable"),
+        ("not valid JSON", "invalid_json"),
+        ("larger than", "oversized"),
+        ("tombstone", "empty"),
+        ("CloudEvent:", "envelope"),
+        ("anomaly:", "anomaly"),
+        (" = ", "schema"),
+    ):
+        if marker in reason:
+            return kind
+    return "other"

@@ -1,0 +1,52 @@
+"""The worker serves the product's metrics and the Temporal SDK's on Prometheus endpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+from conftest import produce, settings_for, start_worker_process, wait_for
+
+from activities.ingestion import ensure_topic
+from activities.metrics import dead_letter_kind
+from devstack.processes import free_port
+from llm_optimizer.samples import sample_events
+from starter.ingest import start_ingestion
+
+
+def scrape(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return ""
+
+
+async def test_metrics_endpoints_show_ingestion_and_the_sdk(stack, database_url, temporal_client, tmp_path):
+    ports = {"port": free_port(), "temporal_port": free_port()}
+    topic = "metrics-events"
+    settings = settings_for(stack, database_url, metrics=ports, kafka={"topic": topic, "consume_run_s": 2})
+    await ensure_topic(settings, topic)
+    good = [e.model_dump_json().encode() for e in sample_events(200, seed=8)]
+    await produce(stack.kafka_bootstrap, topic, [*good, b"{not json"])
+    worker = start_worker_process(settings, tmp_path / "worker.log")
+    product = f"http://127.0.0.1:{ports['port']}/metrics"
+    sdk = f"http://127.0.0.1:{ports['temporal_port']}/metrics"
+    try:
+        await start_ingestion(temporal_client, settings, topic)
+        text = await wait_for(
+            lambda: (t := scrape(product)) and 'optimizer_events_ingested_total{source="kafka"} 200.0' in t and t,
+            90,
+            "200 ingested events in the metrics",
+        )
+        assert 'optimizer_dead_letters_total{reason="invalid_json",source="kafka"} 1.0' in text
+        assert "temporal_" in await wait_for(lambda: scrape(sdk), 30, "the SDK metrics")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def test_dead_letter_reasons_get_a_few_stable_labels():
+    assert dead_letter_kind("body is not valid JSON (Expecting value)") == "invalid_json"
+    assert dead_letter_kind("latency_ms = -1: Input should be greater than or equal to 0") == "schema"
+    assert dead_letter_kind("something unforeseen") == "other"
