@@ -1,4 +1,4 @@
-"""Activities of OptimizationCycle and CanaryRollout: thin adapters from Temporal to the domain and Postgres.
+"""Activities of OptimizationCycle, CanaryRollout, ABExperiment and StorageMaintenance: thin adapters to the domain.
 
 Each opens a connection, reads summaries, calls a pure function, writes the result; each is idempotent (keyed by
 decision id, rollout id and stage, or audit id), so a retry after a crash writes nothing twice.
