@@ -10,9 +10,10 @@ from typing import Any
 from temporalio import workflow
 
 from workflows.options import ACTIVITY
+from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import EvaluateRequest, ExperimentInput, ExperimentOutcome, TrafficRequest
+    from llm_optimizer.control import EvaluateRequest, ExperimentInput, ExperimentOutcome
     from llm_optimizer.experiments import ABResult
 
 
@@ -65,17 +66,7 @@ class ABExperiment:
         return ExperimentOutcome(experiment_id=input.experiment_id, result=result, live_version=winner)
 
     async def _split(self, active: str, treatment: str | None, percent: float) -> None:
-        await workflow.execute_activity(
-            "set_traffic",
-            TrafficRequest(
-                rollout_id=self.input.experiment_id,
-                service=self.input.service,
-                active_version=active,
-                canary_version=treatment,
-                percent=percent,
-            ),
-            **ACTIVITY,
-        )
+        await set_traffic(self.input.experiment_id, self.input.service, active, treatment, percent)
 
     @workflow.signal
     def stop(self, payload: dict[str, Any] | None = None) -> None:

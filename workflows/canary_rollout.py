@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 
 from workflows.options import ACTIVITY
+from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import (
@@ -29,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutRecord,
         RolloutStatus,
         StageVerdict,
-        TrafficRequest,
     )
     from llm_optimizer.judge import CanaryVerdict
 
@@ -198,17 +198,7 @@ class CanaryRollout:
         )
 
     async def _set_traffic(self, active: str, canary: str | None, percent: float) -> None:
-        await workflow.execute_activity(
-            "set_traffic",
-            TrafficRequest(
-                rollout_id=self.input.rollout_id,
-                service=self.input.service,
-                active_version=active,
-                canary_version=canary,
-                percent=percent,
-            ),
-            **ACTIVITY,
-        )
+        await set_traffic(self.input.rollout_id, self.input.service, active, canary, percent)
 
     async def _record(self, state: str, *, reason: str | None = None, finished: bool = False) -> None:
         await workflow.execute_activity(

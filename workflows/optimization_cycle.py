@@ -12,6 +12,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import ACTIVITY
+from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import (
@@ -35,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutProgress,
         ThresholdCheck,
         ThresholdRequest,
-        TrafficRequest,
         TriggerRequest,
     )
     from llm_optimizer.decision import Action, Decision
@@ -263,17 +263,7 @@ class OptimizationCycle:
 
     async def _apply_rollback(self, target: str, reason: str, record: CycleRecord) -> None:
         await self._transition(CycleState.ROLLING_BACK, reason)
-        await workflow.execute_activity(
-            "set_traffic",
-            TrafficRequest(
-                rollout_id=f"rollback/{self.input.service}/{record.cycle_id}",
-                service=self.input.service,
-                active_version=target,
-                canary_version=None,
-                percent=0,
-            ),
-            **ACTIVITY,
-        )
+        await set_traffic(f"rollback/{self.input.service}/{record.cycle_id}", self.input.service, target, None, 0)
         record.rationale, record.outcome = reason, f"rolled back to {target}"
         self._set_active(target)
         self.memory = self.memory.model_copy(
