@@ -165,7 +165,8 @@ def decide(inp: DecisionInput) -> Decision:
         )
 
     # 1. Safety first.
-    broken = [*inp.findings, *violations(inp.current, inp.constraints, _quality_floor(inp))]
+    floor = _quality_floor(inp)
+    broken = [*inp.findings, *violations(inp.current, inp.constraints, floor)]
     checks.append(
         Check(
             name="live config within hard constraints",
@@ -183,7 +184,7 @@ def decide(inp: DecisionInput) -> Decision:
                 f"the live config {inp.current_version} breaks a limit ({reason}): canary the backup model "
                 f"{backup.model}, which meets every limit",
                 candidate=backup,
-                confidence=_confidence_meets_floor(backup, _quality_floor(inp)),
+                confidence=_confidence_meets_floor(backup, floor),
                 expected_impact=expected_impact(inp.current, backup),
             )
         if inp.parent_version:
@@ -210,22 +211,8 @@ def decide(inp: DecisionInput) -> Decision:
         return done(Action.none, f"no change: {len(recent)} rollbacks in the last 24 h (limit reached)")
 
     # 3. Candidates.
-    floor = _quality_floor(inp)
-    feasible: list[Profile] = []
-    for candidate in inp.candidates:
-        if candidate.model == inp.current.model:
-            continue
-        problems = _candidate_problems(candidate, inp, floor)
-        checks.append(
-            Check(
-                name=f"candidate {candidate.model}",
-                kind="constraint",
-                passed=not problems,
-                detail="; ".join(problems) or "meets every hard constraint",
-            )
-        )
-        if not problems:
-            feasible.append(candidate)
+    others = [c for c in inp.candidates if c.model != inp.current.model]
+    feasible = _screen(others, inp, checks, label="candidate", kind="constraint")
     # Over the daily budget, cost is the only objective and any saving counts (the floor still holds).
     objectives, minimum = inp.objectives, inp.preset.min_improvement
     if _over_budget(inp, checks):
@@ -310,23 +297,37 @@ def _quality_broken(inp: DecisionInput) -> bool:
 
 def _backup(inp: DecisionInput, checks: list[Check]) -> Profile | None:
     """For a latency or error-rate breach: the best observed candidate that meets every limit itself."""
+    observed = [
+        c for c in inp.candidates if c.model != inp.current.model and c.quality_known and c.latency_p95_ms is not None
+    ]
+    usable = _screen(observed, inp, checks, label="backup", kind="safety")
+    return max(usable, key=lambda c: weighted_gain(inp.current, c, inp.objectives), default=None)
+
+
+def _screen(
+    candidates: list[Profile],
+    inp: DecisionInput,
+    checks: list[Check],
+    *,
+    label: str,
+    kind: Literal["safety", "constraint"],
+) -> list[Profile]:
+    """The candidates that meet every hard constraint; one check recorded per candidate either way."""
     floor = _quality_floor(inp)
-    usable = []
-    for candidate in inp.candidates:
-        if candidate.model == inp.current.model or not candidate.quality_known or candidate.latency_p95_ms is None:
-            continue
+    passed = []
+    for candidate in candidates:
         problems = _candidate_problems(candidate, inp, floor)
         checks.append(
             Check(
-                name=f"backup {candidate.model}",
-                kind="safety",
+                name=f"{label} {candidate.model}",
+                kind=kind,
                 passed=not problems,
-                detail="; ".join(problems) or "meets every limit",
+                detail="; ".join(problems) or "meets every hard constraint",
             )
         )
         if not problems:
-            usable.append(candidate)
-    return max(usable, key=lambda c: weighted_gain(inp.current, c, inp.objectives), default=None)
+            passed.append(candidate)
+    return passed
 
 
 def _quality_floor(inp: DecisionInput) -> float | None:
