@@ -75,16 +75,11 @@ class LoopActivities:
             parent = None
             if assignment is not None:
                 parent = configs_repo.get_version(conn, request.service, assignment.active_version).parent_version
-            requests = conn.execute(
-                "SELECT count(*) FROM events WHERE service = %s AND ts >= %s AND ts < %s",
-                (request.service, request.window_start, request.window_end),
-            ).fetchone()[0]
             return Observation(
                 service=request.service,
                 active_version=assignment.active_version if assignment else None,
                 parent_version=parent,
                 canary_version=assignment.canary_version if assignment else None,
-                requests=requests,
             )
 
         return await self._db(work)

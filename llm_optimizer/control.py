@@ -145,7 +145,6 @@ class Observation(BaseModel):
     active_version: str | None
     parent_version: str | None
     canary_version: str | None
-    requests: int
 
 
 class ThresholdRequest(BaseModel):
