@@ -4,14 +4,15 @@
 
 Loads the events (not timed), then times (1) the analysis of every service at once: 5-minute windowed aggregates
 per service x model x config version x variant in Postgres (count, error rate, p95 latency, quality, cost), the
-query the loop's profiles come from; (2) one decision per service through the decide activity's own path
-(registry reads, per-model profiles over the window, the decision engine, the audit write), each timed on its own.
+query the loop's profiles come from; (2) one decision per service by the `decide` activity itself, run with
+temporalio's ActivityEnvironment (registry reads, per-model profiles, the engine, the audit write), each timed alone.
 Baseline in the same run: a plain `SELECT count(*)` over the same rows. Last line: RESULT {...}.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import tempfile
 import time
@@ -20,17 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import DecideRequest
-from llm_optimizer.decision import Constraints, Memory, Objectives, decide
+from llm_optimizer.decision import Constraints, Memory, Objectives
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings, Strategy
-from storage import audit_repo, configs_repo
+from storage import configs_repo
 from storage.db import migrate
 from storage.events_repo import EVENT_COLUMNS, event_row
 
@@ -94,9 +96,7 @@ def run(total: int, service_count: int) -> dict:
                     candidate_models=["gpt-4o-mini", "claude-3-5-haiku-20241022", "gemini-2.0-flash-001"],
                 )
                 began = time.perf_counter()
-                with psycopg.connect(url) as conn, conn.transaction():
-                    decision = decide(activities.decision_input(conn, request))
-                    audit_repo.record_decision(conn, decision, request.cycle_id)
+                asyncio.run(ActivityEnvironment().run(activities.decide, request))  # the activity itself
                 timings.append((time.perf_counter() - began) * 1000)
             p99 = float(np.percentile(timings, 99))
             print(f"decisions: p50 {np.percentile(timings, 50):.1f} ms, p99 {p99:.1f} ms over {len(timings)} services")
