@@ -19,17 +19,16 @@ from storage.events_repo import land_events
 from workflows import StorageMaintenance
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+START = NOW - timedelta(minutes=100)
 
 
 @pytest.fixture
 def loaded(stack, database_url) -> LoopActivities:
     with psycopg.connect(database_url) as conn:
-        # 3,000 requests 10 ms apart, from 40 to 10 minutes ago.
-        events = list(sample_events(3000, start=NOW - timedelta(minutes=40), seed=4))
+        # 3,000 requests 0.6 s apart, from 100 to 70 minutes ago: older than any still-open hour bucket.
+        events = list(sample_events(3000, start=START, seed=4))
         events = [
-            e.model_copy(
-                update={"timestamp": NOW - timedelta(minutes=40) + timedelta(seconds=0.6 * i), "cost_usd": 0.001}
-            )
+            e.model_copy(update={"timestamp": START + timedelta(seconds=0.6 * i), "cost_usd": 0.001})
             for i, e in enumerate(events)
         ]
         land_events(conn, events, source="test")
@@ -68,11 +67,17 @@ async def test_rollups_match_the_raw_events_and_a_rerun_changes_nothing(loaded, 
 
 async def test_raw_events_expire_only_past_the_retention_and_once_rolled_up(loaded, database_url):
     env = ActivityEnvironment()
-    report = await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=20 / 1440))
-    # Events older than 20 minutes go (they are rolled up); the newer ones stay.
-    assert 0 < report.expired_events < 3000
+    report = await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=85 / 1440))
+    # Events go once past the retention AND inside a complete bucket of every rollup (the hour rollup is complete
+    # up to the start of the hour the run happened in, which is later than the retention's cutoff here).
+    until = NOW - timedelta(seconds=60)
+    cutoff = min(NOW - timedelta(minutes=85), until.replace(minute=0, second=0, microsecond=0))
+    expected = sum(START + timedelta(seconds=0.6 * i) < cutoff for i in range(3000))
+    assert 0 < expected < 3000
+    assert report.expired_events == expected
     oldest = rows(database_url, "SELECT min(ts) FROM events")[0][0]
-    assert oldest >= NOW - timedelta(minutes=20, seconds=1)
+    assert oldest >= cutoff
+    assert rows(database_url, "SELECT count(*) FROM events")[0][0] == 3000 - expected
     assert rows(database_url, "SELECT sum(requests) FROM rollups_1m")[0][0] == 3000  # nothing lost
 
 
