@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities import ActivityRegistry
 from llm_optimizer.errors import OptimizerError, PortInUse
+from llm_optimizer.logs import configure_logging
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client
@@ -79,9 +80,7 @@ def main() -> int:
     except OptimizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.logging.level.value.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     stop = asyncio.Event()
 
     async def serve() -> None:

@@ -97,10 +97,7 @@ class IngestionActivities:
         batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
         with conn.transaction():
             counts = land(conn, batch, source="kafka")
-        metrics.EVENTS_INGESTED.labels("kafka").inc(counts.accepted)
-        metrics.EVENTS_DUPLICATE.labels("kafka").inc(counts.duplicates)
-        for dead in batch.dead_letters:
-            metrics.DEAD_LETTERS.labels("kafka", metrics.dead_letter_kind(dead.reason)).inc()
+        metrics.record_landed("kafka", batch, counts)
         return counts
 
     def _connect(self) -> psycopg.Connection:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from llm_optimizer.ingest import DecodedBatch, IngestCounts
+
 EVENTS_INGESTED = Counter("optimizer_events_ingested_total", "Events landed in Postgres", ["source"])
 EVENTS_DUPLICATE = Counter("optimizer_events_duplicate_total", "Events already present (redeliveries)", ["source"])
 DEAD_LETTERS = Counter(
@@ -39,3 +41,11 @@ def dead_letter_kind(reason: str) -> str:
         if marker in reason:
             return kind
     return "other"
+
+
+def record_landed(source: str, batch: DecodedBatch, counts: IngestCounts) -> None:
+    """Count one landed batch (from Kafka, HTTP or OTLP)."""
+    EVENTS_INGESTED.labels(source).inc(counts.accepted)
+    EVENTS_DUPLICATE.labels(source).inc(counts.duplicates)
+    for dead in batch.dead_letters:
+        DEAD_LETTERS.labels(source, dead_letter_kind(dead.reason)).inc()

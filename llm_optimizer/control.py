@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -73,6 +73,13 @@ class PromoteRequest(SignalBase):
 # ---- OptimizationCycle ----
 
 
+class ControlCommand(BaseModel):
+    """Input of the cycle's `control` update: a control's name and the JSON payload its signal takes."""
+
+    name: str
+    payload: dict[str, Any] | None = None
+
+
 class CycleRecord(BaseModel):
     """One pass of the loop, as `history` shows it."""
 
@@ -129,6 +136,15 @@ class CycleStatus(BaseModel):
     constraints: Constraints
     refusals: list[str]
     cycles_done: int
+
+
+class ControlAck(BaseModel):
+    """What the cycle answered to a control: accepted, duplicate (request_id seen) or refused (with why)."""
+
+    command: str
+    outcome: Literal["accepted", "duplicate", "refused"]
+    refusal: str | None = None
+    status: CycleStatus
 
 
 # ---- activities of the cycle ----

@@ -8,9 +8,10 @@ headers, the event JSON as the body), and the bare event JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -59,18 +60,32 @@ class Decoder:
         """`messages` are (position, value, headers); position names where the message came from."""
         batch = DecodedBatch()
         for position, value, headers in messages:
-            try:
-                decoded = self._decode_one(value, headers)
-            except ValidationFailed as exc:
-                batch.dead_letters.append(
-                    DeadLetter(source=self.source, position=position, reason=str(exc), raw=value or b"")
-                )
-                continue
-            if isinstance(decoded, LLMEvent):
-                batch.events.append(self.catalog.with_cost(decoded))
-            else:
-                batch.anomalies.extend(decoded)
+            self._add(batch, position, lambda v=value, h=headers: self._decode_one(v, h), lambda v=value: v or b"")
         return batch
+
+    def decode_documents(self, documents: Iterable[tuple[str, Any]]) -> DecodedBatch:
+        """Already parsed JSON documents (an HTTP batch): each a bare event or a CloudEvent, at `position`."""
+        batch = DecodedBatch()
+        for position, document in documents:
+            self._add(batch, position, lambda d=document: _from_document(d), lambda d=document: _raw_json(d))
+        return batch
+
+    def _add(
+        self,
+        batch: DecodedBatch,
+        position: str,
+        decode: Callable[[], LLMEvent | list[Anomaly]],
+        raw: Callable[[], bytes],
+    ) -> None:
+        try:
+            decoded = decode()
+        except ValidationFailed as exc:
+            batch.dead_letters.append(DeadLetter(source=self.source, position=position, reason=str(exc), raw=raw()))
+            return
+        if isinstance(decoded, LLMEvent):
+            batch.events.append(self.catalog.with_cost(decoded))
+        else:
+            batch.anomalies.extend(decoded)
 
     def _decode_one(self, value: bytes | None, headers: Headers) -> LLMEvent | list[Anomaly]:
         if value is None:
@@ -90,11 +105,19 @@ class Decoder:
             document = json.loads(text)
         except ValueError as exc:
             raise ValidationFailed(f"body is not valid JSON ({exc})") from None
-        if isinstance(document, dict) and "specversion" in document:
-            return _from_envelope(document)
-        if not isinstance(document, dict):
-            raise ValidationFailed(f"body is a JSON {type(document).__name__}, expected an object")
-        return parse_event(document)
+        return _from_document(document)
+
+
+def _from_document(document: Any) -> LLMEvent | list[Anomaly]:
+    if not isinstance(document, dict):
+        raise ValidationFailed(f"body is a JSON {type(document).__name__}, expected an object")
+    if "specversion" in document:
+        return _from_envelope(document)
+    return parse_event(document)
+
+
+def _raw_json(document: Any) -> bytes:
+    return json.dumps(document, default=str).encode()
 
 
 def _from_binary_mode(ce_headers: dict[str, bytes], value: bytes) -> LLMEvent | list[Anomaly]:

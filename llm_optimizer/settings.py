@@ -58,10 +58,21 @@ class LogLevel(StrEnum):
 
 
 class ServerSettings(Section):
+    """The HTTP API (`python -m api`)."""
+
     host: str = "127.0.0.1"
     port: Port = 8080
+    # How long a control (a Temporal update) or a health check may take before the API answers 504 / unhealthy.
     timeout_ms: PositiveInt = 30_000
     max_body_bytes: PositiveInt = 5 * 1024 * 1024
+    # Per API key (a key may carry its own rate); a key may burst this many seconds' worth of requests.
+    rate_limit_per_s: PositiveFloat = 100.0
+    rate_limit_burst_s: PositiveFloat = 2.0
+    # Assignments and API keys are cached this long: a config change or a revoked key takes effect within it.
+    cache_ttl_s: PositiveFloat = 5.0
+    # /health/detailed calls the control loop stale when no cycle has decided for this long.
+    control_loop_stale_s: PositiveInt = 3_600
+    workers: PositiveInt = 1
 
 
 class DatabaseSettings(Section):

@@ -92,3 +92,13 @@ def record_experiment(conn: psycopg.Connection, request: EvaluateRequest, result
             result.status != "running",
         ),
     )
+
+
+def list_rollouts(conn: psycopg.Connection, service: str, limit: int = 100) -> list[dict]:
+    """The service's latest rollouts, newest first."""
+    columns = ("rollout_id", "from_version", "to_version", "strategy", "state", "reason", "started_at", "finished_at")
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM rollouts WHERE service = %s ORDER BY started_at DESC LIMIT %s",
+        (service, limit),
+    ).fetchall()
+    return [dict(zip(columns, row, strict=True)) for row in rows]

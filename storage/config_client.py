@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import Variant
-from llm_optimizer.resolution import Assignment, resolve
+from llm_optimizer.resolution import Assignment, Resolution, resolve
 from storage.configs_repo import get_assignment, get_version
 from storage.db import psycopg_url
 
@@ -44,12 +44,24 @@ class ConfigClient:
         self._conn: psycopg.Connection | None = None
 
     def resolve(self, service: str, key: str) -> ResolvedConfig:
-        resolution = resolve(self.assignment(service), key)
+        return self._resolved(resolve(self.assignment(service), key))
+
+    def resolve_cached(self, service: str, key: str) -> ResolvedConfig | None:
+        """`resolve` without any I/O, or None when the assignment or a spec must be fetched first."""
+        cached = self._assignments.get(service)
+        if cached is None or self._clock() - cached[0] >= self._ttl_s:
+            return None
+        resolution = resolve(cached[1], key)
+        if (service, resolution.version) not in self._specs:
+            return None
+        return self._resolved(resolution)
+
+    def _resolved(self, resolution: Resolution) -> ResolvedConfig:
         return ResolvedConfig(
-            service=service,
+            service=resolution.service,
             version=resolution.version,
             variant=resolution.variant,
-            spec=self._spec(service, resolution.version),
+            spec=self._spec(resolution.service, resolution.version),
         )
 
     def assignment(self, service: str) -> Assignment:

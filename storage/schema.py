@@ -273,3 +273,17 @@ rollup_watermarks = Table(
     Column("rollup", Text, primary_key=True),
     _ts("complete_until", nullable=False),
 )
+
+# API keys of the HTTP API: only a SHA-256 of the secret is kept; the key is shown once, when created.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("rate_limit_per_s", Float),  # None: server.rate_limit_per_s
+    _now("created_at"),
+    _ts("revoked_at"),
+    CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="known_role"),
+)

@@ -3,6 +3,7 @@ trigger (the interval, a threshold violation or Sentinel anomaly on the fast pat
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ from workflows.traffic import set_traffic
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import (
         AuditRecord,
+        ControlAck,
+        ControlCommand,
         CycleInput,
         CycleRecord,
         CycleState,
@@ -342,39 +345,41 @@ class OptimizationCycle:
         if workflow.patched("audit-signals"):
             await self._audit("signal", name, {"payload": payload, "outcome": outcome})
 
-    @workflow.signal
-    async def pause(self, payload: dict[str, Any] | None = None) -> None:
+    # Each control is a signal (fire and forget: the `temporal` CLI, the starters) and a command of the `control`
+    # update (the HTTP API, which returns what the workflow acknowledged). Both run the same method.
+
+    async def _pause(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("pause", payload, PauseRequest)
         if request is not None and self.paused_reason is None:
             self.paused_reason = request.reason or "paused by an operator"
         await self._record_signal("pause", payload, outcome)
+        return outcome
 
-    @workflow.signal
-    async def resume(self, payload: dict[str, Any] | None = None) -> None:
+    async def _resume(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("resume", payload, ResumeRequest)
         if request is not None:
             self.paused_reason = None
             self.stopped_reason = None
         await self._record_signal("resume", payload, outcome)
+        return outcome
 
-    @workflow.signal
-    async def trigger(self, payload: dict[str, Any] | None = None) -> None:
+    async def _trigger(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("trigger", payload, TriggerRequest)
         if request is not None:
             self.trigger_reason = request.reason or "operator"
         await self._record_signal("trigger", payload, outcome)
+        return outcome
 
-    @workflow.signal
-    async def emergency_stop(self, payload: dict[str, Any] | None = None) -> None:
+    async def _emergency_stop(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("emergency_stop", payload, EmergencyStopRequest)
         if request is not None:
             self.stopped_reason = request.reason or "emergency stop"
             if self.rollout_handle is not None:
                 await self._signal_rollout("emergency_stop", {"reason": self.stopped_reason})
         await self._record_signal("emergency_stop", payload, outcome)
+        return outcome
 
-    @workflow.signal
-    async def rollback(self, payload: dict[str, Any] | None = None) -> None:
+    async def _rollback(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("rollback", payload, RollbackRequest)
         if request is not None:
             if self.rollout_handle is not None and request.target_version is None:
@@ -382,9 +387,9 @@ class OptimizationCycle:
             else:
                 self.rollback_request = request
         await self._record_signal("rollback", payload, outcome)
+        return outcome
 
-    @workflow.signal
-    async def set_objectives(self, payload: dict[str, Any] | None = None) -> None:
+    async def _set_objectives(self, payload: dict[str, Any] | None) -> str:
         request, outcome = self._accept("set_objectives", payload, ObjectivesUpdate)
         if request is not None:
             changes = {
@@ -398,6 +403,53 @@ class OptimizationCycle:
             }
             self.input = self.input.model_copy(update=changes)
         await self._record_signal("set_objectives", payload, outcome)
+        return outcome
+
+    @workflow.signal
+    async def pause(self, payload: dict[str, Any] | None = None) -> None:
+        await self._pause(payload)
+
+    @workflow.signal
+    async def resume(self, payload: dict[str, Any] | None = None) -> None:
+        await self._resume(payload)
+
+    @workflow.signal
+    async def trigger(self, payload: dict[str, Any] | None = None) -> None:
+        await self._trigger(payload)
+
+    @workflow.signal
+    async def emergency_stop(self, payload: dict[str, Any] | None = None) -> None:
+        await self._emergency_stop(payload)
+
+    @workflow.signal
+    async def rollback(self, payload: dict[str, Any] | None = None) -> None:
+        await self._rollback(payload)
+
+    @workflow.signal
+    async def set_objectives(self, payload: dict[str, Any] | None = None) -> None:
+        await self._set_objectives(payload)
+
+    def _commands(self) -> dict[str, Callable[[dict[str, Any] | None], Awaitable[str]]]:
+        return {
+            "pause": self._pause,
+            "resume": self._resume,
+            "trigger": self._trigger,
+            "emergency_stop": self._emergency_stop,
+            "rollback": self._rollback,
+            "set_objectives": self._set_objectives,
+        }
+
+    @workflow.update
+    async def control(self, command: ControlCommand) -> ControlAck:
+        """Run one control and answer with its outcome and the cycle's status right after it."""
+        outcome = await self._commands()[command.name](command.payload)
+        refusal = self.refusals[-1] if outcome == "refused" else None
+        return ControlAck(command=command.name, outcome=outcome, refusal=refusal, status=self.status())
+
+    @control.validator
+    def _validate_control(self, command: ControlCommand) -> None:
+        if command.name not in self._commands():
+            raise ValueError(f"name = {command.name!r}: not one of {', '.join(self._commands())}")
 
     @workflow.query
     def status(self) -> CycleStatus:

@@ -1,0 +1,1 @@
+"""The HTTP API: config resolution, event ingestion (JSON batches and OTLP traces) and loop controls."""

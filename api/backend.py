@@ -1,0 +1,111 @@
+"""What the routes share: the settings, a Postgres pool, the Temporal client, caches and the rate limiter.
+
+Postgres work is synchronous psycopg run in the threadpool (the same repositories as the worker); Temporal calls
+are async. The Temporal client connects lazily, so the API starts (and serves configs and events) while
+Temporal is down; the control endpoints then answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from activities import metrics
+from llm_optimizer.auth import Principal, RateLimiter, hash_key
+from llm_optimizer.ingest import DecodedBatch, Decoder, IngestCounts
+from llm_optimizer.pricing import load_catalog
+from llm_optimizer.settings import Settings
+from starter.client import connect_client
+from storage import apikeys_repo
+from storage.config_client import ConfigClient
+from storage.db import psycopg_url
+from storage.events_repo import land
+
+T = TypeVar("T")
+
+
+class TtlCache:
+    """A dict whose entries expire after `ttl_s` (per process; enough for keys and assignments)."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic):
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] >= self._ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._entries[key] = (self._clock(), value)
+
+
+class Backend:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pool = ConnectionPool(
+            psycopg_url(settings.database_url),
+            min_size=1,
+            max_size=settings.database.pool_size,
+            timeout=settings.database.connect_timeout_s,
+            open=False,
+        )
+        catalog = load_catalog()
+        self.decoders = {
+            source: Decoder(catalog, source=source, max_message_bytes=settings.kafka.max_message_bytes)
+            for source in ("http", "otlp")
+        }
+        self.configs = ConfigClient(settings.database_url, ttl_s=settings.server.cache_ttl_s)
+        self.rate_limiter = RateLimiter(settings.server.rate_limit_burst_s)
+        self._principals = TtlCache(settings.server.cache_ttl_s)
+        self._temporal: Client | None = None
+        self._temporal_lock = asyncio.Lock()
+
+    def open(self) -> None:
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.configs.close()
+
+    @property
+    def timeout_s(self) -> float:
+        return self.settings.server.timeout_ms / 1000
+
+    async def temporal(self) -> Client:
+        async with self._temporal_lock:
+            if self._temporal is None:
+                self._temporal = await asyncio.wait_for(connect_client(self.settings), self.timeout_s)
+            return self._temporal
+
+    async def principal(self, key: str) -> Principal | None:
+        """The live principal of an API key; cached (by hash, never the key) for `server.cache_ttl_s`."""
+        key_hash = hash_key(key)
+        cached = self._principals.get(key_hash)
+        if cached is not None:
+            return cached or None  # False caches an unknown key, so guessing keys cannot flood Postgres
+        principal = await self.run(apikeys_repo.authenticate, key, self.settings.server.rate_limit_per_s)
+        self._principals.put(key_hash, principal or False)
+        return principal
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(conn, *args)` in the threadpool on a pooled connection, committed when it returns."""
+
+        def call() -> T:
+            with self.pool.connection() as conn:
+                return work(conn, *args)
+
+        return await run_in_threadpool(call)
+
+    async def land(self, batch: DecodedBatch, source: str) -> IngestCounts:
+        counts = await self.run(lambda conn: land(conn, batch, source=source))  # one transaction per request
+        metrics.record_landed(source, batch, counts)
+        return counts
