@@ -1,8 +1,10 @@
-# The worker image of docker-compose.yml: the project without the embedded servers (production uses real ones).
+# The image of docker-compose.yml's worker and API: the project without the embedded servers (production uses real ones).
 FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY llm_optimizer ./llm_optimizer
+COPY api ./api
+COPY optimizer_client ./optimizer_client
 COPY storage ./storage
 COPY workflows ./workflows
 COPY activities ./activities

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status worker clean bench-ingest bench-analysis bench-savings
+.PHONY: install demo test lint up down status worker api clean bench-ingest bench-analysis bench-savings bench-api
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ status: $(STAMP)
 worker: $(STAMP)
 	$(PY) worker.py
 
+api: $(STAMP)
+	$(PY) -m api
+
 clean: down
 	rm -rf .data
 
@@ -47,3 +50,6 @@ bench-savings: $(STAMP)
 
 bench-analysis: $(STAMP)
 	$(PY) -m benchmarks.analysis
+
+bench-api: $(STAMP)
+	$(PY) -m benchmarks.api

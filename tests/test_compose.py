@@ -6,6 +6,8 @@ Docker cannot run on the development machines, so the file is checked here rathe
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 
 import jsonschema
 import yaml
@@ -25,7 +27,7 @@ def test_compose_file_is_valid_against_the_vendored_specification(repo_root):
 def test_every_variable_given_to_the_project_is_a_real_setting(repo_root):
     known = {env_name(key) for key in setting_keys()} | set(SHORT_ENV_ALIASES) | {CONFIG_FILE_ENV}
     compose = load(repo_root)
-    project_vars = set(compose["services"]["worker"]["environment"])
+    project_vars = set(compose["services"]["worker"]["environment"]) | set(compose["services"]["api"]["environment"])
     example = [
         line.split("=", 1)[0]
         for line in (repo_root / ".env.example").read_text().splitlines()
@@ -38,7 +40,15 @@ def test_every_variable_given_to_the_project_is_a_real_setting(repo_root):
 
 def test_services_have_health_checks_and_wait_for_their_dependencies(repo_root):
     services = load(repo_root)["services"]
-    for name in ("postgres", "temporal", "kafka"):
+    for name in ("postgres", "temporal", "kafka", "api"):
         assert "healthcheck" in services[name], name
     assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+
+
+def test_the_image_contains_every_package_of_the_project(repo_root):
+    """The Dockerfile copies each package that pyproject.toml installs (a new package is easy to forget)."""
+    pyproject = tomllib.loads((repo_root / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", (repo_root / "Dockerfile").read_text(), flags=re.M))
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"

@@ -1,0 +1,128 @@
+"""The HTTP side of the client: config resolution with a cache, and event reporting in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.events import LLMEvent
+from llm_optimizer.resolution import Assignment, resolve
+from storage.config_client import ResolvedConfig
+
+
+class OptimizerError(Exception):
+    """The API refused a request; `status` is the HTTP status and the message the API's reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+    anomalies: int
+    rejected: int
+    errors: list[dict[str, Any]]
+
+
+class _Cached(BaseModel):
+    assignment: Assignment
+    specs: dict[str, ConfigSpec]
+    ttl_s: float
+
+
+class OptimizerClient:
+    """Resolves configs (the assignment of a service is cached for the TTL the API gives, then refreshed) and
+    reports events. If a refresh fails, the last assignment keeps serving for up to `stale_ok_s` more: an
+    optimizer outage must not take the application down."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 2.0,
+        stale_ok_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._stale_ok_s = stale_ok_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, _Cached]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, service: str, key: str) -> ResolvedConfig:
+        """The config that serves `key` for `service` (sticky per key), from the cache when it is fresh."""
+        now = self._clock()
+        entry = self._cache.get(service)
+        if entry is None or now - entry[0] >= entry[1].ttl_s:
+            entry = self._refresh(service, entry, now)
+        cached = entry[1]
+        resolution = resolve(cached.assignment, key)
+        return ResolvedConfig(
+            service=service,
+            version=resolution.version,
+            variant=resolution.variant,
+            spec=cached.specs[resolution.version],
+        )
+
+    def _refresh(self, service: str, entry: tuple[float, _Cached] | None, now: float) -> tuple[float, _Cached]:
+        with self._lock:
+            try:
+                fresh = _Cached.model_validate(self._get(f"/api/v1/config/{service}/assignment"))
+            except (httpx.HTTPError, OptimizerError) as exc:
+                if entry is not None and now - entry[0] < entry[1].ttl_s + self._stale_ok_s:
+                    return entry  # serve the last known assignment through a short outage
+                if isinstance(exc, OptimizerError):
+                    raise
+                raise OptimizerError(0, f"cannot reach the optimizer API: {exc}") from exc
+            self._cache[service] = (now, fresh)
+            return self._cache[service]
+
+    def report(
+        self, events: Iterable[LLMEvent | dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> IngestResult:
+        """Send a batch of events; a retry with the same `idempotency_key` lands nothing twice."""
+        batch = [e.model_dump(mode="json", exclude_none=True) if isinstance(e, LLMEvent) else e for e in events]
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        response = self._http.post("/api/v1/metrics", json={"metrics": batch}, headers=headers)
+        return IngestResult.model_validate(self._checked(response))
+
+    def cycle_status(self, service: str) -> dict[str, Any]:
+        return self._get(f"/api/v1/cycles/{service}")
+
+    def _get(self, path: str) -> Any:
+        return self._checked(self._http.get(path))
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise OptimizerError(response.status_code, str(detail))
+        return response.json()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OptimizerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""OTLP/HTTP trace ingestion: spans sent by the real OpenTelemetry SDK and its OTLP exporter land as events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import psycopg
+import pytest
+from api_server import running_api
+from conftest import settings_for
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from optimizer_client.otel import record_llm_call
+
+
+@pytest.fixture
+def api(stack, database_url):
+    with running_api(settings_for(stack, database_url)) as running:
+        yield running
+
+
+def _tracer_provider(api, service: str) -> TracerProvider:
+    exporter = OTLPSpanExporter(endpoint=f"{api.url}/v1/traces", headers=api.auth("viewer"), timeout=10)
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def _send_spans(api) -> None:
+    provider = _tracer_provider(api, "support-bot")
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("chat gpt-4o-mini") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("gen_ai.provider.name", "openai")
+        span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+        span.set_attribute("gen_ai.response.model", "gpt-4o-mini-2024-07-18")
+        span.set_attribute("gen_ai.usage.input_tokens", 812)
+        span.set_attribute("gen_ai.usage.output_tokens", 96)
+        span.set_attribute("llm_optimizer.config_version", "v3")
+        span.set_attribute("llm_optimizer.request_key", "user-42")
+        time.sleep(0.05)
+    with tracer.start_as_current_span("chat claude") as span:
+        span.set_attribute("gen_ai.system", "anthropic")  # the older attribute name
+        span.set_attribute("gen_ai.request.model", "claude-3-5-haiku-20241022")
+        span.set_attribute("error.type", "timeout")
+        span.set_status(Status(StatusCode.ERROR, "timed out"))
+    with tracer.start_as_current_span("GET /orders"):  # not a GenAI span: ignored
+        pass
+    # The client's helper sets the same attributes from one call.
+    with record_llm_call(tracer, model="gpt-4o", provider="openai", config_version="v1", request_key="user-7") as call:
+        call.usage(input_tokens=100, output_tokens=20)
+        call.quality(0.9)
+    provider.shutdown()
+
+
+async def test_spans_from_the_sdk_exporter_land_as_events(api, database_url):
+    await asyncio.to_thread(_send_spans, api)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT service, model, provider, endpoint, tokens_in, tokens_out, latency_ms, status, error_type, "
+            "config_version, request_key, cost_usd, quality_score, source, attributes FROM events ORDER BY ts"
+        ).fetchall()
+    assert len(rows) == 3
+    chat, timeout, helper = rows
+    assert chat[:6] == ("support-bot", "gpt-4o-mini", "openai", "chat", 812, 96)
+    assert chat[6] >= 50 and chat[7] == "ok" and chat[9:11] == ("v3", "user-42")
+    assert chat[11] > 0  # costed from the pricing catalog
+    assert chat[13] == "otlp" and chat[14]["response_model"] == "gpt-4o-mini-2024-07-18"
+    assert len(chat[14]["trace_id"]) == 32 and len(chat[14]["span_id"]) == 16
+    assert timeout[1:3] == ("claude-3-5-haiku-20241022", "anthropic") and timeout[7:9] == ("timeout", "timeout")
+    assert helper[1] == "gpt-4o" and helper[4:6] == (100, 20) and helper[12] == pytest.approx(0.9)
+
+
+async def test_otlp_json_with_a_bad_span_reports_partial_success(api, database_url):
+    def span(span_id: str, start: int, end: int, model: str) -> dict:
+        return {
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": span_id,
+            "name": "chat",
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(end),
+            "attributes": [
+                {"key": "gen_ai.request.model", "value": {"stringValue": model}},
+                {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "10"}},
+            ],
+        }
+
+    now = time.time_ns()
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "chat"}}]},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            span("eee19b7ec3c1b174", now - 300_000_000, now, "gpt-4o"),
+                            span("eee19b7ec3c1b175", now, now - 1, "gpt-4o"),  # ends before it starts
+                            span("eee19b7ec3c1b176", now - 1_000, now, "not a model name!"),
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    async with httpx.AsyncClient(base_url=api.url, headers=api.auth("viewer")) as http:
+        answer = await http.post("/v1/traces", json=body)
+        assert answer.status_code == 200
+        partial = answer.json()["partialSuccess"]
+        assert partial["rejectedSpans"] == "2"  # int64: a string in OTLP JSON
+        assert "endTimeUnixNano" in partial["errorMessage"] and "model" in partial["errorMessage"]
+        # An exporter retries a failed export: the same spans again land nothing twice.
+        assert (await http.post("/v1/traces", json=body)).json()["partialSuccess"]["rejectedSpans"] == "2"
+        garbage = await http.post("/v1/traces", content=b"\x00\x01", headers={"Content-Type": "application/x-protobuf"})
+        assert garbage.status_code == 400
+        assert (await http.post("/v1/traces", json=body, headers={"Authorization": ""})).status_code == 401
+    with psycopg.connect(database_url) as conn:
+        events = conn.execute("SELECT event_id, latency_ms FROM events").fetchall()
+        dead = conn.execute("SELECT source, position FROM dead_letters ORDER BY position").fetchall()
+    assert events == [("otel-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174", pytest.approx(300.0))]
+    assert dead == [
+        ("otlp", "otlp/5b8efff798038103d269b633813fc60c/eee19b7ec3c1b175"),
+        ("otlp", "otlp/5b8efff798038103d269b633813fc60c/eee19b7ec3c1b176"),
+    ]
