@@ -1,0 +1,95 @@
+"""Reference-based evaluators: the response against a known good answer.
+
+exact match (normalised), token F1 (SQuAD's definition), ROUGE-L (longest common subsequence F-measure), and the
+cosine similarity of MiniLM sentence embeddings (`minilm.py`, a model shipped in a wheel; no download).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, combine, register
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def exact_match(response: str, reference: str) -> float:
+    return float(normalise(response) == normalise(reference))
+
+
+def token_f1(response: str, reference: str) -> float:
+    predicted, gold = normalise(response).split(), normalise(reference).split()
+    if not predicted or not gold:
+        return float(predicted == gold)
+    common = sum((Counter(predicted) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(response: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-cased word tokens."""
+    a, b = response.lower().split(), reference.lower().split()
+    if not a or not b:
+        return float(a == b)
+    lcs = _lcs_length(a, b)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+Metric = Literal["exact_match", "token_f1", "rouge_l", "embedding"]
+
+
+class ReferenceOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metrics: list[Metric] = Field(default_factory=lambda: ["exact_match", "token_f1", "rouge_l"], min_length=1)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
+@register("reference", ReferenceOptions)
+class ReferenceBased:
+    name = "reference"
+
+    def __init__(self, options: ReferenceOptions):
+        self.options = options
+
+    def evaluate(self, item: EvaluationInput) -> Evaluation:
+        if item.reference is None:
+            raise NotEvaluable("no reference answer")
+        scores = {}
+        for metric in self.options.metrics:
+            if metric == "embedding":
+                from llm_optimizer.evaluation.minilm import similarity  # loads the model on first use
+
+                scores[metric] = max(0.0, similarity(item.response, item.reference))
+            else:
+                scores[metric] = _METRICS[metric](item.response, item.reference)
+        return Evaluation(overall=combine(scores, self.options.weights), dimensions=scores, method="reference")
+
+
+_METRICS = {"exact_match": exact_match, "token_f1": token_f1, "rouge_l": rouge_l}
