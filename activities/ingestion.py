@@ -20,6 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from temporalio import activity
 
 from activities import metrics
+from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import ConsumeRequest, Decoder, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
@@ -45,6 +46,7 @@ class IngestionActivities:
     def __init__(self, settings: Settings, catalog: PricingCatalog):
         self.settings = settings
         self.decoder = Decoder(catalog, source="kafka", max_message_bytes=settings.kafka.max_message_bytes)
+        self.texts = TextPolicy.from_settings(settings.evaluation)
         self._consumers: dict[tuple[str, str], AIOKafkaConsumer] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -96,7 +98,7 @@ class IngestionActivities:
     def _land(self, conn: psycopg.Connection, records: list) -> IngestCounts:
         batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
         with conn.transaction():
-            counts = land(conn, batch, source="kafka")
+            counts = land(conn, batch, source="kafka", texts=self.texts)
         metrics.record_landed("kafka", batch, counts)
         return counts
 

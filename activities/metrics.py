@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from llm_optimizer.control import QualityReport
 from llm_optimizer.ingest import DecodedBatch, IngestCounts
 
 EVENTS_INGESTED = Counter("optimizer_events_ingested_total", "Events landed in Postgres", ["source"])
@@ -24,6 +25,15 @@ EMERGENCY_STOPS = Counter("optimizer_emergency_stops_total", "Emergency stops ac
 COST_PER_REQUEST = Gauge("optimizer_cost_per_request_usd", "Cost per request of the live config", ["service"])
 ESTIMATED_SAVINGS = Gauge(
     "optimizer_estimated_savings_ratio", "Expected relative cost change of the last canary decision", ["service"]
+)
+
+QUALITY_EVALUATIONS = Counter(
+    "optimizer_quality_evaluations_total",
+    "Events scored by evaluators, by outcome (evaluated, skipped, unavailable)",
+    ["service", "evaluator", "outcome"],
+)
+EVALUATION_COST = Counter(
+    "optimizer_evaluation_cost_usd_total", "What evaluations cost (LLM judge tokens)", ["service"]
 )
 
 
@@ -49,3 +59,9 @@ def record_landed(source: str, batch: DecodedBatch, counts: IngestCounts) -> Non
     EVENTS_DUPLICATE.labels(source).inc(counts.duplicates)
     for dead in batch.dead_letters:
         DEAD_LETTERS.labels(source, dead_letter_kind(dead.reason)).inc()
+
+
+def record_evaluations(report: QualityReport) -> None:
+    for outcome in ("evaluated", "skipped", "unavailable"):
+        QUALITY_EVALUATIONS.labels(report.service, report.evaluator, outcome).inc(getattr(report, outcome))
+    EVALUATION_COST.labels(report.service).inc(report.cost_usd)

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from activities import metrics
 from llm_optimizer.auth import Principal, RateLimiter, hash_key
+from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import DecodedBatch, Decoder, IngestCounts
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.settings import Settings
@@ -63,6 +64,7 @@ class Backend:
             source: Decoder(catalog, source=source, max_message_bytes=settings.kafka.max_message_bytes)
             for source in ("http", "otlp")
         }
+        self.texts = TextPolicy.from_settings(settings.evaluation)
         self.configs = ConfigClient(settings.database_url, ttl_s=settings.server.cache_ttl_s)
         self.rate_limiter = RateLimiter(settings.server.rate_limit_burst_s)
         self._principals = TtlCache(settings.server.cache_ttl_s)
@@ -106,6 +108,6 @@ class Backend:
         return await run_in_threadpool(call)
 
     async def land(self, batch: DecodedBatch, source: str) -> IngestCounts:
-        counts = await self.run(lambda conn: land(conn, batch, source=source))  # one transaction per request
+        counts = await self.run(lambda conn: land(conn, batch, source=source, texts=self.texts))  # one transaction
         metrics.record_landed(source, batch, counts)
         return counts

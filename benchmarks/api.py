@@ -128,9 +128,7 @@ async def run(seconds: float, concurrency: int) -> dict:
             await wait_ready(url, api)
             headers = {"Authorization": f"Bearer {key}"}
 
-            health, health_s, health_n = await load(
-                url, {}, seconds, concurrency, lambda http, i: http.get("/health")
-            )
+            health, health_s, health_n = await load(url, {}, seconds, concurrency, lambda http, i: http.get("/health"))
             resolve, resolve_s, resolve_n = await load(
                 url,
                 headers,

@@ -334,3 +334,30 @@ class MaintenanceRequest(BaseModel):
 class MaintenanceReport(BaseModel):
     rollup_rows: dict[str, int]
     expired_events: int
+
+
+# ---- QualityEvaluation ----
+
+
+class EvaluationRound(BaseModel):
+    """Input of `QualityEvaluation`: the services to score (each must be in `evaluation.services`)."""
+
+    services: list[str]
+    lookback_s: float = Field(default=3600, gt=0, description="events older than this are left alone")
+
+
+class QualityRequest(BaseModel):
+    service: str
+    now: datetime
+    lookback_s: float
+    time_budget_s: float = 60.0  # an LLM judge is slow: what is left waits for the next round
+
+
+class QualityReport(BaseModel):
+    service: str
+    evaluator: str
+    evaluated: int = 0  # scored, and the score written into the event
+    skipped: int = 0  # the evaluator could not score them (recorded with the reason, not retried)
+    unavailable: int = 0  # left for a later round: the evaluator's service was down or the time budget ran out
+    cost_usd: float = 0.0
+    note: str = ""

@@ -37,6 +37,7 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Ms = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Usd = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
+Text = Annotated[str, StringConstraints(max_length=100_000)]
 Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 AttributeValue = Annotated[str, StringConstraints(max_length=1024)] | bool | int | float | None
 
@@ -84,6 +85,10 @@ class LLMEvent(Frozen):
         default=None, description="-1 (thumbs down) .. 1 (thumbs up); ratings are scaled into this range"
     )
     request_key: ShortText | None = Field(default=None, description="sticky key for config resolution")
+    # Texts for quality evaluation: stored (redacted) only when `evaluation.store_text` allows it.
+    request_text: Text | None = None
+    response_text: Text | None = None
+    reference_text: Text | None = Field(default=None, description="a known good answer, for reference metrics")
     attributes: dict[Annotated[str, StringConstraints(max_length=128)], AttributeValue] = Field(default_factory=dict)
 
     @field_validator("attributes")

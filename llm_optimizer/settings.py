@@ -9,6 +9,7 @@ every key; a test keeps the two in step.
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -167,6 +168,37 @@ class IntegrationSettings(Section):
     timeout_s: PositiveFloat = 5.0
 
 
+class ServiceEvaluation(Section):
+    """How one service's events are scored: an evaluator by name (heuristics, reference, feedback, llm_judge),
+    its options, and the share of events evaluated (chosen by a hash of the event id, so a re-run picks the same)."""
+
+    evaluator: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    sampling_rate: Fraction = 1.0
+
+
+class EvaluationSettings(Section):
+    """Quality evaluation of events that arrive without a quality score (the `QualityEvaluation` workflow)."""
+
+    # Request, response and reference texts are kept (for evaluation) only when this is true.
+    store_text: bool = False
+    # Regular expressions whose matches are replaced by [REDACTED] before a text is stored (emails always are).
+    redact_patterns: list[str] = Field(default_factory=list)
+    interval_s: PositiveInt = 60
+    batch_size: PositiveInt = 500
+    services: dict[str, ServiceEvaluation] = Field(default_factory=dict)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+        return patterns
+
+
 class MetricsSettings(Section):
     """Prometheus endpoints of the worker: the product's metrics, and the Temporal SDK's own (0 turns one off)."""
 
@@ -195,6 +227,7 @@ class Settings(BaseSettings):
     optimization: OptimizationSettings = OptimizationSettings()
     stack: StackSettings = StackSettings()
     integrations: IntegrationSettings = IntegrationSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

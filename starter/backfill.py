@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from llm_optimizer.errors import OptimizerError
+from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import Decoder, IngestCounts
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.settings import Settings, load_settings
@@ -63,13 +64,14 @@ def backfill(
     """Land every record of `path`; `progress(counts)` is called after each batch."""
     fmt = file_format(path, fmt)
     decoder = Decoder(load_catalog(), source="file", max_message_bytes=settings.kafka.max_message_bytes)
+    texts = TextPolicy.from_settings(settings.evaluation)
     totals = IngestCounts()
     stream = messages(path, fmt, batch_size)
     with connect(settings.database_url, autocommit=True) as conn:
         while chunk := list(islice(stream, batch_size)):
             batch = decoder.decode(chunk)
             with conn.transaction():
-                totals = totals.plus(land(conn, batch, source="file"))
+                totals = totals.plus(land(conn, batch, source="file", texts=texts))
             if progress:
                 progress(totals)
     return totals

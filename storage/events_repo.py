@@ -13,6 +13,7 @@ from datetime import datetime
 
 import psycopg
 
+from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import DeadLetter, LLMEvent
 from llm_optimizer.ingest import Anomaly, DecodedBatch, IngestCounts
 
@@ -66,9 +67,15 @@ def event_row(event: LLMEvent, source: str) -> tuple:
     )
 
 
-def land(conn: psycopg.Connection, batch: DecodedBatch, *, source: str) -> IngestCounts:
-    """Write a decoded batch inside the caller's transaction; says how many were new, duplicate, dead-lettered."""
+def land(
+    conn: psycopg.Connection, batch: DecodedBatch, *, source: str, texts: TextPolicy | None = None
+) -> IngestCounts:
+    """Write a decoded batch inside the caller's transaction; says how many were new, duplicate, dead-lettered.
+
+    Events' texts are kept (redacted) only if `texts` says so."""
     accepted = _land_events(conn, batch.events, source) if batch.events else 0
+    if texts is not None and texts.store:
+        _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
     dead = _land_dead_letters(conn, batch.dead_letters) if batch.dead_letters else 0
     anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
     return IngestCounts(
@@ -94,6 +101,16 @@ def _land_events(conn: psycopg.Connection, events: Sequence[LLMEvent], source: s
         inserted = cur.rowcount
         cur.execute("TRUNCATE events_stage")
     return inserted
+
+
+def _land_texts(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO event_texts (event_id, request_text, response_text, reference_text) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                rows,
+            )
 
 
 def _land_dead_letters(conn: psycopg.Connection, dead_letters: Sequence[DeadLetter]) -> int:

@@ -12,10 +12,10 @@ import uuid
 import psycopg
 from api_server import running_api
 from conftest import settings_env, settings_for
+from test_api import _register
 
 from llm_optimizer.control import CycleInput
 from starter.cycle import start_cycle
-from test_api import _register
 from worker import serving
 
 
@@ -45,7 +45,9 @@ async def test_every_command_and_the_client_example(stack, database_url, tempora
     env = {**os.environ, **settings_env(settings)}
 
     with running_api(settings) as api:
-        env.update(API=api.url, KEY=api.keys["admin"], LLM_OPTIMIZER_URL=api.url, LLM_OPTIMIZER_API_KEY=api.keys["admin"])
+        env.update(
+            API=api.url, KEY=api.keys["admin"], LLM_OPTIMIZER_URL=api.url, LLM_OPTIMIZER_API_KEY=api.keys["admin"]
+        )
         async with serving(temporal_client, settings):
             await start_cycle(temporal_client, settings.temporal.task_queue, CycleInput(service=service))
             outputs = {}

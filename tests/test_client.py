@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from api_server import running_api
 from conftest import settings_for
+from test_api import _register
 
 from llm_optimizer.ingest import Decoder
 from llm_optimizer.pricing import load_catalog
@@ -20,7 +21,6 @@ from llm_optimizer.resolution import Assignment
 from llm_optimizer.samples import sample_events
 from optimizer_client import KafkaReporter, OptimizerClient, OptimizerError
 from storage import configs_repo
-from test_api import _register
 
 
 class FakeClock:

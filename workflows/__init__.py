@@ -4,9 +4,17 @@ from workflows.ab_experiment import ABExperiment
 from workflows.canary_rollout import CanaryRollout
 from workflows.ingestion import IngestionWorkflow
 from workflows.optimization_cycle import OptimizationCycle
+from workflows.quality_evaluation import QualityEvaluation
 from workflows.storage_maintenance import StorageMaintenance
 
-ALL_WORKFLOWS = [IngestionWorkflow, OptimizationCycle, CanaryRollout, ABExperiment, StorageMaintenance]
+ALL_WORKFLOWS = [
+    IngestionWorkflow,
+    OptimizationCycle,
+    CanaryRollout,
+    ABExperiment,
+    StorageMaintenance,
+    QualityEvaluation,
+]
 
 __all__ = [
     "ALL_WORKFLOWS",
@@ -14,5 +22,6 @@ __all__ = [
     "CanaryRollout",
     "IngestionWorkflow",
     "OptimizationCycle",
+    "QualityEvaluation",
     "StorageMaintenance",
 ]

@@ -20,6 +20,7 @@ class EvaluationInput(BaseModel):
     response: str
     reference: str | None = None
     context: str | None = None
+    signals: dict[str, Any] = Field(default_factory=dict)  # feedback carried by the event (see feedback.py)
 
 
 class Evaluation(BaseModel):

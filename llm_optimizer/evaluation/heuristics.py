@@ -45,14 +45,20 @@ class HeuristicOptions(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from None
         return value
 
     @field_validator("json_schema")
     @classmethod
     def _valid_schema(cls, value: dict | None) -> dict | None:
         if value is not None:
-            jsonschema.Draft202012Validator.check_schema(value)
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a JSON schema ({exc.message})") from None
         return value
 
 

@@ -1,0 +1,156 @@
+"""Quality evaluation of events that arrived without a quality score: score a sample, record each evaluation in
+`quality_evaluations`, and write the score into the event so that aggregates, analyzers and the canary judge see it.
+
+Idempotent: an event is scored once per evaluator (primary key), and an event's own score is never overwritten.
+The sample is chosen by a hash of the event id, so a retried round picks the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from temporalio import activity
+
+from activities import metrics
+from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
+from integrations.http import Unavailable
+from llm_optimizer.control import QualityReport, QualityRequest
+from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.evaluation import EvaluationInput, Evaluator, NotEvaluable, build
+from llm_optimizer.settings import Settings
+from storage.db import psycopg_url
+
+SIGNALS = ("rating", "thumbs", "retried", "correction")
+
+_PENDING = """
+SELECT e.event_id, e.config_version, t.request_text, t.response_text, t.reference_text, e.user_feedback, e.attributes
+FROM events e
+LEFT JOIN event_texts t ON t.event_id = e.event_id
+WHERE e.service = %(service)s AND e.ts >= %(since)s AND e.quality_score IS NULL
+  AND (hashtext(e.event_id) & 2147483647) %% 10000 < %(per_10k)s
+  AND NOT EXISTS (SELECT 1 FROM quality_evaluations q WHERE q.event_id = e.event_id AND q.evaluator = %(evaluator)s)
+ORDER BY e.ts
+LIMIT %(limit)s
+"""
+
+
+class EvaluationActivities:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._evaluators: dict[str, Evaluator] = {}  # kept across rounds: an LLM judge's cache and circuit breaker
+
+    def evaluator(self, service: str) -> Evaluator:
+        if service not in self._evaluators:
+            configured = self.settings.evaluation.services.get(service)
+            if configured is None:
+                raise ValidationFailed(
+                    f"service = {service!r}: not in evaluation.services (configured: "
+                    f"{', '.join(self.settings.evaluation.services) or 'none'})",
+                    field="service",
+                    value=service,
+                )
+            self._evaluators[service] = build(configured.evaluator, configured.options)
+        return self._evaluators[service]
+
+    @activity.defn(name="evaluate_quality")
+    async def evaluate_quality(self, request: QualityRequest) -> QualityReport:
+        return await asyncio.to_thread(self._evaluate, request)
+
+    def _evaluate(self, request: QualityRequest) -> QualityReport:
+        evaluator = self.evaluator(request.service)
+        configured = self.settings.evaluation.services[request.service]
+        report = QualityReport(service=request.service, evaluator=evaluator.name)
+        deadline = time.monotonic() + request.time_budget_s
+        with psycopg.connect(psycopg_url(self.settings.database_url)) as conn:
+            pending = conn.execute(
+                _PENDING,
+                {
+                    "service": request.service,
+                    "since": request.now - timedelta(seconds=request.lookback_s),
+                    "per_10k": round(configured.sampling_rate * 10_000),
+                    "evaluator": evaluator.name,
+                    "limit": self.settings.evaluation.batch_size,
+                },
+                prepare=False,
+            ).fetchall()
+            rows = []
+            for index, (event_id, version, req, resp, ref, feedback, attributes) in enumerate(pending):
+                if time.monotonic() > deadline:
+                    report.unavailable += len(pending) - index
+                    report.note = "time budget spent; the rest waits for the next round"
+                    break
+                item = EvaluationInput(
+                    request=req or "", response=resp or "", reference=ref, signals=_signals(feedback, attributes)
+                )
+                try:
+                    result = evaluator.evaluate(item)
+                except NotEvaluable as exc:
+                    rows.append(
+                        (
+                            event_id,
+                            evaluator.name,
+                            request.service,
+                            version,
+                            None,
+                            {},
+                            evaluator.name,
+                            None,
+                            0.0,
+                            str(exc),
+                        )
+                    )
+                    report.skipped += 1
+                    continue
+                except Unavailable as exc:
+                    report.unavailable += len(pending) - index
+                    report.note = str(exc)
+                    break
+                rows.append(
+                    (
+                        event_id,
+                        evaluator.name,
+                        request.service,
+                        version,
+                        result.overall,
+                        result.dimensions,
+                        result.method,
+                        result.confidence,
+                        result.cost_usd,
+                        None,
+                    )
+                )
+                report.evaluated += 1
+                report.cost_usd += result.cost_usd
+            _record(conn, rows)
+            conn.commit()
+        metrics.record_evaluations(report)
+        return report
+
+    def all(self) -> list:
+        return [self.evaluate_quality]
+
+
+def _signals(feedback: float | None, attributes: dict[str, Any] | None) -> dict[str, Any]:
+    signals = {k: v for k, v in (attributes or {}).items() if k in SIGNALS}
+    if feedback is not None:
+        signals["user_feedback"] = feedback
+    return signals
+
+
+def _record(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO quality_evaluations (event_id, evaluator, service, config_version, overall_score, "
+            "dimension_scores, evaluation_method, confidence, cost_usd, skipped_reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id, evaluator) DO NOTHING",
+            [(*r[:5], Jsonb(r[5]), *r[6:]) for r in rows],
+        )
+        cur.executemany(
+            "UPDATE events SET quality_score = %s WHERE event_id = %s AND quality_score IS NULL",
+            [(r[4], r[0]) for r in rows if r[4] is not None],
+        )
