@@ -9,13 +9,12 @@ every key; a test keeps the two in step.
 from __future__ import annotations
 
 import os
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +22,7 @@ from pydantic_settings import (
 )
 
 from llm_optimizer.errors import SettingsError
+from llm_optimizer.patterns import checked_regex
 
 ENV_PREFIX = "OPTIMIZER_"
 CONFIG_FILE_ENV = "OPTIMIZER_CONFIG_FILE"
@@ -183,20 +183,10 @@ class EvaluationSettings(Section):
     # Request, response and reference texts are kept (for evaluation) only when this is true.
     store_text: bool = False
     # Regular expressions whose matches are replaced by [REDACTED] before a text is stored (emails always are).
-    redact_patterns: list[str] = Field(default_factory=list)
+    redact_patterns: list[Annotated[str, AfterValidator(checked_regex)]] = Field(default_factory=list)
     interval_s: PositiveInt = 60
     batch_size: PositiveInt = 500
     services: dict[str, ServiceEvaluation] = Field(default_factory=dict)
-
-    @field_validator("redact_patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
-        return patterns
 
 
 class MetricsSettings(Section):

@@ -62,6 +62,8 @@ class Fleet:
     timeout_ms: float = 30_000
     latency: LatencyModel = field(default_factory=LatencyModel)
     incidents: list[Incident] = field(default_factory=list)
+    # Services whose events carry the answer and the reference instead of a quality score: an evaluator scores them.
+    text_services: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -113,7 +115,20 @@ class Fleet:
             cost_usd=cost if status == "ok" else 0.0,
             status=status,
             error_type=error_type,
-            quality_score=min(max(quality, 0.0), 1.0) if status == "ok" else None,
+            quality_score=min(max(quality, 0.0), 1.0) if status == "ok" and service not in self.text_services else None,
             request_key=key,
             attributes={"prompt": prompt},
+            **(answer_texts(prompt, quality) if status == "ok" and service in self.text_services else {}),
         )
+
+
+def answer_texts(prompt: str, quality: float) -> dict[str, str]:
+    """A worked answer whose final number is right exactly when the real outcome was (quality >= 0.5), and the
+    reference number: the outcome table has no texts, so these stand in for them, faithful to its grades."""
+    gold = int(hashlib.sha256(prompt.encode()).hexdigest()[:6], 16) % 1000
+    given = gold if quality >= 0.5 else gold + 1 + int(hashlib.sha256(prompt[::-1].encode()).hexdigest()[:2], 16) % 9
+    return {
+        "request_text": f"Solve problem {prompt} and end with the final number.",
+        "response_text": f"Working through problem {prompt} step by step, the final answer is {given}",
+        "reference_text": str(gold),
+    }

@@ -27,18 +27,30 @@ from llm_optimizer.events import to_cloudevent
 from llm_optimizer.settings import CanaryThresholds, load_settings
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
-from starter import report
+from starter import evaluation, report
 from starter.client import connect_client, ensure_search_attributes
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage.config_client import ConfigClient
-from storage.db import migrate
+from storage.db import connect, migrate
 from workflows.optimization_cycle import cycle_workflow_id
 
 DEFAULT_OUTCOMES = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "outcomes" / "dev_outcomes.parquet"
 )
 TIME_SCALE = 0.03  # 15 min cycle -> 27 s; canary stages bake 9 s, 18 s, 27 s
+# GSM8K's events carry the answer and the reference, not a score: the reference evaluator grades the final number.
+EVALUATED_SERVICE = "gsm8k"
+DEMO_EVALUATION = {
+    "store_text": True,
+    "interval_s": 5,
+    "services": {
+        EVALUATED_SERVICE: {
+            "evaluator": "reference",
+            "options": {"metrics": ["exact_match"], "extract": r"-?\d+(?:\.\d+)?"},
+        }
+    },
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,17 +64,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings(evaluation=DEMO_EVALUATION)
     table = OutcomeTable.read(args.outcomes)
     stack = LocalStack(settings.stack)
     print("starting the embedded stack (Postgres, Temporal, Kafka) ...", flush=True)
     stack.up()
     migrate(settings.database_url)
-    stack.start_worker(env={})
+    stack.worker.down()  # a worker left by an earlier run would not have the demo's evaluation settings
+    stack.start_worker(env=_evaluation_env())
     client = await connect_client(settings)
     await ensure_search_attributes(client)
     await start_ingestion(client, settings)
     await start_ingestion(client, settings, settings.kafka.anomaly_topic)
+    if EVALUATED_SERVICE in table.services:
+        await evaluation.create_schedule(client, settings)
+        print(f"  {EVALUATED_SERVICE}: events carry texts, no score; the reference evaluator scores them", flush=True)
 
     for service in table.services:
         best = table.best_quality_model(service)
@@ -92,6 +108,7 @@ async def run(args: argparse.Namespace) -> int:
     await asyncio.sleep(5)  # the last batches land
     summary = report.build(settings.database_url, table, args.report)
     print(summary)
+    print(_evaluation_summary(settings.database_url))
     print(
         f"\nTemporal UI: {stack.temporal_ui_url}  (workflows optimization-cycle/<service>, canary/<service>/<version>)"
     )
@@ -104,6 +121,28 @@ async def run(args: argparse.Namespace) -> int:
         )
     print("the stack keeps running; `make down` stops it")
     return 0
+
+
+def _evaluation_env() -> dict[str, str]:
+    return {
+        "OPTIMIZER_EVALUATION__STORE_TEXT": "true",
+        "OPTIMIZER_EVALUATION__INTERVAL_S": str(DEMO_EVALUATION["interval_s"]),
+        "OPTIMIZER_EVALUATION__SERVICES": json.dumps(DEMO_EVALUATION["services"]),
+    }
+
+
+def _evaluation_summary(database_url: str) -> str:
+    with connect(database_url) as conn:
+        scored, mean, pending = conn.execute(
+            "SELECT count(q.event_id), avg(q.overall_score), "
+            "(SELECT count(*) FROM events WHERE service = %s AND quality_score IS NULL AND status = 'ok') "
+            "FROM quality_evaluations q WHERE q.service = %s",
+            (EVALUATED_SERVICE, EVALUATED_SERVICE),
+        ).fetchone()
+    return (
+        f"\nquality evaluation: {scored:,} {EVALUATED_SERVICE} events scored by the reference evaluator "
+        f"(mean {mean or 0:.3f}); {pending:,} still waiting for a round"
+    )
 
 
 def _incidents(table: OutcomeTable, duration: float) -> list[Incident]:
@@ -119,7 +158,7 @@ def _incidents(table: OutcomeTable, duration: float) -> list[Incident]:
 
 async def _send_traffic(settings, table, incidents, rate, duration, client) -> None:
     configs = ConfigClient(settings.database_url, ttl_s=1.0)
-    fleet = Fleet(table, configs, seed=1, incidents=incidents)
+    fleet = Fleet(table, configs, seed=1, incidents=incidents, text_services=frozenset({EVALUATED_SERVICE}))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_brokers, enable_idempotence=settings.kafka.enable_idempotence, linger_ms=20
     )

@@ -70,6 +70,10 @@ def test_reference_metrics_match_hand_computed_values():
     assert scored.overall == 1.0
     with pytest.raises(NotEvaluable, match="no reference"):
         build("reference").evaluate(item("Paris"))
+    final_number = build("reference", {"metrics": ["exact_match"], "extract": r"-?\d+(?:\.\d+)?"})
+    assert final_number.evaluate(item("3 + 4 = 7, so the answer is 72", reference="72")).overall == 1.0
+    assert final_number.evaluate(item("7 apples, then 8", reference="7")).overall == 0.0
+    assert final_number.evaluate(item("no number", reference="7")).overall == 0.0
 
 
 def test_minilm_embeddings_reproduce_the_published_similarities():

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Annotated
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, combine, register
+from llm_optimizer.patterns import checked_regex
 
 # Openings of answers that decline the task (checked case-insensitively at the start of a sentence).
 REFUSAL_PATTERNS = (
@@ -36,20 +38,10 @@ class HeuristicOptions(BaseModel):
     max_chars: int | None = Field(default=None, gt=0)
     json_format: bool = False
     json_schema: dict | None = None
-    regex: str | None = None  # the response must match (re.search)
+    regex: Annotated[str | None, AfterValidator(checked_regex)] = None  # the response must match (re.search)
     required_keywords: list[str] = Field(default_factory=list)
     forbidden_keywords: list[str] = Field(default_factory=list)
     detect_refusal: bool = True
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression ({exc})") from None
-        return value
 
     @field_validator("json_schema")
     @classmethod

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, combine, register
+from llm_optimizer.patterns import checked_regex
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -69,6 +70,9 @@ class ReferenceOptions(BaseModel):
 
     metrics: list[Metric] = Field(default_factory=lambda: ["exact_match", "token_f1", "rouge_l"], min_length=1)
     weights: dict[str, float] = Field(default_factory=dict)
+    # Compare only the last match of this regular expression in the response (its first group if it has one),
+    # e.g. r"-?\d+(?:\.\d+)?" for the final number of a worked maths answer.
+    extract: Annotated[str | None, AfterValidator(checked_regex)] = None
 
 
 @register("reference", ReferenceOptions)
@@ -77,19 +81,30 @@ class ReferenceBased:
 
     def __init__(self, options: ReferenceOptions):
         self.options = options
+        self._extract = re.compile(options.extract) if options.extract else None
 
     def evaluate(self, item: EvaluationInput) -> Evaluation:
         if item.reference is None:
             raise NotEvaluable("no reference answer")
+        response = self._answer(item.response)
         scores = {}
         for metric in self.options.metrics:
             if metric == "embedding":
                 from llm_optimizer.evaluation.minilm import similarity  # loads the model on first use
 
-                scores[metric] = max(0.0, similarity(item.response, item.reference))
+                scores[metric] = max(0.0, similarity(response, item.reference))
             else:
-                scores[metric] = _METRICS[metric](item.response, item.reference)
+                scores[metric] = _METRICS[metric](response, item.reference)
         return Evaluation(overall=combine(scores, self.options.weights), dimensions=scores, method="reference")
+
+    def _answer(self, response: str) -> str:
+        if self._extract is None:
+            return response
+        matches = list(self._extract.finditer(response))
+        if not matches:
+            return ""
+        last = matches[-1]
+        return last.group(1) if last.groups() else last.group(0)
 
 
 _METRICS = {"exact_match": exact_match, "token_f1": token_f1, "rouge_l": rouge_l}
