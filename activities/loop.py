@@ -15,6 +15,9 @@ import psycopg
 from temporalio import activity
 
 from activities import metrics, orchestrator
+from integrations.governance import GovernanceClient
+from integrations.model_registry import ModelRegistryClient
+from llm_optimizer.assessment import Assessment, assess
 from llm_optimizer.control import (
     AuditRecord,
     DecideRequest,
@@ -32,7 +35,16 @@ from llm_optimizer.control import (
     ThresholdRequest,
     TrafficRequest,
 )
-from llm_optimizer.decision import Decision, DecisionInput, Guards, Profile, decide, violations
+from llm_optimizer.decision import (
+    Check,
+    Decision,
+    DecisionInput,
+    Guards,
+    Profile,
+    apply_governance,
+    decide,
+    violations,
+)
 from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.judge import CanaryVerdict, judge
 from llm_optimizer.pricing import PricingCatalog
@@ -50,6 +62,9 @@ class LoopActivities:
     def __init__(self, settings: Settings, catalog: PricingCatalog):
         self.settings = settings
         self.catalog = catalog
+        integrations = settings.integrations
+        self.registry = ModelRegistryClient(integrations) if integrations.model_registry_url else None
+        self.governance = GovernanceClient(integrations) if integrations.governance_url else None
 
     async def _db(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run `work` in a thread, in one transaction on a fresh connection."""
@@ -102,8 +117,15 @@ class LoopActivities:
     @activity.defn(name="decide")
     async def decide(self, request: DecideRequest) -> Decision:
         def work(conn: psycopg.Connection) -> tuple[Decision, DecisionInput]:
-            inp = self.decision_input(conn, request)
+            inp, notes = self.decision_input(conn, request)
             decision = decide(inp)
+            decision = decision.model_copy(
+                update={"checks": [*notes.checks, *decision.checks], "rule_state": notes.rule_state}
+            )
+            if self.governance is not None and decision.candidate is not None:
+                proposed = {"model": decision.candidate.model, "provider": decision.candidate.provider}
+                verdict = self.governance.evaluate(request.service, proposed, decision.rationale)
+                decision = apply_governance(decision, verdict)
             audit_repo.record_decision(conn, decision, request.cycle_id)
             return decision, inp
 
@@ -117,8 +139,9 @@ class LoopActivities:
             )
         return decision
 
-    def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> DecisionInput:
-        """Everything the decision engine needs, read from the registry and the events of the window."""
+    def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> tuple[DecisionInput, Assessment]:
+        """Everything the decision engine needs, read from the registry and the events of the window; and the
+        assessment of the live config (analyzers and rules), whose findings go into the input."""
         assignment = configs_repo.get_assignment(conn, request.service)
         assert assignment is not None, "observe found an assignment before decide runs"
         active = configs_repo.get_version(conn, request.service, assignment.active_version)
@@ -127,6 +150,11 @@ class LoopActivities:
             (p for p in seen if p.config_version == active.version),
             Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
         )
+        assessment = self._assess(conn, request, active.version, current)
+        view = self.registry.catalog(self.catalog) if self.registry is not None else None
+        catalog = view.catalog if view is not None else self.catalog
+        if view is not None:
+            assessment.checks.append(Check(name="prices", kind="constraint", passed=True, detail=view.source))
         tokens_in, tokens_out = current.tokens_in_mean or 0.0, current.tokens_out_mean or 0.0
         candidates: dict[str, Profile] = {}
         for p in seen:  # the best-observed profile of each other model
@@ -135,8 +163,9 @@ class LoopActivities:
                 and p.requests > candidates.get(p.model, Profile(model="", provider="")).requests
             ):
                 candidates[p.model] = p
-        for model in request.candidate_models:
-            price = self.catalog.price(model)
+        offered = [*request.candidate_models, *(view.registry_models if view is not None else [])]
+        for model in dict.fromkeys(offered):
+            price = catalog.price(model)
             if model not in candidates and model != current.model and price is not None:
                 # Not observed yet: priced from the catalog at the live config's token mix.
                 candidates[model] = Profile(
@@ -144,7 +173,7 @@ class LoopActivities:
                 )
         settings = self.settings.optimization
         scale = request.time_scale
-        return DecisionInput(
+        inp = DecisionInput(
             service=request.service,
             now=request.now,
             current_version=active.version,
@@ -154,8 +183,9 @@ class LoopActivities:
             if request.memory.reference_quality is not None
             else (current.quality_mean if current.quality_known else None),
             candidates=list(candidates.values()),
-            critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)],
-            findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)],
+            critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)] + assessment.critical,
+            findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)] + assessment.high,
+            alerts=assessment.alerts,
             spent_today_usd=analysis_repo.spent_since(
                 conn, request.service, request.now.replace(hour=0, minute=0, second=0, microsecond=0), request.now
             )
@@ -170,6 +200,26 @@ class LoopActivities:
                 rolled_back_retry_after=timedelta(seconds=settings.rolled_back_retry_after_s * scale),
             ),
             memory=request.memory,
+        )
+        return inp, assessment
+
+    def _assess(self, conn: psycopg.Connection, request: DecideRequest, version: str, current: Profile) -> Assessment:
+        """The live config's latest requests in the window against its own requests of the window before."""
+        length = request.now - request.window_start
+        now_samples = analysis_repo.samples(conn, request.service, version, request.window_start, request.now)
+        before = analysis_repo.samples(
+            conn, request.service, version, request.window_start - length, request.window_start
+        )
+        canary = self.settings.optimization.canary
+        return assess(
+            now_samples,
+            before,
+            current,
+            analysis_repo.rules(conn, request.service),
+            request.memory.rule_state,
+            request.now,
+            latency_threshold=canary.latency_increase,
+            quality_threshold=canary.quality_decrease,
         )
 
     @activity.defn(name="prepare_canary")

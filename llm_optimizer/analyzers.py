@@ -174,6 +174,8 @@ def drift(baseline: np.ndarray, current: np.ndarray, metric: str, alpha: float =
 
 def anomalies(values: np.ndarray, metric: str, method: Literal["zscore", "mad", "iqr"] = "mad") -> Finding | None:
     """Outlying points of a series (z-score, MAD or IQR rule)."""
+    if len(values) < 10:
+        return None  # too few points to call any of them an outlier
     rule = {"zscore": stats.zscore_outliers, "mad": stats.mad_outliers, "iqr": stats.iqr_outliers}[method]
     flags = rule(values)
     if not flags.any():
@@ -190,6 +192,8 @@ def anomalies(values: np.ndarray, metric: str, method: Literal["zscore", "mad", 
 
 def trend(values: np.ndarray, metric: str, alpha: float = 0.05) -> Finding | None:
     """A monotonic trend (Mann-Kendall, Theil-Sen slope) and CUSUM change points."""
+    if len(values) < 3:
+        return None
     result = stats.mann_kendall(values, alpha)
     points = stats.cusum_change_points(values)
     if result.direction == "none" and not points:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
+from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
 
@@ -50,6 +51,9 @@ class Constraints(BaseModel):
     daily_budget_usd: float | None = Field(default=None, gt=0)
     approved_models: list[str] | None = None
     denied_providers: list[str] = Field(default_factory=list)
+    # deny: a candidate outside the approved models or from a denied provider is never proposed; warn: it may be,
+    # and the decision records the breach as a warning.
+    governance_mode: Literal["deny", "warn"] = "deny"
 
 
 class Profile(BaseModel):
@@ -103,6 +107,7 @@ class Memory(BaseModel):
     last_alert_at: datetime | None = None
     rollbacks: list[datetime] = Field(default_factory=list)
     rolled_back_models: dict[str, datetime] = Field(default_factory=dict)
+    rule_state: RuleState = Field(default_factory=RuleState)
 
 
 class Guards(BaseModel):
@@ -128,6 +133,7 @@ class Decision(BaseModel):
     reference_quality: float | None = None
     expected_impact: dict[str, Impact] = Field(default_factory=dict)
     checks: list[Check] = Field(default_factory=list)
+    rule_state: RuleState | None = None  # the rules' state after this decision, for the cycle to keep
 
 
 class DecisionInput(BaseModel):
@@ -140,6 +146,7 @@ class DecisionInput(BaseModel):
     candidates: list[Profile] = Field(default_factory=list)
     critical_findings: list[str] = Field(default_factory=list)  # roll back (or alert), never a backup model
     findings: list[str] = Field(default_factory=list)  # breaches seen on the fast path: a backup model may answer
+    alerts: list[str] = Field(default_factory=list)  # alert rules that fired: an alert when nothing else is done
     spent_today_usd: float | None = None
     constraints: Constraints = Constraints()
     objectives: Objectives = Objectives()
@@ -267,6 +274,8 @@ def decide(inp: DecisionInput) -> Decision:
                 exploration=True,
                 expected_impact=impact,
             )
+    if inp.alerts:
+        return done(Action.alert, "alerting: " + "; ".join(inp.alerts) + "; no candidate is better enough")
     return done(Action.none, "no candidate is better enough than the live config under the constraints")
 
 
@@ -327,6 +336,18 @@ def _screen(
         )
         if not problems:
             passed.append(candidate)
+            warnings = (
+                governance_breaches(candidate, inp.constraints) if inp.constraints.governance_mode == "warn" else []
+            )
+            if warnings:
+                checks.append(
+                    Check(
+                        name=f"governance {candidate.model}",
+                        kind="policy",
+                        passed=True,
+                        detail="allowed with a warning (governance_mode warn): " + "; ".join(warnings),
+                    )
+                )
     return passed
 
 
@@ -355,16 +376,63 @@ def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | N
     problems = violations(candidate, c, floor)
     if candidate.quality_known and floor is not None and candidate.quality_mean < floor:
         problems.append(f"quality {candidate.quality_mean:.3f} below the floor {floor:.3f}")
-    if c.approved_models is not None and candidate.model not in c.approved_models:
-        problems.append("not an approved model")
-    if candidate.provider in c.denied_providers:
-        problems.append(f"provider {candidate.provider} is denied")
+    if c.governance_mode == "deny":
+        problems += governance_breaches(candidate, c)
     if candidate.cost_per_request is None:
         problems.append("no price known")
     rolled_back_at = inp.memory.rolled_back_models.get(candidate.model)
     if rolled_back_at and inp.now - rolled_back_at < inp.guards.rolled_back_retry_after:
         problems.append(f"rolled back at {rolled_back_at.isoformat()}; not retried before the retry period ends")
     return sorted(set(problems))
+
+
+def governance_breaches(candidate: Profile, constraints: Constraints) -> list[str]:
+    """The approved-model and denied-provider policies that `candidate` breaks."""
+    breaches = []
+    if constraints.approved_models is not None and candidate.model not in constraints.approved_models:
+        breaches.append("not an approved model")
+    if candidate.provider in constraints.denied_providers:
+        breaches.append(f"provider {candidate.provider} is denied")
+    return breaches
+
+
+class PolicyViolation(BaseModel):
+    """A governance policy that a proposed change breaks (seed 001's PolicyViolation)."""
+
+    policy_id: str
+    policy_name: str = ""
+    severity: str = "deny"  # deny, warn (or the service's own severities)
+    description: str = ""
+
+
+class GovernanceVerdict(BaseModel):
+    approved: bool
+    violations: list[PolicyViolation] = Field(default_factory=list)
+    rationale: str = ""
+    source: Literal["service", "fallback"] = "service"
+
+
+ROLLOUT_ACTIONS = ("canary", "experiment")
+
+
+def apply_governance(decision: Decision, verdict: GovernanceVerdict) -> Decision:
+    """A rollout that governance denies becomes no action, with the violations; approvals and warnings are
+    recorded. Decisions that roll nothing out (none, rollback, alert) are not subject to it."""
+    if decision.action.value not in ROLLOUT_ACTIONS:
+        return decision
+    listed = "; ".join(f"{v.policy_id} ({v.severity}): {v.description}" for v in verdict.violations)
+    detail = " - ".join(part for part in (verdict.rationale, listed) if part) or "approved"
+    check = Check(name="governance", kind="policy", passed=verdict.approved, detail=detail)
+    if verdict.approved:
+        return decision.model_copy(update={"checks": [*decision.checks, check]})
+    target = decision.candidate.model if decision.candidate else "the change"
+    return decision.model_copy(
+        update={
+            "action": Action.none,
+            "rationale": f"governance denied {target}: {detail} (proposed: {decision.rationale})",
+            "checks": [*decision.checks, check],
+        }
+    )
 
 
 def _upper(profile: Profile) -> float:

@@ -165,7 +165,19 @@ class IntegrationSettings(Section):
 
     # Traffic splits are pushed here (PUT /api/v1/configurations/{service}) as well as written to the registry.
     orchestrator_url: str | None = None
+    # Model profiles and prices (GET /api/v1/models): they refresh the pricing catalog and the candidates.
+    # Unreachable: the local catalog is used, and the decision says so.
+    model_registry_url: str | None = None
+    model_registry_refresh_s: PositiveInt = 300
+    # Policy evaluation before every rollout (POST /api/v1/policies/evaluate): approve, or deny with violations.
+    governance_url: str | None = None
+    # Unreachable governance denies the rollout unless this is true (then it goes ahead, recorded as unchecked).
+    governance_fail_open: bool = False
     timeout_s: PositiveFloat = 5.0
+    retries: Annotated[int, Field(ge=0)] = 2
+    # Circuit breaker of each integration (the seeds: 5 failures open it for a minute).
+    failure_threshold: PositiveInt = 5
+    reset_after_s: PositiveFloat = 60.0
 
 
 class ServiceEvaluation(Section):

@@ -122,11 +122,12 @@ class Fleet:
         )
 
 
-def answer_texts(prompt: str, quality: float) -> dict[str, str]:
+def answer_texts(prompt: object, quality: float) -> dict[str, str]:
     """A worked answer whose final number is right exactly when the real outcome was (quality >= 0.5), and the
     reference number: the outcome table has no texts, so these stand in for them, faithful to its grades."""
-    gold = int(hashlib.sha256(prompt.encode()).hexdigest()[:6], 16) % 1000
-    given = gold if quality >= 0.5 else gold + 1 + int(hashlib.sha256(prompt[::-1].encode()).hexdigest()[:2], 16) % 9
+    digest = hashlib.sha256(str(prompt).encode()).digest()
+    gold = int.from_bytes(digest[:3], "big") % 1000
+    given = gold if quality >= 0.5 else gold + 1 + digest[3] % 9
     return {
         "request_text": f"Solve problem {prompt} and end with the final number.",
         "response_text": f"Working through problem {prompt} step by step, the final answer is {given}",

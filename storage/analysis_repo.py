@@ -10,8 +10,10 @@ from datetime import datetime
 import numpy as np
 import psycopg
 
+from llm_optimizer.assessment import Samples
 from llm_optimizer.decision import Profile
 from llm_optimizer.judge import ArmSample
+from llm_optimizer.rules import Rule
 
 
 def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> list[Profile]:
@@ -81,3 +83,30 @@ def arm_sample(conn: psycopg.Connection, service: str, version: str, start: date
 
 def _float(value) -> float | None:
     return None if value is None else float(value)
+
+
+def samples(
+    conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime, limit: int = 2000
+) -> Samples:
+    """The latest `limit` requests of a config in [start, end), oldest first (an index-only scan, newest first)."""
+    rows = conn.execute(
+        "SELECT extract(epoch FROM ts), status = 'ok', latency_ms, quality_score, cost_usd FROM events "
+        "WHERE service = %s AND ts >= %s AND ts < %s AND config_version = %s ORDER BY ts DESC LIMIT %s",
+        (service, start, end, version, limit),
+    ).fetchall()
+    if not rows:
+        return Samples.empty()
+    ts, ok, latency, quality, cost = (np.array(column, dtype=float) for column in zip(*reversed(rows), strict=True))
+    return Samples(ts=ts, ok=ok.astype(bool), latency_ms=latency, quality=quality, cost_usd=cost)
+
+
+def rules(conn: psycopg.Connection, service: str) -> list[Rule]:
+    """The enabled rules for `service`: its own and those of every service (`policies` rows of kind rule)."""
+    rows = conn.execute(
+        "SELECT name, definition, priority FROM policies WHERE kind = 'rule' AND enabled "
+        "AND (service IS NULL OR service = %s) ORDER BY name",
+        (service,),
+    ).fetchall()
+    return [
+        Rule.model_validate({"priority": priority, **definition, "name": name}) for name, definition, priority in rows
+    ]

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.evaluation import EvaluationInput, build
 from llm_optimizer.resolution import Assignment
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
@@ -73,3 +74,15 @@ def test_error_burst(fleet):
     fleet_ = Fleet(table, client, seed=3, error_rate=0, incidents=[Incident("error_burst", 0, 10, "svc", 0.5)])
     errors = sum(fleet_.request("svc", 1.0).status != "ok" for _ in range(400))
     assert 150 < errors < 250
+
+
+def test_text_services_send_answers_that_the_reference_evaluator_grades_like_the_outcomes(fleet):
+    table, client = fleet
+    graded_table = OutcomeTable(table.frame.with_columns(pl.col("quality").floor()))  # a: 1 (right), b: 0 (wrong)
+    simulator = Fleet(graded_table, client, seed=4, error_rate=0, text_services=frozenset({"svc"}))
+    events = [simulator.request("svc", 1.0) for _ in range(300)]
+    grader = build("reference", {"metrics": ["exact_match"], "extract": r"-?\d+(?:\.\d+)?"})
+    for event in events:
+        assert event.quality_score is None and event.response_text and event.reference_text
+        graded = grader.evaluate(EvaluationInput(response=event.response_text, reference=event.reference_text))
+        assert graded.overall == (1.0 if event.model == "a" else 0.0)  # the real grade, from the texts alone

@@ -189,6 +189,8 @@ class OptimizationCycle:
             self.last_decision, self.findings = decision, []
             if decision.reference_quality is not None and self.memory.reference_quality is None:
                 self.memory = self.memory.model_copy(update={"reference_quality": decision.reference_quality})
+            if decision.rule_state is not None:  # rules' hold times and cooldowns, carried to the next decision
+                self.memory = self.memory.model_copy(update={"rule_state": decision.rule_state})
             record.action, record.rationale = decision.action.value, decision.rationale
             if decision.action is Action.alert:
                 self.memory = self.memory.model_copy(update={"last_alert_at": now})
