@@ -209,6 +209,14 @@ class MetricsSettings(Section):
     temporal_port: Annotated[int, Field(ge=0, le=65535)] = 9465
 
 
+class TracingSettings(Section):
+    """OpenTelemetry tracing of workflows and activities (temporalio's contrib interceptor), exported over OTLP/HTTP."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "llm-auto-optimizer"
+
+
 class LoggingSettings(Section):
     level: LogLevel = LogLevel.info
     json_format: bool = False
@@ -231,6 +239,7 @@ class Settings(BaseSettings):
     integrations: IntegrationSettings = IntegrationSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

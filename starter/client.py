@@ -10,14 +10,17 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
+from llm_optimizer.tracing import interceptors
 
 
 async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """The client (and, through it, any worker on it) traces when `tracing.enabled`."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        interceptors=interceptors(settings.tracing),
     )
 
 

@@ -1,7 +1,7 @@
 """A real HTTP server on a free port that answers from a script: for tests of the integration clients.
 
 Each request takes the next scripted answer (the last one repeats): (status, body, headers, delay_s). Requests are
-recorded (method, path, JSON body) so a test can count what reached the server.
+recorded (method, path, body: decoded JSON, or bytes) so a test can count what reached the server.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def scripted_server(answers: list[Answer]) -> Iterator[Script]:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
             with lock:
-                script.requests.append((self.command, self.path, json.loads(raw) if raw else None))
+                script.requests.append((self.command, self.path, _decoded(raw)))
                 answer = script.next()
             time.sleep(answer.delay_s)
             body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
@@ -73,6 +73,16 @@ def scripted_server(answers: list[Answer]) -> Iterator[Script]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _decoded(raw: bytes) -> Any:
+    """JSON bodies decoded; others (protobuf) kept as bytes."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def chat_answer(scores: dict[str, int] | str, prompt_tokens: int = 500, completion_tokens: int = 40) -> dict:
