@@ -90,10 +90,13 @@ class IngestionActivities:
             if not records:
                 continue
             landed = await asyncio.to_thread(self._land, conn, records)
-            await consumer.commit(
-                {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}  # after the rows commit
-            )
+            committed = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
+            await consumer.commit(committed)  # after the rows commit
             progress.counts = progress.counts.plus(landed)
+            for tp, offset in committed.items():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - offset, 0))
 
     def _land(self, conn: psycopg.Connection, records: list) -> IngestCounts:
         batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)

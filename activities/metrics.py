@@ -16,6 +16,9 @@ EVENTS_DUPLICATE = Counter("optimizer_events_duplicate_total", "Events already p
 DEAD_LETTERS = Counter(
     "optimizer_dead_letters_total", "Inputs refused into the dead-letter table", ["source", "reason"]
 )
+CONSUMER_LAG = Gauge(
+    "optimizer_consumer_lag", "Messages behind the end of the partition after the last commit", ["topic", "partition"]
+)
 DECISIONS = Counter("optimizer_decisions_total", "Decisions made by the loop", ["service", "action"])
 ROLLOUTS = Counter(
     "optimizer_rollouts_total", "Rollouts by outcome (started, promoted, rolled_back)", ["service", "outcome"]

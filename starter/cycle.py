@@ -27,6 +27,7 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
     WorkflowHandle,
@@ -133,18 +134,22 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
     schedule_id = f"optimization-schedule/{args.service}"
     if args.action == "create":
         inp = cycle_input_from_settings(settings, args.service, candidates).model_copy(update={"run_once": True})
-        await client.create_schedule(
-            schedule_id,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    "OptimizationCycle",
-                    inp.model_copy(update={"interval_s": 1.0}),
-                    id=f"optimization-batch/{args.service}",
-                    task_queue=settings.temporal.task_queue,
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(
+                        "OptimizationCycle",
+                        inp.model_copy(update={"interval_s": 1.0}),
+                        id=f"optimization-batch/{args.service}",
+                        task_queue=settings.temporal.task_queue,
+                    ),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=parse_every(args.every))]),
                 ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=parse_every(args.every))]),
-            ),
-        )
+            )
+        except ScheduleAlreadyRunningError:  # idempotent: a Job or a script may run this again
+            print(f"schedule {schedule_id} exists; left as it is")
+            return 0
         print(f"created schedule {schedule_id}: a one-shot cycle every {args.every}")
     elif args.action == "list":
         async for entry in await client.list_schedules():

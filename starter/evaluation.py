@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
 from datetime import timedelta
 
-from temporalio.client import Client, Schedule, ScheduleActionStartWorkflow, ScheduleIntervalSpec, ScheduleSpec
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 
 from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
 from llm_optimizer.control import EvaluationRound, QualityReport
@@ -41,19 +49,21 @@ def evaluation_round(settings: Settings) -> EvaluationRound:
 
 async def create_schedule(client: Client, settings: Settings) -> None:
     """Idempotent: an existing schedule is left as it is."""
-    if SCHEDULE_ID in [s.id async for s in await client.list_schedules()]:
-        return
-    await client.create_schedule(
-        SCHEDULE_ID,
-        Schedule(
-            action=ScheduleActionStartWorkflow(
-                "QualityEvaluation", evaluation_round(settings), id=SCHEDULE_ID, task_queue=settings.temporal.task_queue
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(
+            SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    "QualityEvaluation",
+                    evaluation_round(settings),
+                    id=SCHEDULE_ID,
+                    task_queue=settings.temporal.task_queue,
+                ),
+                spec=ScheduleSpec(
+                    intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.evaluation.interval_s))]
+                ),
             ),
-            spec=ScheduleSpec(
-                intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.evaluation.interval_s))]
-            ),
-        ),
-    )
+        )
 
 
 async def main_async(args: argparse.Namespace) -> int:

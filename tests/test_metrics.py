@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import httpx
 from conftest import produce, settings_for, start_worker_process, wait_for
+from test_deploy_docs import dashboard_metrics
 
 from activities.ingestion import ensure_topic
 from activities.metrics import dead_letter_kind
@@ -22,7 +24,7 @@ def scrape(url: str) -> str:
         return ""
 
 
-async def test_metrics_endpoints_show_ingestion_and_the_sdk(stack, database_url, temporal_client, tmp_path):
+async def test_metrics_endpoints_show_ingestion_and_the_sdk(stack, database_url, temporal_client, tmp_path, repo_root):
     ports = {"port": free_port(), "temporal_port": free_port()}
     topic = "metrics-events"
     settings = settings_for(stack, database_url, metrics=ports, kafka={"topic": topic, "consume_run_s": 2})
@@ -40,7 +42,11 @@ async def test_metrics_endpoints_show_ingestion_and_the_sdk(stack, database_url,
             "200 ingested events in the metrics",
         )
         assert 'optimizer_dead_letters_total{reason="invalid_json",source="kafka"} 1.0' in text
-        assert "temporal_" in await wait_for(lambda: scrape(sdk), 30, "the SDK metrics")
+        lags = re.findall(rf'optimizer_consumer_lag{{partition="\d+",topic="{topic}"}} (\S+)', text)
+        assert lags and all(float(lag) == 0 for lag in lags)  # the backlog is drained
+        sdk_text = await wait_for(lambda: scrape(sdk), 30, "the SDK metrics")
+        plotted = {m for m in dashboard_metrics(repo_root) if m.startswith("temporal_")}
+        assert plotted and all(f"{m}_bucket" in sdk_text or f"{m}{{" in sdk_text for m in plotted), plotted
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
