@@ -17,6 +17,7 @@ from datetime import timedelta
 import prometheus_client
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import ActivityRegistry
@@ -24,7 +25,7 @@ from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.logs import configure_logging
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client
+from starter.client import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
 
@@ -69,6 +70,10 @@ def start_metrics(settings: Settings) -> Runtime | None:
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     migrate(settings.database_url)
     client = await connect_client(settings, runtime=start_metrics(settings))
+    try:
+        await ensure_search_attributes(client)
+    except RPCError as err:  # e.g. Temporal Cloud, where a namespace admin registers them instead
+        log.warning("could not register the search attributes (%s); register Service, CycleState, ConfigVersion", err)
     async with serving(client, settings):
         log.info("worker serving task queue %s on %s", settings.temporal.task_queue, settings.temporal_address)
         await stop.wait()
