@@ -48,10 +48,11 @@ from llm_optimizer.decision import (
 from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.judge import CanaryVerdict, judge
 from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
-from storage import analysis_repo, audit_repo, configs_repo, rollups_repo
+from storage import analysis_repo, audit_repo, configs_repo, rollups_repo, rules_repo
 from storage.db import psycopg_url
 
 T = TypeVar("T")
@@ -65,6 +66,9 @@ class LoopActivities:
         integrations = settings.integrations
         self.registry = ModelRegistryClient(integrations) if integrations.model_registry_url else None
         self.governance = GovernanceClient(integrations) if integrations.governance_url else None
+        self.orchestrator_breaker = CircuitBreaker(
+            "orchestrator", failure_threshold=integrations.failure_threshold, reset_after_s=integrations.reset_after_s
+        )
 
     async def _db(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run `work` in a thread, in one transaction on a fresh connection."""
@@ -150,7 +154,7 @@ class LoopActivities:
             (p for p in seen if p.config_version == active.version),
             Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
         )
-        assessment = self._assess(conn, request, active.version, current)
+        assessment = self.assess_live(conn, request, active.version, current)
         view = self.registry.catalog(self.catalog) if self.registry is not None else None
         catalog = view.catalog if view is not None else self.catalog
         if view is not None:
@@ -173,6 +177,7 @@ class LoopActivities:
                 )
         settings = self.settings.optimization
         scale = request.time_scale
+        day_start = request.now.replace(hour=0, minute=0, second=0, microsecond=0)
         inp = DecisionInput(
             service=request.service,
             now=request.now,
@@ -186,10 +191,11 @@ class LoopActivities:
             critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)] + assessment.critical,
             findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)] + assessment.high,
             alerts=assessment.alerts,
-            spent_today_usd=analysis_repo.spent_since(
-                conn, request.service, request.now.replace(hour=0, minute=0, second=0, microsecond=0), request.now
-            )
-            if request.constraints.daily_budget_usd is not None
+            spent_today_usd=analysis_repo.spent_since(conn, request.service, day_start, request.now)
+            if request.constraints.daily_budget_usd or request.constraints.monthly_budget_usd
+            else None,
+            spent_month_usd=analysis_repo.spent_since(conn, request.service, day_start.replace(day=1), request.now)
+            if request.constraints.monthly_budget_usd
             else None,
             constraints=request.constraints,
             objectives=request.objectives,
@@ -203,7 +209,9 @@ class LoopActivities:
         )
         return inp, assessment
 
-    def _assess(self, conn: psycopg.Connection, request: DecideRequest, version: str, current: Profile) -> Assessment:
+    def assess_live(
+        self, conn: psycopg.Connection, request: DecideRequest, version: str, current: Profile
+    ) -> Assessment:
         """The live config's latest requests in the window against its own requests of the window before."""
         length = request.now - request.window_start
         now_samples = analysis_repo.samples(conn, request.service, version, request.window_start, request.now)
@@ -215,7 +223,7 @@ class LoopActivities:
             now_samples,
             before,
             current,
-            analysis_repo.rules(conn, request.service),
+            rules_repo.for_service(conn, request.service),
             request.memory.rule_state,
             request.now,
             latency_threshold=canary.latency_increase,
@@ -275,7 +283,9 @@ class LoopActivities:
         body = await self._db(work)
         integrations = self.settings.integrations
         if integrations.orchestrator_url:
-            await orchestrator.push(integrations.orchestrator_url, integrations.timeout_s, request, body)
+            await orchestrator.push(
+                integrations.orchestrator_url, integrations.timeout_s, request, body, self.orchestrator_breaker
+            )
 
     @activity.defn(name="judge_stage")
     async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:

@@ -122,11 +122,12 @@ def quality(baseline: np.ndarray, current: np.ndarray, threshold: float = 0.1, a
 def cost(
     spent_today_usd: float,
     now: datetime,
-    daily_budget_usd: float,
+    daily_budget_usd: float | None,
     spent_month_usd: float | None = None,
     monthly_budget_usd: float | None = None,
 ) -> Finding:
-    """Budget burn: the spend rate so far today, forecast linearly to the end of the day (and month)."""
+    """Budget burn: the spend rate so far today, forecast linearly to the end of the day (and month), against the
+    budgets given; severity by the larger forecast/budget ratio."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     elapsed_h = max((now - day_start).total_seconds() / 3600, 1 / 60)
     rate = spent_today_usd / elapsed_h
@@ -137,21 +138,21 @@ def cost(
         "forecast_day_usd": forecast_day,
         "daily_budget_usd": daily_budget_usd,
     }
-    ratio = forecast_day / daily_budget_usd
+    ratios = [forecast_day / daily_budget_usd] if daily_budget_usd else []
+    message = f"forecast {forecast_day:.2f} USD today" + (
+        f" against a budget of {daily_budget_usd:.2f}" if daily_budget_usd else ""
+    )
     if spent_month_usd is not None and monthly_budget_usd:
         days = calendar.monthrange(now.year, now.month)[1]
         elapsed_days = (now - now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86400
         forecast_month = spent_month_usd / max(elapsed_days, 1 / 1440) * days
         evidence |= {"forecast_month_usd": forecast_month, "monthly_budget_usd": monthly_budget_usd}
-        ratio = max(ratio, forecast_month / monthly_budget_usd)
+        ratios.append(forecast_month / monthly_budget_usd)
+        message += f"; {forecast_month:.2f} USD this month against {monthly_budget_usd:.2f}"
+    ratio = max(ratios, default=0.0)
+    evidence["budget_ratio"] = ratio
     severity: Severity = "info" if ratio < 0.8 else _severity(ratio, (0.8, 1.0, 1.5))
-    return Finding(
-        analyzer="cost",
-        severity=severity,
-        metric="budget",
-        message=f"forecast {forecast_day:.2f} USD today against a budget of {daily_budget_usd:.2f}",
-        evidence=evidence,
-    )
+    return Finding(analyzer="cost", severity=severity, metric="budget", message=message, evidence=evidence)
 
 
 def drift(baseline: np.ndarray, current: np.ndarray, metric: str, alpha: float = 0.01) -> Finding | None:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
+from llm_optimizer import analyzers
 from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
@@ -49,6 +50,7 @@ class Constraints(BaseModel):
     p95_latency_max_ms: float | None = Field(default=None, gt=0)
     error_rate_max: float | None = Field(default=0.05, ge=0, le=1)
     daily_budget_usd: float | None = Field(default=None, gt=0)
+    monthly_budget_usd: float | None = Field(default=None, gt=0)
     approved_models: list[str] | None = None
     denied_providers: list[str] = Field(default_factory=list)
     # deny: a candidate outside the approved models or from a denied provider is never proposed; warn: it may be,
@@ -148,6 +150,7 @@ class DecisionInput(BaseModel):
     findings: list[str] = Field(default_factory=list)  # breaches seen on the fast path: a backup model may answer
     alerts: list[str] = Field(default_factory=list)  # alert rules that fired: an alert when nothing else is done
     spent_today_usd: float | None = None
+    spent_month_usd: float | None = None
     constraints: Constraints = Constraints()
     objectives: Objectives = Objectives()
     preset: StrategyPreset
@@ -280,22 +283,17 @@ def decide(inp: DecisionInput) -> Decision:
 
 
 def _over_budget(inp: DecisionInput, checks: list[Check]) -> bool:
-    """Today's spend, forecast linearly to midnight, against the daily budget."""
-    budget = inp.constraints.daily_budget_usd
-    if budget is None or inp.spent_today_usd is None:
+    """Today's and this month's spend, forecast linearly to their ends, against the daily and monthly budgets."""
+    c = inp.constraints
+    if (c.daily_budget_usd is None or inp.spent_today_usd is None) and (
+        c.monthly_budget_usd is None or inp.spent_month_usd is None
+    ):
         return False
-    day_start = inp.now.replace(hour=0, minute=0, second=0, microsecond=0)
-    hours = max((inp.now - day_start).total_seconds() / 3600, 1 / 60)
-    forecast = inp.spent_today_usd / hours * 24
-    over = forecast > budget
-    checks.append(
-        Check(
-            name="daily budget",
-            kind="constraint",
-            passed=not over,
-            detail=f"forecast {forecast:.2f} USD today against {budget:.2f} USD",
-        )
+    finding = analyzers.cost(
+        inp.spent_today_usd or 0.0, inp.now, c.daily_budget_usd, inp.spent_month_usd, c.monthly_budget_usd
     )
+    over = finding.evidence["budget_ratio"] > 1
+    checks.append(Check(name="budget", kind="constraint", passed=not over, detail=finding.message))
     return over
 
 

@@ -13,7 +13,6 @@ import psycopg
 from llm_optimizer.assessment import Samples
 from llm_optimizer.decision import Profile
 from llm_optimizer.judge import ArmSample
-from llm_optimizer.rules import Rule
 
 
 def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> list[Profile]:
@@ -52,9 +51,21 @@ def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datet
 
 
 def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> float:
+    """What `service` spent in [start, end): from the hourly rollups where they are complete, then the raw events
+    (which expire after the retention, so a month's spend needs the rollups). `start` is whole hours."""
     row = conn.execute(
-        "SELECT coalesce(sum(cost_usd), 0) FROM events WHERE service = %s AND ts >= %s AND ts < %s",
-        (service, start, end),
+        """
+        WITH mark AS (
+            SELECT least(greatest(coalesce(
+                (SELECT complete_until FROM rollup_watermarks WHERE rollup = 'rollups_1h'), %(start)s), %(start)s),
+                %(end)s) AS t
+        )
+        SELECT (SELECT coalesce(sum(cost_sum_usd), 0) FROM rollups_1h, mark
+                WHERE service = %(service)s AND bucket >= %(start)s AND bucket < mark.t)
+             + (SELECT coalesce(sum(cost_usd), 0) FROM events, mark
+                WHERE service = %(service)s AND ts >= mark.t AND ts < %(end)s)
+        """,
+        {"service": service, "start": start, "end": end},
     ).fetchone()
     return float(row[0])
 
@@ -98,15 +109,3 @@ def samples(
         return Samples.empty()
     ts, ok, latency, quality, cost = (np.array(column, dtype=float) for column in zip(*reversed(rows), strict=True))
     return Samples(ts=ts, ok=ok.astype(bool), latency_ms=latency, quality=quality, cost_usd=cost)
-
-
-def rules(conn: psycopg.Connection, service: str) -> list[Rule]:
-    """The enabled rules for `service`: its own and those of every service (`policies` rows of kind rule)."""
-    rows = conn.execute(
-        "SELECT name, definition, priority FROM policies WHERE kind = 'rule' AND enabled "
-        "AND (service IS NULL OR service = %s) ORDER BY name",
-        (service,),
-    ).fetchall()
-    return [
-        Rule.model_validate({"priority": priority, **definition, "name": name}) for name, definition, priority in rows
-    ]

@@ -212,13 +212,25 @@ def test_over_the_daily_budget_any_cheaper_model_above_the_floor_is_taken():
         )
     )
     assert over.action is Action.canary and over.candidate.model == "slightly"
-    budget = next(c for c in over.checks if c.name == "daily budget")
-    assert not budget.passed and "forecast 120.00 USD" in budget.detail
+    budget = next(c for c in over.checks if c.name == "budget")
+    assert not budget.passed and "forecast 120.00 USD today" in budget.detail
     within = decide(
         inp(
             now=noon, candidates=[slightly_cheaper], spent_today_usd=40.0, constraints=Constraints(daily_budget_usd=100)
         )
     )
+    assert within.action is Action.none
+
+
+def test_over_the_monthly_budget_cost_becomes_the_only_objective():
+    slightly_cheaper = observed("slightly", quality=0.90, cost=0.0095)
+    # On the 16th at 00:00, 1,650 USD in 15 days forecasts 3,410 USD over 31 days, against 3,000.
+    mid_month = datetime(2026, 12, 16, tzinfo=UTC)
+    monthly = dict(now=mid_month, candidates=[slightly_cheaper], constraints=Constraints(monthly_budget_usd=3000))
+    over = decide(inp(spent_today_usd=0.0, spent_month_usd=1650.0, **monthly))
+    assert over.action is Action.canary
+    assert "3410.00 USD this month against 3000.00" in next(c for c in over.checks if c.name == "budget").detail
+    within = decide(inp(spent_today_usd=0.0, spent_month_usd=1200.0, **monthly))
     assert within.action is Action.none
 
 

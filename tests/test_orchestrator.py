@@ -16,6 +16,7 @@ from activities.orchestrator import OrchestratorRejected
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import TrafficRequest
 from llm_optimizer.pricing import load_catalog
+from llm_optimizer.resilience import CircuitOpen
 from llm_optimizer.resolution import Assignment
 from storage import configs_repo
 
@@ -85,3 +86,15 @@ async def test_server_errors_are_retryable_and_refusals_are_not(activities):
     Recorder.answers = [422]
     with pytest.raises(OrchestratorRejected, match="422"):
         await env.run(activities.set_traffic, REQUEST)
+
+
+async def test_an_orchestrator_that_keeps_failing_opens_the_circuit(activities):
+    env = ActivityEnvironment()
+    activities.orchestrator_breaker.failure_threshold = 2
+    Recorder.answers = [503, 503, 200]
+    for _ in range(2):
+        with pytest.raises(Exception, match="503"):
+            await env.run(activities.set_traffic, REQUEST)
+    with pytest.raises(CircuitOpen, match="orchestrator: circuit open"):
+        await env.run(activities.set_traffic, REQUEST)
+    assert len(Recorder.received) == 2  # the open circuit sent nothing

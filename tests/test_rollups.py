@@ -15,6 +15,7 @@ from activities.loop import LoopActivities
 from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
+from storage import analysis_repo
 from storage.events_repo import land_events
 from workflows import StorageMaintenance
 
@@ -94,3 +95,17 @@ async def test_the_maintenance_workflow(time_skipping_env, loaded):
             result_type=MaintenanceReport,
         )
     assert report.rollup_rows["rollups_1h"] > 0
+
+
+async def test_spend_reads_the_hourly_rollups_once_raw_events_are_gone(loaded, database_url):
+    services = ("chat", "search", "summarize")  # sample_events' services, a third each
+    await ActivityEnvironment().run(loaded.maintain_storage, MaintenanceRequest(now=NOW, lateness_s=0))
+    with psycopg.connect(database_url) as conn:
+        before = {s: analysis_repo.spent_since(conn, s, START.replace(minute=0, second=0), NOW) for s in services}
+        conn.execute("DELETE FROM events")  # as if expired: only the rollups know
+        after = {s: analysis_repo.spent_since(conn, s, START.replace(minute=0, second=0), NOW) for s in services}
+        mark = conn.execute("SELECT complete_until FROM rollup_watermarks WHERE rollup = 'rollups_1h'").fetchone()[0]
+    assert before == {s: pytest.approx(1.0) for s in services}  # 1,000 requests at 0.001 USD each
+    # Hours the rollup completed are still counted; events after its watermark were raw only.
+    complete = sum(1 for i in range(3000) if START + timedelta(seconds=0.6 * i) < mark)
+    assert sum(after.values()) == pytest.approx(complete * 0.001)
