@@ -4,13 +4,18 @@ rollout, with its effect checked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 
 import psycopg
-from conftest import settings_for
+from conftest import settings_env, settings_for
+from temporalio.service import RPCError
 
 from devstack.processes import venv_binary
 from llm_optimizer.configs import ConfigSpec
@@ -132,3 +137,44 @@ async def _listed(command: str, address: str) -> bool:
 
 async def _is(status, predicate) -> bool:
     return predicate(await status())
+
+
+def starter_commands(repo_root) -> list[str]:
+    text = (repo_root / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.startswith("python -m ")]
+
+
+async def test_every_starter_command_in_the_operations_doc(stack, database_url, temporal_client, repo_root):
+    """The `python -m starter...` lines run against the test stack; each exits 0 and does what it says."""
+    commands = starter_commands(repo_root)
+    assert {c.split()[2] for c in commands} == {"starter.cycle", "starter.maintenance", "starter.evaluation"}
+    evaluation = {"services": {"chat": {"evaluator": "feedback"}}}
+    settings = settings_for(stack, database_url, evaluation=evaluation)
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "OPTIMIZER_EVALUATION__SERVICES": json.dumps(evaluation["services"]),
+    }
+    outputs = {}
+    try:
+        async with serving(temporal_client, settings):  # `run` commands execute workflows on this task queue
+            for command in commands:
+                result = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, *shlex.split(command)[1:]],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+                outputs[command] = result.stdout
+    finally:
+        for schedule_id in ("storage-maintenance", "quality-evaluation", "optimization-schedule/chat"):
+            with contextlib.suppress(RPCError):
+                await temporal_client.get_schedule_handle(schedule_id).delete()
+    by_verb = {" ".join(c.split()[2:5]): out for c, out in outputs.items()}
+    assert "optimization-schedule/chat" in by_verb["starter.cycle schedule list"]
+    assert '"rollup_rows"' in by_verb["starter.maintenance run"]
+    assert '"evaluator": "feedback"' in by_verb["starter.evaluation run"]
