@@ -27,7 +27,7 @@ from llm_optimizer.events import to_cloudevent
 from llm_optimizer.settings import CanaryThresholds, load_settings
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
-from starter import evaluation, report
+from starter import evaluation, periodic, report
 from starter.client import connect_client, ensure_search_attributes
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> int:
     await start_ingestion(client, settings)
     await start_ingestion(client, settings, settings.kafka.anomaly_topic)
     if EVALUATED_SERVICE in table.services:
-        await evaluation.create_schedule(client, settings)
+        await periodic.create_schedule(client, settings, evaluation.JOB)
         print(f"  {EVALUATED_SERVICE}: events carry texts, no score; the reference evaluator scores them", flush=True)
 
     for service in table.services:
