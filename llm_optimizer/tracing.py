@@ -32,3 +32,9 @@ def interceptors(settings: TracingSettings) -> list[TracingInterceptor]:
     if not settings.enabled:
         return []
     return [TracingInterceptor(tracer_provider(settings).get_tracer("llm-auto-optimizer"))]
+
+
+def shutdown_tracing() -> None:
+    """Export what is buffered (a process that ends without its atexit handlers would drop it)."""
+    for provider in _providers.values():
+        provider.shutdown()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -10,7 +14,19 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
-from llm_optimizer.tracing import interceptors
+from llm_optimizer.tracing import interceptors, shutdown_tracing
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a short-lived command that used a Temporal client: flush what it wrote, then skip interpreter teardown.
+
+    The client's Rust threads can outlive the event loop, and CPython finalizing around them may abort with
+    "PyGILState_Release: thread state ... must be current" (temporalio/sdk-python#300), turning a command that
+    succeeded into exit code -6."""
+    shutdown_tracing()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:

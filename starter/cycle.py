@@ -40,7 +40,7 @@ from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client
+from starter.client import connect_client, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
 from workflows.optimization_cycle import cycle_workflow_id
@@ -190,4 +190,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

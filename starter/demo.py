@@ -28,7 +28,7 @@ from llm_optimizer.settings import CanaryThresholds, load_settings
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
 from starter import evaluation, periodic, report
-from starter.client import connect_client, ensure_search_attributes
+from starter.client import connect_client, ensure_search_attributes, exit_process
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage.config_client import ConfigClient
@@ -205,4 +205,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

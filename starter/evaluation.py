@@ -7,7 +7,6 @@ python -m starter.evaluation schedule delete
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
@@ -16,6 +15,7 @@ from llm_optimizer.errors import OptimizerError
 from llm_optimizer.evaluation import build
 from llm_optimizer.settings import Settings
 from starter import periodic
+from starter.client import exit_process
 
 
 def evaluation_round(settings: Settings) -> EvaluationRound:
@@ -45,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

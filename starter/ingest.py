@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from llm_optimizer.ingest import IngestionInput, IngestionStatus
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client
+from starter.client import connect_client, exit_process
 
 
 def ingestion_workflow_id(topic: str) -> str:
@@ -64,4 +63,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -7,11 +7,11 @@ python -m starter.maintenance schedule delete
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 
 from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
 from starter import periodic
+from starter.client import exit_process
 from starter.cycle import parse_every
 
 JOB = periodic.Periodic(
@@ -32,4 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
