@@ -21,7 +21,7 @@ from temporalio import activity
 
 from activities import metrics
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.ingest import ConsumeRequest, Decoder, IngestCounts
+from llm_optimizer.ingest import ConsumeRequest, DecodedBatch, Decoder, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
 from storage.db import psycopg_url
@@ -82,24 +82,49 @@ class IngestionActivities:
     async def _run(
         self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, request: ConsumeRequest, progress: _Progress
     ) -> None:
+        """Fetch and decode batch N+1 while batch N lands (Postgres works on the other core meanwhile); offsets of a
+        batch are committed only once its transaction has committed, in order."""
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
-        while time.monotonic() < deadline:
-            fetched = await consumer.getmany(timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events)
-            records = [r for batch in fetched.values() for r in batch]
-            if not records:
-                continue
-            landed = await asyncio.to_thread(self._land, conn, records)
-            committed = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
-            await consumer.commit(committed)  # after the rows commit
-            progress.counts = progress.counts.plus(landed)
-            for tp, offset in committed.items():
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - offset, 0))
+        landing: asyncio.Task | None = None
+        try:
+            while time.monotonic() < deadline or landing is not None:
+                fetched = {}
+                if time.monotonic() < deadline:
+                    fetched = await consumer.getmany(
+                        timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events
+                    )
+                records = [r for batch in fetched.values() for r in batch]
+                decoded = await asyncio.to_thread(self._decode, records) if records else None
+                if landing is not None:
+                    await self._finish(consumer, progress, landing)
+                    landing = None
+                if decoded is not None:
+                    offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
+                    landing = asyncio.create_task(self._land_async(conn, decoded, offsets))
+        finally:
+            if landing is not None:
+                # Leaving early (cancelled, or a failure): the transaction in flight ends (its thread cannot be
+                # stopped) before the connection closes; its offsets stay uncommitted, so its records come again
+                # and land as duplicates, written once.
+                await asyncio.gather(landing, return_exceptions=True)
 
-    def _land(self, conn: psycopg.Connection, records: list) -> IngestCounts:
-        batch = self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
+    async def _finish(self, consumer: AIOKafkaConsumer, progress: _Progress, landing: asyncio.Task) -> None:
+        landed, offsets = await landing
+        await consumer.commit(offsets)  # after the rows commit
+        progress.counts = progress.counts.plus(landed)
+        for tp, offset in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - offset, 0))
+
+    def _decode(self, records: list) -> DecodedBatch:
+        return self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
+
+    async def _land_async(self, conn: psycopg.Connection, batch: DecodedBatch, offsets: dict) -> tuple:
+        return await asyncio.to_thread(self._land, conn, batch), offsets
+
+    def _land(self, conn: psycopg.Connection, batch: DecodedBatch) -> IngestCounts:
         with conn.transaction():
             counts = land(conn, batch, source="kafka", texts=self.texts)
         metrics.record_landed("kafka", batch, counts)

@@ -193,8 +193,8 @@ def event_from_cloudevent(envelope: CloudEvent) -> LLMEvent:
     if not isinstance(data, dict):
         raise ValidationFailed(f"data = {type(data).__name__}: must be a JSON object", field="data")
     data = {"event_id": envelope.id, **data}
-    if envelope.time is not None:
-        data.setdefault("timestamp", envelope.time.isoformat())
+    if envelope.time is not None and "timestamp" not in data:
+        data["timestamp"] = envelope.time.isoformat()
     return parse_event(data)
 
 

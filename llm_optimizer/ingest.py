@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from llm_optimizer.errors import ValidationFailed
@@ -97,15 +98,7 @@ class Decoder:
         ce_headers = {k[3:]: v for k, v in headers if k.startswith("ce_")}
         if ce_headers:
             return _from_binary_mode(ce_headers, value)
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValidationFailed(f"body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise ValidationFailed(f"body is not valid JSON ({exc})") from None
-        return _from_document(document)
+        return _from_document(_parse_json(value))
 
 
 def _from_document(document: Any) -> LLMEvent | list[Anomaly]:
@@ -120,15 +113,24 @@ def _raw_json(document: Any) -> bytes:
     return json.dumps(document, default=str).encode()
 
 
+def _parse_json(value: bytes) -> Any:
+    """orjson (several times faster than json, which made parsing a third of decoding), with the reason named."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise ValidationFailed(f"body is not UTF-8 text ({bad.reason} at byte {bad.start})") from None
+        raise ValidationFailed(f"body is not valid JSON ({exc})") from None
+
+
 def _from_binary_mode(ce_headers: dict[str, bytes], value: bytes) -> LLMEvent | list[Anomaly]:
     try:
         attributes = {k: v.decode("utf-8") for k, v in ce_headers.items()}
-        data = json.loads(value)
     except UnicodeDecodeError as exc:
-        raise ValidationFailed(f"a ce_ header or the body is not UTF-8 ({exc.reason})") from None
-    except ValueError as exc:
-        raise ValidationFailed(f"body is not valid JSON ({exc})") from None
-    return _from_envelope({**attributes, "data": data})
+        raise ValidationFailed(f"a ce_ header is not UTF-8 ({exc.reason})") from None
+    return _from_envelope({**attributes, "data": _parse_json(value)})
 
 
 def _from_envelope(document: dict) -> LLMEvent | list[Anomaly]:

@@ -36,14 +36,19 @@ async def test_metrics_endpoints_show_ingestion_and_the_sdk(stack, database_url,
     sdk = f"http://127.0.0.1:{ports['temporal_port']}/metrics"
     try:
         await start_ingestion(temporal_client, settings, topic)
+        lag_line = rf'optimizer_consumer_lag{{partition="\d+",topic="{topic}"}} (\S+)'
         text = await wait_for(
-            lambda: (t := scrape(product)) and 'optimizer_events_ingested_total{source="kafka"} 200.0' in t and t,
+            lambda: (
+                (t := scrape(product))
+                and 'optimizer_events_ingested_total{source="kafka"} 200.0' in t
+                and re.search(lag_line, t)  # set once the batch's offsets are committed
+                and t
+            ),
             90,
-            "200 ingested events in the metrics",
+            "200 ingested events and the consumer lag in the metrics",
         )
         assert 'optimizer_dead_letters_total{reason="invalid_json",source="kafka"} 1.0' in text
-        lags = re.findall(rf'optimizer_consumer_lag{{partition="\d+",topic="{topic}"}} (\S+)', text)
-        assert lags and all(float(lag) == 0 for lag in lags)  # the backlog is drained
+        assert all(float(lag) == 0 for lag in re.findall(lag_line, text))  # the backlog is drained
         sdk_text = await wait_for(lambda: scrape(sdk), 30, "the SDK metrics")
         plotted = {m for m in dashboard_metrics(repo_root) if m.startswith("temporal_")}
         assert plotted and all(f"{m}_bucket" in sdk_text or f"{m}{{" in sdk_text for m in plotted), plotted
