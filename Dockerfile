@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY llm_optimizer ./llm_optimizer
 COPY api ./api
 COPY optimizer_client ./optimizer_client
+COPY integrations ./integrations
 COPY storage ./storage
 COPY workflows ./workflows
 COPY activities ./activities

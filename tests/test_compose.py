@@ -50,5 +50,7 @@ def test_the_image_contains_every_package_of_the_project(repo_root):
     """The Dockerfile copies each package that pyproject.toml installs (a new package is easy to forget)."""
     pyproject = tomllib.loads((repo_root / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    on_disk = {p.parent.name for p in repo_root.glob("*/__init__.py")} - {"tests"}
+    assert on_disk <= packages, f"packages pyproject.toml does not install: {sorted(on_disk - packages)}"
     copied = set(re.findall(r"^COPY (\S+) \./\1$", (repo_root / "Dockerfile").read_text(), flags=re.M))
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
