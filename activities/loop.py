@@ -161,19 +161,23 @@ class LoopActivities:
             assessment.checks.append(Check(name="prices", kind="constraint", passed=True, detail=view.source))
         tokens_in, tokens_out = current.tokens_in_mean or 0.0, current.tokens_out_mean or 0.0
         candidates: dict[str, Profile] = {}
+        regions = view.regions if view is not None else {}
         for p in seen:  # the best-observed profile of each other model
             if (
                 p.model != current.model
                 and p.requests > candidates.get(p.model, Profile(model="", provider="")).requests
             ):
-                candidates[p.model] = p
+                candidates[p.model] = p.model_copy(update={"region": regions.get(p.model)})
         offered = [*request.candidate_models, *(view.registry_models if view is not None else [])]
         for model in dict.fromkeys(offered):
             price = catalog.price(model)
             if model not in candidates and model != current.model and price is not None:
                 # Not observed yet: priced from the catalog at the live config's token mix.
                 candidates[model] = Profile(
-                    model=model, provider=price.provider, cost_per_request=price.cost(int(tokens_in), int(tokens_out))
+                    model=model,
+                    provider=price.provider,
+                    cost_per_request=price.cost(int(tokens_in), int(tokens_out)),
+                    region=regions.get(model),
                 )
         settings = self.settings.optimization
         scale = request.time_scale

@@ -30,6 +30,7 @@ class RegistryModel(BaseModel):
     provider: str = Field(min_length=1)
     pricing: RegistryPricing
     capabilities: list[str] = Field(default_factory=list)
+    region: str | None = None  # where it is hosted (for constraints' approved_regions)
     status: str = "active"  # deprecated or retired models are not offered as candidates
 
 
@@ -37,6 +38,7 @@ class CatalogView(BaseModel):
     catalog: PricingCatalog
     source: str  # where the prices came from, in words
     registry_models: list[str] = Field(default_factory=list)  # active models the registry offers
+    regions: dict[str, str] = Field(default_factory=dict)  # model -> region, where the registry says
 
 
 class ModelRegistryClient:
@@ -85,6 +87,7 @@ class ModelRegistryClient:
             catalog=local.model_copy(update={"models": list(priced.values())}),
             source=f"model registry ({len(models)} models) over the local catalog",
             registry_models=[m.model_id for m in models if m.status == "active"],
+            regions={m.model_id: m.region for m in models if m.region},
         )
 
     def close(self) -> None:

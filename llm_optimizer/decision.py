@@ -8,16 +8,19 @@ preset's minimum improvement and confidence gate the result. Every check is reco
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from llm_optimizer import analyzers
+from llm_optimizer.bandit import BetaArm
 from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
@@ -53,6 +56,7 @@ class Constraints(BaseModel):
     monthly_budget_usd: float | None = Field(default=None, gt=0)
     approved_models: list[str] | None = None
     denied_providers: list[str] = Field(default_factory=list)
+    approved_regions: list[str] | None = None  # a candidate's region must be one of these (and known)
     # deny: a candidate outside the approved models or from a denied provider is never proposed; warn: it may be,
     # and the decision records the breach as a warning.
     governance_mode: Literal["deny", "warn"] = "deny"
@@ -76,6 +80,7 @@ class Profile(BaseModel):
     cost_sd: float | None = None
     tokens_in_mean: float | None = None
     tokens_out_mean: float | None = None
+    region: str | None = None  # where the model is hosted, when the model registry says
 
     @property
     def quality_known(self) -> bool:
@@ -110,6 +115,7 @@ class Memory(BaseModel):
     rollbacks: list[datetime] = Field(default_factory=list)
     rolled_back_models: dict[str, datetime] = Field(default_factory=dict)
     rule_state: RuleState = Field(default_factory=RuleState)
+    canary_outcomes: dict[str, tuple[int, int]] = Field(default_factory=dict)  # model -> (promoted, rolled back)
 
 
 class Guards(BaseModel):
@@ -233,6 +239,7 @@ def decide(inp: DecisionInput) -> Decision:
         key=lambda c: weighted_gain(inp.current, c, objectives),
         reverse=True,
     )
+    ranked = _thompson_order_of_unobserved(ranked, inp, checks)
     for candidate in ranked:
         gain = weighted_gain(inp.current, candidate, objectives)
         enough = gain >= minimum
@@ -280,6 +287,35 @@ def decide(inp: DecisionInput) -> Decision:
     if inp.alerts:
         return done(Action.alert, "alerting: " + "; ".join(inp.alerts) + "; no candidate is better enough")
     return done(Action.none, "no candidate is better enough than the live config under the constraints")
+
+
+def _thompson_order_of_unobserved(ranked: list[Profile], inp: DecisionInput, checks: list[Check]) -> list[Profile]:
+    """Which unobserved model to explore first: a Thompson draw from each one's Beta posterior of canary success
+    (promoted vs rolled back in this service before; uniform when never tried), so exploration goes to the models
+    most likely to succeed while still trying the others. Observed candidates keep their places; the draw is seeded
+    by the decision, so the same inputs decide the same way."""
+    unobserved = [c for c in ranked if not c.quality_known]
+    if len(unobserved) < 2:
+        return ranked
+    arms = {}
+    for c in unobserved:
+        arm = BetaArm()
+        arm.update(*inp.memory.canary_outcomes.get(c.model, (0, 0)))
+        arms[c.model] = arm
+    seed = int.from_bytes(hashlib.sha256(f"{inp.service}/{inp.now.isoformat()}".encode()).digest()[:8], "big")
+    draws = {
+        model: float(arm.sample(np.random.default_rng(seed + i), 1)[0]) for i, (model, arm) in enumerate(arms.items())
+    }
+    order = iter(sorted(unobserved, key=lambda c: draws[c.model], reverse=True))
+    checks.append(
+        Check(
+            name="exploration order (Thompson sampling)",
+            kind="objective",
+            passed=True,
+            detail=", ".join(f"{m} {d:.2f}" for m, d in sorted(draws.items(), key=lambda x: -x[1])),
+        )
+    )
+    return [c if c.quality_known else next(order) for c in ranked]
 
 
 def _over_budget(inp: DecisionInput, checks: list[Check]) -> bool:
@@ -385,12 +421,14 @@ def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | N
 
 
 def governance_breaches(candidate: Profile, constraints: Constraints) -> list[str]:
-    """The approved-model and denied-provider policies that `candidate` breaks."""
+    """The approved-model, denied-provider and approved-region policies that `candidate` breaks."""
     breaches = []
     if constraints.approved_models is not None and candidate.model not in constraints.approved_models:
         breaches.append("not an approved model")
     if candidate.provider in constraints.denied_providers:
         breaches.append(f"provider {candidate.provider} is denied")
+    if constraints.approved_regions is not None and candidate.region not in constraints.approved_regions:
+        breaches.append(f"region {candidate.region or 'unknown'} is not approved")
     return breaches
 
 

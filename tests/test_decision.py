@@ -131,6 +131,20 @@ def test_governance_and_unobserved_exploration():
     assert unapproved.action is Action.none
 
 
+def test_exploration_goes_to_the_unobserved_model_with_the_better_canary_record():
+    cheapest = Profile(model="cheapest", provider="q", cost_per_request=0.001)
+    cheaper = Profile(model="cheaper", provider="q", cost_per_request=0.002)
+    record = Memory(canary_outcomes={"cheapest": (0, 20), "cheaper": (20, 0)})
+    for hour in range(10):  # a different seeded draw each time: the record decides, not the luck of one draw
+        explored = decide(inp(now=NOW.replace(hour=hour), candidates=[cheapest, cheaper], memory=record))
+        assert explored.exploration and explored.candidate.model == "cheaper"
+    draws = next(c for c in explored.checks if c.name == "exploration order (Thompson sampling)")
+    assert draws.detail.startswith("cheaper ")
+    # Never tried either: both get their turn across decisions.
+    chosen = {decide(inp(now=NOW.replace(hour=h), candidates=[cheapest, cheaper])).candidate.model for h in range(20)}
+    assert chosen == {"cheapest", "cheaper"}
+
+
 def test_conservative_needs_more_improvement_than_aggressive():
     candidates = [observed("mid", quality=0.90, cost=0.0085)]  # 15% cheaper -> weighted gain ~9%
     assert decide(inp(candidates=candidates, preset=PRESETS[Strategy.aggressive])).action is Action.canary

@@ -37,7 +37,12 @@ from storage.events_repo import land_events
 MODELS = {
     "models": [
         {"model_id": "gpt-4o", "provider": "openai", "pricing": {"input_per_1m": 1.0, "output_per_1m": 4.0}},
-        {"model_id": "house-7b", "provider": "inhouse", "pricing": {"input_per_1m": 0.01, "output_per_1m": 0.02}},
+        {
+            "model_id": "house-7b",
+            "provider": "inhouse",
+            "region": "eu-west-1",
+            "pricing": {"input_per_1m": 0.01, "output_per_1m": 0.02},
+        },
         {"model_id": "old-1", "provider": "x", "pricing": {"input_per_1m": 0, "output_per_1m": 0}, "status": "retired"},
     ]
 }
@@ -63,6 +68,7 @@ def test_registry_prices_win_and_an_outage_falls_back_to_the_local_catalog():
     assert view.catalog.price("gpt-4o-mini") == local.price("gpt-4o-mini")  # the rest stays
     assert view.registry_models == ["gpt-4o", "house-7b"]  # retired models are not offered
     assert view.source == "model registry (3 models) over the local catalog"
+    assert view.regions == {"house-7b": "eu-west-1"}
     with scripted_server([Answer(502, {"error": "bad gateway"})]) as registry:
         down = ModelRegistryClient(integration_settings(model_registry_url=registry.url)).catalog(local)
     assert down.catalog == local and down.registry_models == []
@@ -100,6 +106,17 @@ def test_a_denied_rollout_becomes_no_action_and_other_actions_are_untouched():
     assert blocked.checks[-1].name == "governance" and not blocked.checks[-1].passed
     rollback = decide(inp(critical_findings=["Sentinel: critical outage"]))
     assert apply_governance(rollback, verdict) == rollback
+
+
+def test_approved_regions_need_a_known_approved_region():
+    eu = Profile(model="eu-model", provider="q", cost_per_request=0.001, region="eu-west-1")
+    us = Profile(model="us-model", provider="q", cost_per_request=0.0005, region="us-east-1")
+    unknown = Profile(model="somewhere", provider="q", cost_per_request=0.0001)
+    chosen = decide(inp(candidates=[eu, us, unknown], constraints=Constraints(approved_regions=["eu-west-1"])))
+    assert chosen.candidate.model == "eu-model"
+    details = {c.name: c.detail for c in chosen.checks}
+    assert details["candidate us-model"] == "region us-east-1 is not approved"
+    assert details["candidate somewhere"] == "region unknown is not approved"
 
 
 def test_warn_mode_lets_an_unapproved_model_through_with_a_warning():

@@ -250,7 +250,16 @@ class OptimizationCycle:
         self.rollout_handle, self.rollout = None, None
         record.outcome = f"{outcome.result}: {outcome.reason}"
         self._set_active(outcome.final_version)
-        changes = {"last_change_at": workflow.now()}
+        won, lost = self.memory.canary_outcomes.get(decision.candidate.model, (0, 0))
+        promoted = outcome.result == "promoted"
+        changes = {
+            "last_change_at": workflow.now(),
+            # Each model's record as a canary: the prior of the next exploration's Thompson draw.
+            "canary_outcomes": {
+                **self.memory.canary_outcomes,
+                decision.candidate.model: (won + promoted, lost + (outcome.result == "rolled_back")),
+            },
+        }
         if outcome.result == "rolled_back":
             changes["rollbacks"] = [*self.memory.rollbacks, workflow.now()][-20:]
             changes["rolled_back_models"] = {**self.memory.rolled_back_models, decision.candidate.model: workflow.now()}
