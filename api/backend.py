@@ -32,11 +32,13 @@ T = TypeVar("T")
 
 
 class TtlCache:
-    """A dict whose entries expire after `ttl_s` (per process; enough for keys and assignments)."""
+    """A dict whose entries expire after `ttl_s`, holding at most `max_entries` (the oldest go first), so that
+    clients sending random keys cannot grow it without bound."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000):
         self._ttl_s = ttl_s
         self._clock = clock
+        self._max_entries = max_entries
         self._entries: dict[Any, tuple[float, Any]] = {}
 
     def get(self, key: Any) -> Any | None:
@@ -46,6 +48,9 @@ class TtlCache:
         return entry[1]
 
     def put(self, key: Any, value: Any) -> None:
+        self._entries.pop(key, None)
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
         self._entries[key] = (self._clock(), value)
 
 

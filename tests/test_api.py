@@ -11,6 +11,7 @@ import pytest
 from api_server import running_api
 from conftest import settings_for
 
+from api.backend import TtlCache
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput
 from llm_optimizer.events import to_cloudevent
@@ -241,3 +242,13 @@ def test_secrets_are_redacted_from_logs(caplog):
     text = caplog.records[0].getMessage()
     assert "SECRET" not in text and "pw" not in text
     assert text == "calling with Bearer [REDACTED] and postgresql://u:[REDACTED]@h/db"
+
+
+def test_the_key_cache_expires_and_stays_bounded():
+    now = [0.0]
+    cache = TtlCache(5.0, clock=lambda: now[0], max_entries=3)
+    for key in "abcd":
+        cache.put(key, key.upper())
+    assert cache.get("a") is None and cache.get("d") == "D"  # the oldest went to make room
+    now[0] = 5.0
+    assert cache.get("d") is None  # expired
