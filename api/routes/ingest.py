@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -59,7 +60,7 @@ def _items(body: Any) -> list[Any]:
 async def report_events(request: Request, idempotency_key: str | None = Header(default=None)) -> IngestResult:
     """Land a batch of events (bare events or CloudEvents). Each refused one is named by index and reason."""
     try:
-        items = _items(json.loads(await request.body()))
+        items = _items(orjson.loads(await request.body()))
     except ValueError as exc:
         return JSONResponse({"detail": f"body is not valid JSON ({exc})"}, status_code=422)
     except ValidationFailed as exc:
@@ -84,7 +85,7 @@ async def otlp_traces(request: Request) -> Response:
     protobuf = request.headers.get("content-type", "").split(";")[0].strip() == PROTOBUF
     body = await request.body()
     try:
-        document = otlp.parse_protobuf(body) if protobuf else json.loads(body)
+        document = otlp.parse_protobuf(body) if protobuf else orjson.loads(body)
         spans = list(otlp.spans(document))
     except (ValueError, ValidationFailed) as exc:
         return JSONResponse({"detail": f"not an OTLP trace export: {exc}"}, status_code=400)
