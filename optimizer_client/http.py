@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -39,6 +40,16 @@ class _Cached(BaseModel):
     ttl_s: float
 
 
+@dataclass
+class _Entry:
+    view: _Cached
+    fetched_at: float
+    refresh_at: float
+
+
+RETRY_AFTER_FAILURE_S = 5.0
+
+
 class OptimizerClient:
     """Resolves configs (the assignment of a service is cached for the TTL the API gives, then refreshed) and
     reports events. If a refresh fails, the last assignment keeps serving for up to `stale_ok_s` more: an
@@ -62,35 +73,37 @@ class OptimizerClient:
         )
         self._stale_ok_s = stale_ok_s
         self._clock = clock
-        self._cache: dict[str, tuple[float, _Cached]] = {}
+        self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
     def resolve(self, service: str, key: str) -> ResolvedConfig:
         """The config that serves `key` for `service` (sticky per key), from the cache when it is fresh."""
-        now = self._clock()
         entry = self._cache.get(service)
-        if entry is None or now - entry[0] >= entry[1].ttl_s:
-            entry = self._refresh(service, entry, now)
-        cached = entry[1]
-        resolution = resolve(cached.assignment, key)
+        if entry is None or self._clock() >= entry.refresh_at:
+            entry = self._refresh(service, entry)
+        resolution = resolve(entry.view.assignment, key)
         return ResolvedConfig(
             service=service,
             version=resolution.version,
             variant=resolution.variant,
-            spec=cached.specs[resolution.version],
+            spec=entry.view.specs[resolution.version],
         )
 
-    def _refresh(self, service: str, entry: tuple[float, _Cached] | None, now: float) -> tuple[float, _Cached]:
+    def _refresh(self, service: str, entry: _Entry | None) -> _Entry:
         with self._lock:
+            now = self._clock()
             try:
-                fresh = _Cached.model_validate(self._get(f"/api/v1/config/{service}/assignment"))
+                view = _Cached.model_validate(self._get(f"/api/v1/config/{service}/assignment"))
             except (httpx.HTTPError, OptimizerError) as exc:
-                if entry is not None and now - entry[0] < entry[1].ttl_s + self._stale_ok_s:
-                    return entry  # serve the last known assignment through a short outage
+                if entry is not None and now - entry.fetched_at < entry.view.ttl_s + self._stale_ok_s:
+                    # Serve the last known assignment through a short outage, and do not ask again on every
+                    # request (each try could cost the application a timeout): try again in a while.
+                    entry.refresh_at = now + min(entry.view.ttl_s, RETRY_AFTER_FAILURE_S)
+                    return entry
                 if isinstance(exc, OptimizerError):
                     raise
                 raise OptimizerError(0, f"cannot reach the optimizer API: {exc}") from exc
-            self._cache[service] = (now, fresh)
+            self._cache[service] = _Entry(view=view, fetched_at=now, refresh_at=now + view.ttl_s)
             return self._cache[service]
 
     def report(

@@ -23,6 +23,16 @@ from optimizer_client import KafkaReporter, OptimizerClient, OptimizerError
 from storage import configs_repo
 
 
+class CountingTransport(httpx.HTTPTransport):
+    """Real HTTP, counting the requests sent."""
+
+    requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return super().handle_request(request)
+
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0
@@ -37,7 +47,8 @@ def test_resolution_is_cached_agrees_with_the_server_and_survives_an_outage(stac
     clock = FakeClock()
     settings = settings_for(stack, database_url, server={"cache_ttl_s": 5})
     with running_api(settings) as api:
-        client = OptimizerClient(api.url, api.keys["viewer"], clock=clock, stale_ok_s=60)
+        transport = CountingTransport()
+        client = OptimizerClient(api.url, api.keys["viewer"], clock=clock, stale_ok_s=60, transport=transport)
         with httpx.Client(base_url=api.url, headers=api.auth("viewer")) as http:
             for i in range(40):
                 server = http.get(f"/api/v1/config/{service}", params={"key": f"k{i}"}).json()
@@ -52,9 +63,16 @@ def test_resolution_is_cached_agrees_with_the_server_and_survives_an_outage(stac
         with pytest.raises(OptimizerError) as missing:
             client.resolve("nobody", "k")
         assert missing.value.status == 404
-    # The API is gone: the last assignment serves for ttl + stale_ok_s, then the outage shows.
+    # The API is gone: the last assignment serves for ttl + stale_ok_s, asking again only every few seconds (each
+    # try could cost the application a timeout), then the outage shows.
     clock.now += 30
+    tries = transport.requests
     assert client.resolve(service, "k1").version == "v2"
+    assert client.resolve(service, "k2").version == "v2"
+    assert transport.requests == tries + 1
+    clock.now += 5
+    client.resolve(service, "k1")
+    assert transport.requests == tries + 2
     clock.now += 60
     with pytest.raises(OptimizerError, match="cannot reach the optimizer API"):
         client.resolve(service, "k1")
