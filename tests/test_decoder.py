@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
-from llm_optimizer.ingest import Decoder
+from llm_optimizer.ingest import Decoder, _one_pass
 from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 
@@ -93,3 +95,69 @@ def test_sentinel_alert_becomes_one_anomaly_per_affected_service(decoder):
     ]
     bad = {**alert, "data": {**alert["data"], "severity": "apocalyptic"}}
     assert "anomaly: severity = 'apocalyptic'" in one(decoder, json.dumps(bad).encode()).dead_letters[0].reason
+
+
+# ---- the one-pass parse decides exactly as the general path does ----
+
+ODD_VALUES = st.sampled_from(
+    [None, -1, 0, 1.5, 3_600_001, "", "  padded  ", "bad name!", "x" * 200, "2026-11-01T12:00:00", True, [], {}]
+)
+FIELDS = [
+    "event_id",
+    "timestamp",
+    "service",
+    "model",
+    "provider",
+    "latency_ms",
+    "ttft_ms",
+    "tokens_in",
+    "status",
+    "error_type",
+    "quality_score",
+    "variant",
+    "attributes",
+    "surprise",
+]
+
+
+@st.composite
+def messages(draw) -> bytes:
+    event = EVENT.model_dump(mode="json", exclude_none=True)
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            event.pop(name, None)
+        else:
+            event[name] = draw(ODD_VALUES)
+    shape = draw(st.sampled_from(["bare", "structured", "structured-no-id-in-data", "string-data", "odd-envelope"]))
+    if shape == "bare":
+        return json.dumps(event).encode()
+    envelope = to_cloudevent(EVENT)
+    envelope["data"] = event
+    if shape == "structured-no-id-in-data":
+        event.pop("event_id", None)
+        event.pop("timestamp", None)
+    elif shape == "string-data":
+        envelope["data"] = json.dumps(event)
+    elif shape == "odd-envelope":
+        envelope[draw(st.sampled_from(["id", "type", "time", "specversion", "source"]))] = draw(ODD_VALUES)
+        envelope["x-extension"] = "kept"
+    return json.dumps(envelope).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages())
+def test_the_one_pass_parse_and_the_general_path_agree(value):
+    catalog = load_catalog()
+    fast = Decoder(catalog, source="kafka", max_message_bytes=1 << 20).decode([("p", value, [])])
+    general = Decoder(catalog, source="kafka", max_message_bytes=1 << 20, fast=False).decode([("p", value, [])])
+    assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in general.events]
+    assert [d.reason for d in fast.dead_letters] == [d.reason for d in general.dead_letters]
+    assert len(fast.events) + len(fast.dead_letters) + len(fast.anomalies) >= 1  # nothing is dropped
+
+
+def test_the_common_shapes_take_the_one_pass_parse():
+    assert _one_pass(json.dumps(to_cloudevent(EVENT)).encode()) == EVENT
+    assert _one_pass(EVENT.model_dump_json().encode()) == EVENT
+    without_id = to_cloudevent(EVENT)
+    del without_id["data"]["event_id"]
+    assert _one_pass(json.dumps(without_id).encode()) is None  # the general path fills it from the envelope
