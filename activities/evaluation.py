@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -21,7 +21,7 @@ from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" eva
 from integrations.http import Unavailable
 from llm_optimizer.control import QualityReport, QualityRequest
 from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.evaluation import EvaluationInput, Evaluator, NotEvaluable, build
+from llm_optimizer.evaluation import Evaluation, EvaluationInput, Evaluator, NotEvaluable, build
 from llm_optimizer.settings import Settings
 from storage.db import psycopg_url
 
@@ -78,7 +78,7 @@ class EvaluationActivities:
                 },
                 prepare=False,
             ).fetchall()
-            rows = []
+            rows: list[_Scored] = []
             for index, (event_id, version, req, resp, ref, feedback, attributes) in enumerate(pending):
                 if time.monotonic() > deadline:
                     report.unavailable += len(pending) - index
@@ -90,40 +90,14 @@ class EvaluationActivities:
                 try:
                     result = evaluator.evaluate(item)
                 except NotEvaluable as exc:
-                    rows.append(
-                        (
-                            event_id,
-                            evaluator.name,
-                            request.service,
-                            version,
-                            None,
-                            {},
-                            evaluator.name,
-                            None,
-                            0.0,
-                            str(exc),
-                        )
-                    )
+                    rows.append(_Scored(event_id, evaluator.name, request.service, version, skipped_reason=str(exc)))
                     report.skipped += 1
                     continue
                 except Unavailable as exc:
                     report.unavailable += len(pending) - index
                     report.note = str(exc)
                     break
-                rows.append(
-                    (
-                        event_id,
-                        evaluator.name,
-                        request.service,
-                        version,
-                        result.overall,
-                        result.dimensions,
-                        result.method,
-                        result.confidence,
-                        result.cost_usd,
-                        None,
-                    )
-                )
+                rows.append(_Scored(event_id, evaluator.name, request.service, version, result))
                 report.evaluated += 1
                 report.cost_usd += result.cost_usd
             _record(conn, rows)
@@ -142,15 +116,39 @@ def _signals(feedback: float | None, attributes: dict[str, Any] | None) -> dict[
     return signals
 
 
-def _record(conn: psycopg.Connection, rows: list[tuple]) -> None:
+class _Scored(NamedTuple):
+    event_id: str
+    evaluator: str
+    service: str
+    config_version: str | None
+    result: Evaluation | None = None  # None: not scored (skipped_reason says why)
+    skipped_reason: str | None = None
+
+    def row(self) -> tuple:
+        r = self.result
+        return (
+            self.event_id,
+            self.evaluator,
+            self.service,
+            self.config_version,
+            r.overall if r else None,
+            Jsonb(r.dimensions if r else {}),
+            r.method if r else self.evaluator,
+            r.confidence if r else None,
+            r.cost_usd if r else 0.0,
+            self.skipped_reason,
+        )
+
+
+def _record(conn: psycopg.Connection, scored: list[_Scored]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO quality_evaluations (event_id, evaluator, service, config_version, overall_score, "
             "dimension_scores, evaluation_method, confidence, cost_usd, skipped_reason) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id, evaluator) DO NOTHING",
-            [(*r[:5], Jsonb(r[5]), *r[6:]) for r in rows],
+            [s.row() for s in scored],
         )
         cur.executemany(
             "UPDATE events SET quality_score = %s WHERE event_id = %s AND quality_score IS NULL",
-            [(r[4], r[0]) for r in rows if r[4] is not None],
+            [(s.result.overall, s.event_id) for s in scored if s.result is not None],
         )

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleStatus
+from llm_optimizer.control import CycleInput, CycleStatus, QualityReport
 from llm_optimizer.decision import Constraints
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.settings import CanaryThresholds, load_settings
@@ -106,6 +106,14 @@ async def run(args: argparse.Namespace) -> int:
     await _send_traffic(settings, table, incidents, args.rate, duration, client)
     print(f"\ntraffic done after {time.monotonic() - started:.0f}s; writing the report ...", flush=True)
     await asyncio.sleep(5)  # the last batches land
+    if EVALUATED_SERVICE in table.services:  # score what the schedule has not reached yet, so the report sees it
+        await client.execute_workflow(
+            "QualityEvaluation",
+            evaluation.evaluation_round(settings),
+            id=f"quality-evaluation/demo-final-{int(time.time())}",
+            task_queue=settings.temporal.task_queue,
+            result_type=list[QualityReport],
+        )
     summary = report.build(settings.database_url, table, args.report)
     print(summary)
     print(_evaluation_summary(settings.database_url))

@@ -54,18 +54,19 @@ def build(database_url: str, table: OutcomeTable, path: Path) -> str:
     return text
 
 
-def _series(conn: psycopg.Connection, service: str) -> list[tuple[float, float, float]]:
-    """(bucket start epoch, cost per request, quality) per BUCKET_S seconds."""
+def _series(conn: psycopg.Connection, service: str) -> list[tuple[float, float, float | None]]:
+    """(bucket start epoch, cost per request, quality) per BUCKET_S seconds; quality None where no event of the
+    bucket has a score yet (an evaluator may still be scoring them)."""
     rows = conn.execute(
         f"SELECT floor(extract(epoch FROM ts) / {BUCKET_S}) * {BUCKET_S} AS b, avg(cost_usd), avg(quality_score) "
         "FROM events WHERE service = %s GROUP BY b ORDER BY b",
         (service,),
     ).fetchall()
-    return [(float(b), float(c or 0), float(q or 0)) for b, c, q in rows]
+    return [(float(b), float(c or 0), None if q is None else float(q)) for b, c, q in rows]
 
 
 def _mean(values) -> float:
-    values = list(values)
+    values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else 0.0
 
 
@@ -126,7 +127,7 @@ def _html(text: str, series, stages, table: OutcomeTable) -> str:
         sections.append(
             f"<h2>{html.escape(service)}</h2>"
             + _line_chart([(p[0], p[1]) for p in points], marks, "cost per request (USD)", "{:.5f}")
-            + _line_chart([(p[0], p[2]) for p in points], marks, "quality", "{:.2f}")
+            + _line_chart([(p[0], p[2]) for p in points if p[2] is not None], marks, "quality", "{:.2f}")
             + _frontier_chart(table, service)
         )
     return (
