@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 import psycopg
 from temporalio import activity
@@ -52,6 +52,7 @@ from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
+from llm_optimizer.tuning import TaskType, tune
 from storage import analysis_repo, audit_repo, configs_repo, rollups_repo, rules_repo
 from storage.db import psycopg_url
 
@@ -236,18 +237,27 @@ class LoopActivities:
 
     @activity.defn(name="prepare_canary")
     async def prepare_canary(self, request: PrepareCanaryRequest) -> PreparedCanary:
-        """Register the candidate as a new version derived from the live one (same content: same version)."""
+        """Register the candidate as a new version derived from the live one (same content: same version). When
+        the live config names its task type (`extra.task_type`), its generation parameters are tuned too, from the
+        live version's answers of the last hour (how many hit max_tokens, how long they are)."""
 
         def work(conn: psycopg.Connection) -> PreparedCanary:
             base = configs_repo.get_version(conn, request.service, request.base_version)
             spec = base.spec.model_copy(update={"model": request.model, "provider": request.provider})
+            description = f"decision {request.decision_id}"
+            task = base.spec.extra.get("task_type")
+            if task in get_args(TaskType):
+                stats = analysis_repo.output_stats(conn, request.service, base.version, base.spec.params.max_tokens)
+                tuned = tune(task, base.spec.params, stats)
+                spec = spec.model_copy(update={"params": tuned.params})
+                description += "".join(f"; {reason}" for reason in tuned.reasons)
             version = configs_repo.register(
                 conn,
                 request.service,
                 spec,
                 parent_version=base.version,
                 created_by="optimizer",
-                description=f"decision {request.decision_id}",
+                description=description,
             )
             return PreparedCanary(version=version.version, spec=version.spec)
 

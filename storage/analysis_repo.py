@@ -13,6 +13,7 @@ import psycopg
 from llm_optimizer.assessment import Samples
 from llm_optimizer.decision import Profile
 from llm_optimizer.judge import ArmSample
+from llm_optimizer.tuning import OutputStats
 
 
 def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> list[Profile]:
@@ -109,3 +110,14 @@ def samples(
         return Samples.empty()
     ts, ok, latency, quality, cost = (np.array(column, dtype=float) for column in zip(*reversed(rows), strict=True))
     return Samples(ts=ts, ok=ok.astype(bool), latency_ms=latency, quality=quality, cost_usd=cost)
+
+
+def output_stats(conn: psycopg.Connection, service: str, version: str, max_tokens: int) -> OutputStats:
+    """The last hour of a config's successful answers: how many, how many stopped at `max_tokens`, their p99 length."""
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE tokens_out >= %s), "
+        "coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY tokens_out), 0) FROM events "
+        "WHERE service = %s AND config_version = %s AND status = 'ok' AND ts >= now() - interval '1 hour'",
+        (max_tokens, service, version),
+    ).fetchone()
+    return OutputStats(requests=row[0], truncated=row[1], tokens_out_p99=float(row[2]))
