@@ -140,7 +140,8 @@ async def test_event_batches_land_once_and_refusals_are_dead_lettered(api, datab
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*), min(source) FROM events").fetchone() == (20, "http")
         dead = conn.execute("SELECT position, reason FROM dead_letters ORDER BY position").fetchall()
-    assert [p for p, _ in dead] == ["http/batch-1/10", "http/batch-1/11", "http/batch-1/12"]
+    viewer_key_id = api.keys["viewer"].split("_")[1]
+    assert [p for p, _ in dead] == [f"http/{viewer_key_id}/batch-1/{i}" for i in (10, 11, 12)]
 
 
 async def test_config_resolution_history_export_and_import(api, database_url):

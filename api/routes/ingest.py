@@ -1,8 +1,9 @@
 """Events over HTTP: a JSON batch (`POST /api/v1/metrics`) and OTLP/HTTP traces (`POST /v1/traces`).
 
 Both go through the decoder and the landing of the Kafka path: one transaction per request, duplicates of an event
-id written once, every refused input dead-lettered with its reason. Dead letters are positioned by the request's
-`Idempotency-Key` (or a fresh id) and index, so a retried request dead-letters nothing twice.
+id written once, every refused input dead-lettered with its reason. Dead letters are positioned by the caller's
+key id, the request's `Idempotency-Key` (or a fresh id) and the index, so a retried request dead-letters nothing
+twice.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ async def report_events(request: Request, idempotency_key: str | None = Header(d
     except ValidationFailed as exc:
         return JSONResponse({"detail": str(exc)}, status_code=422)
     backend: Backend = request.app.state.backend
-    prefix = f"http/{idempotency_key or uuid.uuid4()}/"
+    # Scoped by the caller's key: another client reusing an Idempotency-Key must not have its dead letters
+    # mistaken for the first one's redelivery.
+    prefix = f"http/{request.state.principal.key_id}/{idempotency_key or uuid.uuid4()}/"
     batch = backend.decoders["http"].decode_documents((f"{prefix}{i}", item) for i, item in enumerate(items))
     counts = await backend.land(batch, "http")
     errors = [Rejected(index=int(d.position.rsplit("/", 1)[1]), reason=d.reason) for d in batch.dead_letters]
