@@ -115,10 +115,20 @@ def set_assignment(conn: psycopg.Connection, assignment: Assignment, *, updated_
     )
 
 
-def export_yaml(conn: psycopg.Connection, service: str) -> str:
-    """Every version of `service` and its assignment, as YAML that `import_yaml` reads back."""
+def export_yaml(conn: psycopg.Connection, service: str | None = None) -> str:
+    """Every version of `service` (of every service when None, one YAML document each) and its assignment, as
+    YAML that `import_yaml` reads back."""
+    services = (
+        [service]
+        if service
+        else [r[0] for r in conn.execute("SELECT DISTINCT service FROM config_versions ORDER BY service")]
+    )
+    return yaml.safe_dump_all([_export(conn, s) for s in services], sort_keys=False)
+
+
+def _export(conn: psycopg.Connection, service: str) -> dict:
     assignment = get_assignment(conn, service)
-    document = {
+    return {
         "service": service,
         "exported_at": datetime.now(UTC).isoformat(),
         "active_version": assignment.active_version if assignment else None,
@@ -133,16 +143,25 @@ def export_yaml(conn: psycopg.Connection, service: str) -> str:
             for v in list_versions(conn, service)
         ],
     }
-    return yaml.safe_dump(document, sort_keys=False)
 
 
 def import_yaml(conn: psycopg.Connection, text: str, *, updated_by: str = "import") -> list[ConfigVersion]:
-    """Register the versions of an exported document (idempotent); sets the active version if none is set."""
+    """Register the versions of an export, one document per service (idempotent); sets a service's active version
+    if it has none."""
     try:
-        document = yaml.safe_load(text)
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ValidationFailed(f"not a config export: {exc}") from None
+    if not documents:
+        raise ValidationFailed("not a config export: the document is empty")
+    return [version for document in documents for version in _import(conn, document, updated_by)]
+
+
+def _import(conn: psycopg.Connection, document: object, updated_by: str) -> list[ConfigVersion]:
+    try:
         service = document["service"]
         entries = document["versions"]
-    except (yaml.YAMLError, TypeError, KeyError) as exc:
+    except (TypeError, KeyError) as exc:
         raise ValidationFailed(f"not a config export: {exc}") from None
     imported = []
     for index, entry in enumerate(entries):

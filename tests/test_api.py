@@ -8,6 +8,7 @@ import uuid
 import httpx
 import psycopg
 import pytest
+import yaml
 from api_server import running_api
 from conftest import settings_for
 
@@ -182,6 +183,10 @@ async def test_config_resolution_history_export_and_import(api, database_url):
         assert broken.status_code == 422 and "versions.0" in broken.json()["detail"]
         copied = (await http.get("/api/v1/config/copied", params={"key": "k"})).json()
         assert copied["version"] == "v1"
+        backup = (await http.get("/api/v1/config/export")).text  # every service, one document each
+        assert {d["service"] for d in yaml.safe_load_all(backup)} == {service, "copied"}
+        restored = await http.post("/api/v1/config/import", content=backup, headers=admin)
+        assert sorted(restored.json()["imported"]) == ["v1", "v1", "v2", "v2"]  # idempotent: the same versions
 
 
 async def test_controls_act_on_the_cycle_and_return_its_acknowledgement(api, database_url, temporal_client):

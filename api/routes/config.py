@@ -40,8 +40,9 @@ def _backend(request: Request) -> Backend:
 
 
 @router.get("/export", response_class=PlainTextResponse, dependencies=[VIEW])
-async def export(request: Request, service: str = Query(description="the service to export")) -> str:
-    """Every version of the service and its active version, as YAML that `POST /import` reads back."""
+async def export(request: Request, service: str | None = Query(default=None, description="one service")) -> str:
+    """Every version and the active version of the service (of every service without `service`, one YAML document
+    each), as YAML that `POST /import` reads back: the seeds' `curl .../config/export > backup.yaml`."""
     return await _backend(request).run(configs_repo.export_yaml, service)
 
 
