@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,6 +35,24 @@ def exit_process(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+async def ensure_schedule(
+    client: Client, schedule_id: str, workflow: str, inp: Any, *, workflow_id: str, task_queue: str, every: timedelta
+) -> bool:
+    """A Schedule starting `workflow` every `every`; idempotent (a Job or a script may run it again): an existing
+    schedule is kept as it is. True if it was created now."""
+    try:
+        await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(workflow, inp, id=workflow_id, task_queue=task_queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        return False
+    return True
 
 
 async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:

@@ -23,15 +23,7 @@ import sys
 import uuid
 from datetime import timedelta
 
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
-    WorkflowHandle,
-)
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
@@ -40,7 +32,7 @@ from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client, exit_process
+from starter.client import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
 from workflows.optimization_cycle import cycle_workflow_id
@@ -134,20 +126,16 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
     schedule_id = f"optimization-schedule/{args.service}"
     if args.action == "create":
         inp = cycle_input_from_settings(settings, args.service, candidates).model_copy(update={"run_once": True})
-        try:
-            await client.create_schedule(
-                schedule_id,
-                Schedule(
-                    action=ScheduleActionStartWorkflow(
-                        "OptimizationCycle",
-                        inp.model_copy(update={"interval_s": 1.0}),
-                        id=f"optimization-batch/{args.service}",
-                        task_queue=settings.temporal.task_queue,
-                    ),
-                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=parse_every(args.every))]),
-                ),
-            )
-        except ScheduleAlreadyRunningError:  # idempotent: a Job or a script may run this again
+        created = await ensure_schedule(
+            client,
+            schedule_id,
+            "OptimizationCycle",
+            inp.model_copy(update={"interval_s": 1.0}),
+            workflow_id=f"optimization-batch/{args.service}",
+            task_queue=settings.temporal.task_queue,
+            every=parse_every(args.every),
+        )
+        if not created:
             print(f"schedule {schedule_id} exists; left as it is")
             return 0
         print(f"created schedule {schedule_id}: a one-shot cycle every {args.every}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import uuid
@@ -15,18 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
-)
+from temporalio.client import Client
 
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client
+from starter.client import connect_client, ensure_schedule
 
 
 @dataclass(frozen=True)
@@ -44,19 +36,15 @@ async def create_schedule(
     """Idempotent: an existing schedule is kept as it is."""
     args = args or argparse.Namespace()
     every = job.every(settings, args)
-    with contextlib.suppress(ScheduleAlreadyRunningError):
-        await client.create_schedule(
-            job.schedule_id,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    job.workflow,
-                    job.make_input(settings, args),
-                    id=job.schedule_id,
-                    task_queue=settings.temporal.task_queue,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-            ),
-        )
+    await ensure_schedule(
+        client,
+        job.schedule_id,
+        job.workflow,
+        job.make_input(settings, args),
+        workflow_id=job.schedule_id,
+        task_queue=settings.temporal.task_queue,
+        every=every,
+    )
     return every
 
 
