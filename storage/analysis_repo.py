@@ -72,24 +72,14 @@ def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: da
 
 
 def arm_sample(conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime) -> ArmSample:
-    """What `version` served in the window: the judge's input for one side."""
-    rows = conn.execute(
-        "SELECT status, latency_ms, quality_score, cost_usd FROM events "
-        "WHERE service = %s AND config_version = %s AND ts >= %s AND ts < %s",
-        (service, version, start, end),
-    ).fetchall()
-    if not rows:
-        return ArmSample(requests=0, errors=0)
-    status = np.array([r[0] for r in rows])
-    latency = np.array([r[1] for r in rows], dtype=float)
-    quality = np.array([r[2] for r in rows if r[2] is not None], dtype=float)
-    cost = np.array([r[3] for r in rows if r[3] is not None], dtype=float)
+    """What `version` served in the window, every request of it: the judge's input for one side."""
+    seen = samples(conn, service, version, start, end, limit=None)
     return ArmSample(
-        requests=len(rows),
-        errors=int((status != "ok").sum()),
-        latencies_ms=latency[status == "ok"],
-        quality=quality,
-        cost_usd=cost,
+        requests=len(seen.ts),
+        errors=int((~seen.ok).sum()),
+        latencies_ms=seen.ok_latency,
+        quality=seen.known_quality,
+        cost_usd=seen.cost_usd[~np.isnan(seen.cost_usd)],
     )
 
 
@@ -98,9 +88,9 @@ def _float(value) -> float | None:
 
 
 def samples(
-    conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime, limit: int = 2000
+    conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime, limit: int | None = 2000
 ) -> Samples:
-    """The latest `limit` requests of a config in [start, end), oldest first (an index-only scan, newest first)."""
+    """The latest `limit` requests (None: all) of a config in [start, end), oldest first (an index-only scan)."""
     rows = conn.execute(
         "SELECT extract(epoch FROM ts), status = 'ok', latency_ms, quality_score, cost_usd FROM events "
         "WHERE service = %s AND ts >= %s AND ts < %s AND config_version = %s ORDER BY ts DESC LIMIT %s",
