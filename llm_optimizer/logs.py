@@ -21,7 +21,6 @@ _PATTERNS = (
     re.compile(r"(?<=://)([^:/@\s]+):[^@/\s]+(?=@)"),
 )
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-CONTEXT_FIELDS = ("workflow_id", "service", "config_version")
 
 
 def redact(text: str) -> str:

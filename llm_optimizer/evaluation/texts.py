@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from llm_optimizer.auth import KEY_PATTERN
 from llm_optimizer.events import LLMEvent
+from llm_optimizer.logs import REDACTED
 from llm_optimizer.settings import EvaluationSettings
 
-REDACTED = "[REDACTED]"
 ALWAYS_REDACTED = (
     re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # emails
     KEY_PATTERN,
