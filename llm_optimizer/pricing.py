@@ -48,12 +48,7 @@ class PricingCatalog(BaseModel):
 
     def with_cost(self, event: LLMEvent) -> LLMEvent:
         """`event` with `cost_usd` filled from the catalog when the event has none and the model is known."""
-        if event.cost_usd is not None:
-            return event
-        entry = self.price(event.model)
-        if entry is None:
-            return event
-        return event.model_copy(update={"cost_usd": entry.cost(event.tokens_in, event.tokens_out)})
+        return event if event.cost_usd is not None else self.fill_cost(event.model_copy())
 
     def fill_cost(self, event: LLMEvent) -> LLMEvent:
         """`with_cost` for an event the caller has just validated and not shared: filled in place, because a copy
