@@ -53,7 +53,7 @@ def load(url: str, events: int, services: list[str], start: datetime) -> None:
             configs_repo.set_assignment(conn, Assignment(service=name, active_version="v1"), updated_by="bench")
         with conn.cursor() as cur, cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
             for event in sample_events(events, services=tuple(services), start=start, seed=9):
-                copy.write_row(event_row(catalog.with_cost(event), "bench"))
+                copy.write_row((*event_row(catalog.with_cost(event)), "bench"))
         conn.commit()
         # What autovacuum does after every 50,000 inserts (migration 0004): statistics, and the visibility map
         # that lets the loop's reads be index-only scans.

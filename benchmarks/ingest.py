@@ -61,7 +61,7 @@ def count_events(url: str) -> int:
 def raw_copy_rate(url: str, events) -> float:
     """Rows per second of a plain COPY of the same rows into an empty, identically indexed table."""
     catalog = load_catalog()
-    rows = [event_row(catalog.with_cost(e), "kafka") for e in events]
+    rows = [(*event_row(catalog.with_cost(e)), "kafka") for e in events]
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TABLE events_copy_baseline (LIKE events INCLUDING ALL)")
         conn.commit()

@@ -1,7 +1,8 @@
 """Landing events and dead letters in Postgres, fast and exactly once per event id.
 
-Events are COPYed into a temporary staging table and moved with `INSERT .. ON CONFLICT DO NOTHING`, so one
-transaction writes a whole batch and a redelivered event id is written once. The caller owns the transaction:
+A batch's events are COPYed straight into `events` (as fast as a plain COPY); if some of their ids are already
+there (a redelivered batch), that COPY is undone and the batch goes through a temporary staging table and
+`INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event id is written once. The caller owns the transaction:
 Kafka offsets are committed only after it commits.
 """
 
@@ -11,38 +12,20 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import polars as pl
 import psycopg
 
+from llm_optimizer.columnar import ROW_SCHEMA
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import DeadLetter, LLMEvent
 from llm_optimizer.ingest import Anomaly, DecodedBatch, IngestCounts
 
-EVENT_COLUMNS = (
-    "event_id",
-    "ts",
-    "service",
-    "endpoint",
-    "model",
-    "provider",
-    "config_version",
-    "variant",
-    "latency_ms",
-    "ttft_ms",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "status",
-    "error_type",
-    "quality_score",
-    "user_feedback",
-    "request_key",
-    "attributes",
-    "source",
-)
+EVENT_COLUMNS = (*ROW_SCHEMA, "source")
 _COLS = ", ".join(EVENT_COLUMNS)
 
 
-def event_row(event: LLMEvent, source: str) -> tuple:
+def event_row(event: LLMEvent) -> tuple:
+    """`event` as a row of `ROW_SCHEMA`."""
     return (
         event.event_id,
         event.timestamp,
@@ -63,23 +46,30 @@ def event_row(event: LLMEvent, source: str) -> tuple:
         event.user_feedback,
         event.request_key,
         json.dumps(event.attributes),
-        source,
     )
+
+
+def event_rows(batch: DecodedBatch) -> pl.DataFrame:
+    """All the accepted events of `batch` as rows: the columnar path's, then the per-message path's."""
+    if not batch.events:
+        return batch.rows
+    converted = pl.DataFrame([event_row(e) for e in batch.events], schema=ROW_SCHEMA, orient="row")
+    return pl.concat([batch.rows, converted])
 
 
 def land(
     conn: psycopg.Connection, batch: DecodedBatch, *, source: str, texts: TextPolicy | None = None
 ) -> IngestCounts:
-    """Write a decoded batch inside the caller's transaction; says how many were new, duplicate, dead-lettered.
-
-    Events' texts are kept (redacted) only if `texts` says so."""
-    accepted = _land_events(conn, batch.events, source) if batch.events else 0
-    if texts is not None and texts.store:
-        _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
-    dead = _land_dead_letters(conn, batch.dead_letters) if batch.dead_letters else 0
-    anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
+    """Write a decoded batch in one transaction (the caller's, if one is open); says how many were new, duplicate,
+    dead-lettered. Events' texts are kept (redacted) only if `texts` says so."""
+    with conn.transaction():
+        accepted = _land_rows(conn, event_rows(batch), source) if batch.event_count else 0
+        if texts is not None and texts.store:
+            _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
+        dead = _land_dead_letters(conn, batch.dead_letters) if batch.dead_letters else 0
+        anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
     return IngestCounts(
-        accepted=accepted, duplicates=len(batch.events) - accepted, dead_lettered=dead, anomalies=anomalies, batches=1
+        accepted=accepted, duplicates=batch.event_count - accepted, dead_lettered=dead, anomalies=anomalies, batches=1
     )
 
 
@@ -87,17 +77,23 @@ def land_events(conn: psycopg.Connection, events: Sequence[LLMEvent], *, source:
     return land(conn, DecodedBatch(events=list(events)), source=source)
 
 
-def _land_events(conn: psycopg.Connection, events: Sequence[LLMEvent], source: str) -> int:
+def _land_rows(conn: psycopg.Connection, rows: pl.DataFrame, source: str) -> int:
+    rows = rows.unique("event_id", keep="first", maintain_order=True)  # the same id twice in a batch: written once
+    csv = rows.with_columns(source=pl.lit(source)).write_csv(
+        include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z"
+    )
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: a duplicate id undoes just this COPY
+            with cur.copy(f"COPY events ({_COLS}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv)
+        return rows.height
+    except psycopg.errors.UniqueViolation:
+        pass
     with conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events INCLUDING DEFAULTS)")
-        with cur.copy(f"COPY events_stage ({_COLS}) FROM STDIN") as copy:
-            for event in events:
-                copy.write_row(event_row(event, source))
-        # DISTINCT ON: the same id twice inside one batch is also written once.
-        cur.execute(
-            f"INSERT INTO events ({_COLS}) SELECT DISTINCT ON (event_id) {_COLS} FROM events_stage "
-            "ON CONFLICT (event_id) DO NOTHING"
-        )
+        with cur.copy(f"COPY events_stage ({_COLS}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(csv)
+        cur.execute(f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM events_stage ON CONFLICT (event_id) DO NOTHING")
         inserted = cur.rowcount
         cur.execute("TRUNCATE events_stage")
     return inserted
