@@ -83,9 +83,13 @@ def _land_rows(conn: psycopg.Connection, rows: pl.DataFrame, source: str) -> int
         include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z"
     )
     try:
-        with conn.transaction(), conn.cursor() as cur:  # a savepoint: a duplicate id undoes just this COPY
-            with cur.copy(f"COPY events ({_COLS}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(csv)
+        # A savepoint: a known id undoes just this COPY.
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(f"COPY events ({_COLS}) FROM STDIN (FORMAT csv)") as copy,
+        ):
+            copy.write(csv)
         return rows.height
     except psycopg.errors.UniqueViolation:
         pass
