@@ -96,12 +96,15 @@ class IngestionActivities:
                     )
                 records = [r for batch in fetched.values() for r in batch]
                 decoded = await asyncio.to_thread(self._decode, records) if records else None
+                landed = None
                 if landing is not None:
-                    await self._finish(consumer, progress, landing)
+                    landed = await landing
                     landing = None
-                if decoded is not None:
+                if decoded is not None:  # Postgres goes on with the next batch while the offsets are committed
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                     landing = asyncio.create_task(self._land_async(conn, decoded, offsets))
+                if landed is not None:
+                    await self._finish(consumer, progress, *landed)
         finally:
             if landing is not None:
                 # Leaving early (cancelled, or a failure): the transaction in flight ends (its thread cannot be
@@ -109,8 +112,9 @@ class IngestionActivities:
                 # and land as duplicates, written once.
                 await asyncio.gather(landing, return_exceptions=True)
 
-    async def _finish(self, consumer: AIOKafkaConsumer, progress: _Progress, landing: asyncio.Task) -> None:
-        landed, offsets = await landing
+    async def _finish(
+        self, consumer: AIOKafkaConsumer, progress: _Progress, landed: IngestCounts, offsets: dict
+    ) -> None:
         await consumer.commit(offsets)  # after the rows commit
         progress.counts = progress.counts.plus(landed)
         for tp, offset in offsets.items():
@@ -153,7 +157,7 @@ class IngestionActivities:
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             max_poll_interval_ms=kafka.max_poll_interval_ms,
-            max_partition_fetch_bytes=max(kafka.max_message_bytes * 2, 1024 * 1024),
+            max_partition_fetch_bytes=max(kafka.max_message_bytes * 2, 8 * 1024 * 1024),  # a batch in a fetch or two
             fetch_max_bytes=64 * 1024 * 1024,
         )
         try:
