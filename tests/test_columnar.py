@@ -127,3 +127,14 @@ def test_rows_carry_the_same_timestamps_costs_and_defaults_as_events():
     assert row["tokens_in"] == 0 and row["status"] == "ok" and row["attributes"] == "{}"
     assert row["cost_usd"] == CATALOG.price(event["model"]).cost(0, event["tokens_out"])
     assert pl.DataFrame([row]).columns == list(columnar.rows.columns)
+
+
+def test_binary_mode_messages_take_the_per_message_path():
+    envelope = to_cloudevent(EVENTS[3])
+    headers = [(f"ce_{k}", str(v).encode()) for k, v in envelope.items() if k != "data"]
+    value = json.dumps(envelope["data"]).encode()  # a bare event's body: only its headers make it binary mode
+    batch = Decoder(CATALOG, source="kafka", max_message_bytes=4096, columnar_from=1).decode(
+        [("t/0/0", value, headers), ("t/0/1", value, [])]
+    )
+    assert batch.rows.height == 1 and len(batch.events) == 1
+    assert batch.events[0].event_id == batch.rows["event_id"][0] == EVENTS[3].event_id
