@@ -75,6 +75,8 @@ _ENVELOPE_FIELDS = ("specversion", "id", "source", "type", "time", "datacontentt
 _STRUCTURED = {**dict.fromkeys(_ENVELOPE_FIELDS, _S), "data": pl.Struct(_EVENT_FIELDS)}
 _EVENT_STRINGS = [name for name, dtype in _EVENT_FIELDS.items() if dtype == _S]
 _ENVELOPE_STRINGS = [f"ce_{name}" for name in _ENVELOPE_FIELDS]
+# Free strings stored as pydantic leaves them: stripped (error_type is stripped where it is checked too).
+_STRIPPED_AS_STORED = ("event_id", "service", "endpoint", "model", "provider", "config_version", "request_key")
 
 # What polars makes of a number, boolean, array or object read into a string field.
 _OTHER_JSON_AS_TEXT = r"^(-?[0-9][0-9.]*([eE][+-]?[0-9]+)?|true|false|\[.*|\{.*)$"
@@ -205,8 +207,7 @@ def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
         & c("response_text").is_null()
         & c("reference_text").is_null()
     ).fill_null(False)
-    stripped = {name: c(name).str.strip_chars() for name in ("event_id", "service", "endpoint", "model", "provider")}
-    stripped |= {name: c(name).str.strip_chars() for name in ("config_version", "request_key")}
+    stripped = {name: c(name).str.strip_chars() for name in _STRIPPED_AS_STORED}
     return frame.select(
         "_i",
         _ok=ok,

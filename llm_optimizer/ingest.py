@@ -83,8 +83,8 @@ class Decoder:
         batch = DecodedBatch()
         messages = list(messages)
         if self.columnar_from is not None and len(messages) >= self.columnar_from:
-            binary_mode = {i for i, (_, _, headers) in enumerate(messages) if _has_ce_headers(headers)}
-            values = [None if i in binary_mode else value for i, (_, value, _) in enumerate(messages)]
+            # Binary-mode messages are left to the per-message path (as a None value, like a tombstone).
+            values = [None if _ce_headers(headers) else value for _, value, headers in messages]
             batch.rows, others = decode_rows(values, self.catalog, max_message_bytes=self.max_message_bytes)
             messages = [messages[i] for i in others]
         for position, value, headers in messages:
@@ -122,7 +122,7 @@ class Decoder:
             raise ValidationFailed(
                 f"message of {len(value)} bytes is larger than kafka.max_message_bytes ({self.max_message_bytes})"
             )
-        ce_headers = {k[3:]: v for k, v in headers if k.startswith("ce_")}
+        ce_headers = _ce_headers(headers)
         if ce_headers:
             return _from_binary_mode(ce_headers, value)
         if self.fast:
@@ -132,8 +132,9 @@ class Decoder:
         return _from_document(_parse_json(value))
 
 
-def _has_ce_headers(headers: Headers) -> bool:
-    return any(key.startswith("ce_") for key, _ in headers)
+def _ce_headers(headers: Headers) -> dict[str, bytes]:
+    """The CloudEvents attributes of a binary-mode message, by name; empty for any other message."""
+    return {k[3:]: v for k, v in headers if k.startswith("ce_")}
 
 
 def _from_document(document: Any) -> LLMEvent | list[Anomaly]:

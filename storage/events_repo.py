@@ -2,8 +2,9 @@
 
 A batch's events are COPYed straight into `events` (as fast as a plain COPY); if some of their ids are already
 there (a redelivered batch), that COPY is undone and the batch goes through a temporary staging table and
-`INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event id is written once. The caller owns the transaction:
-Kafka offsets are committed only after it commits.
+`INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event id is written once. `land` writes a whole batch in one
+transaction block (a savepoint inside the caller's transaction, if one is open): Kafka offsets are committed only
+after the caller's transaction commits.
 """
 
 from __future__ import annotations
