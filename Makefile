@@ -47,7 +47,7 @@ bench-ingest: $(STAMP)
 	$(PY) -m benchmarks.ingest
 
 bench-savings: $(STAMP)
-	$(PY) -m benchmarks.savings --outcomes ../shared/data/outcomes/dev_outcomes.parquet --quality-floor 0.95
+	$(PY) -m benchmarks.savings --outcomes data/outcomes/dev_outcomes.parquet --quality-floor 0.95
 
 bench-analysis: $(STAMP)
 	$(PY) -m benchmarks.analysis

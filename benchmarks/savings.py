@@ -40,9 +40,8 @@ from storage.config_client import ConfigClient
 from storage.db import migrate
 from storage.events_repo import land_events
 
-DEFAULT_OUTCOMES = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "outcomes" / "dev_outcomes.parquet"
-)
+# Shipped with the repository (data/outcomes/README.md: provenance and licence).
+DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -35,9 +35,8 @@ from storage.config_client import ConfigClient
 from storage.db import connect, migrate
 from workflows.optimization_cycle import cycle_workflow_id
 
-DEFAULT_OUTCOMES = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "outcomes" / "dev_outcomes.parquet"
-)
+# Shipped with the repository (data/outcomes/README.md: provenance and licence).
+DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"
 TIME_SCALE = 0.03  # 15 min cycle -> 27 s; canary stages bake 9 s, 18 s, 27 s
 # GSM8K's events carry the answer and the reference, not a score: the reference evaluator grades the final number.
 EVALUATED_SERVICE = "gsm8k"
