@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from activities import ActivityRegistry
 from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.logs import configure_logging
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client, ensure_search_attributes
 from storage.db import migrate
@@ -35,7 +35,7 @@ log = logging.getLogger("worker")
 @asynccontextmanager
 async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A running worker with every workflow and activity, stopped (gracefully) on exit."""
-    registry = ActivityRegistry(settings, load_catalog())
+    registry = ActivityRegistry(settings, price_book(settings))
     worker = Worker(
         client,
         task_queue=settings.temporal.task_queue,

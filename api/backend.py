@@ -20,7 +20,7 @@ from activities import metrics
 from llm_optimizer.auth import Principal, RateLimiter, hash_key
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import DecodedBatch, Decoder, IngestCounts
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings
 from starter.client import connect_client
 from storage import apikeys_repo
@@ -64,7 +64,7 @@ class Backend:
             timeout=settings.database.connect_timeout_s,
             open=False,
         )
-        catalog = load_catalog()
+        catalog = price_book(settings)
         self.decoders = {
             source: Decoder(catalog, source=source, max_message_bytes=settings.kafka.max_message_bytes)
             for source in ("http", "otlp")

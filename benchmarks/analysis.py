@@ -28,7 +28,7 @@ from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import DecideRequest
 from llm_optimizer.decision import Constraints, Memory, Objectives
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings, Strategy
@@ -46,7 +46,7 @@ GROUP BY service, model, config_version, variant, bucket
 
 
 def load(url: str, events: int, services: list[str], start: datetime) -> None:
-    catalog = load_catalog()
+    catalog = price_book()
     with psycopg.connect(url) as conn:
         for name in services:
             configs_repo.register(conn, name, ConfigSpec(model="gpt-4o", provider="openai"))
@@ -84,7 +84,7 @@ def run(total: int, service_count: int) -> dict:
                 analysis_s = time.perf_counter() - began
             print(f"analysis: {len(rows):,} window aggregates in {analysis_s:.2f}s (count(*) scan {scan_s:.2f}s)")
 
-            activities = LoopActivities(Settings(database={"url": url}), load_catalog())
+            activities = LoopActivities(Settings(database={"url": url}), price_book())
             timings = []
             for name in services:
                 request = DecideRequest(

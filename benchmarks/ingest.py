@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from activities.ingestion import ensure_topic
 from devstack import LocalStack
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings
 from starter.client import connect_client
@@ -60,7 +60,7 @@ def count_events(url: str) -> int:
 
 def raw_copy_rate(url: str, events) -> float:
     """Rows per second of a plain COPY of the same rows into an empty, identically indexed table."""
-    catalog = load_catalog()
+    catalog = price_book()
     rows = [(*event_row(catalog.with_cost(e)), "kafka") for e in events]
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TABLE events_copy_baseline (LIKE events INCLUDING ALL)")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.http import Unavailable, call_json
 from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, register
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.resilience import CircuitBreaker
 
 DEFAULT_RUBRIC = {
@@ -45,7 +45,7 @@ class JudgeOptions(BaseModel):
     failure_threshold: int = Field(default=5, ge=1)
     reset_after_s: float = Field(default=60.0, gt=0)
     cache_size: int = Field(default=10_000, ge=0)
-    # USD per 1M tokens, when the judge model is not in the pricing catalog.
+    # USD per 1M tokens, when no price source knows the judge model (docs/configuration.md, "Prices").
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
 
@@ -68,7 +68,7 @@ class LLMJudge:
             reset_after_s=options.reset_after_s,
         )
         self._cache: OrderedDict[str, Evaluation] = OrderedDict()
-        self._price = load_catalog().price(options.model)
+        self._price = price_book().price(options.model)
 
     def evaluate(self, item: EvaluationInput) -> Evaluation:
         key = self._cache_key(item)

@@ -1,7 +1,8 @@
 """The model registry: model profiles, capabilities and prices (`GET /api/v1/models`, seed 001).
 
-Its prices take precedence over the local catalog and its models join the candidates. When it cannot be reached,
-the local catalog applies (the documented fallback) and `source` says so, for the decision to record.
+Its prices are the highest layer of the price book (docs/configuration.md, "Prices") and its models join the
+candidates. When it cannot be reached, the rest of the book applies (the documented fallback) and the book's
+`describe()` says so, for the decision to record.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integrations.http import Unavailable, call_json
-from llm_optimizer.pricing import ModelPrice, PricingCatalog
+from llm_optimizer.pricing import ModelPrice, PriceBook, PricingCatalog, as_book
 from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.settings import IntegrationSettings
 
 
 class RegistryPricing(BaseModel):
-    input_per_1m: float = Field(ge=0)
-    output_per_1m: float = Field(ge=0)
+    input_per_1m: float = Field(ge=0, allow_inf_nan=False)
+    output_per_1m: float = Field(ge=0, allow_inf_nan=False)
 
 
 class RegistryModel(BaseModel):
@@ -34,11 +35,28 @@ class RegistryModel(BaseModel):
     status: str = "active"  # deprecated or retired models are not offered as candidates
 
 
-class CatalogView(BaseModel):
-    catalog: PricingCatalog
-    source: str  # where the prices came from, in words
+class RegistryPrices(BaseModel):
+    """What the registry says for one decision: its prices as a layer of the price book, and its models."""
+
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)  # source "registry"
+    unavailable: str | None = None  # why there is nothing (the registry could not be reached)
     registry_models: list[str] = Field(default_factory=list)  # active models the registry offers
     regions: dict[str, str] = Field(default_factory=dict)  # model -> region, where the registry says
+
+    def over(self, book: PriceBook | PricingCatalog) -> PriceBook:
+        """`book` with these prices on top (or a note that the registry was unavailable)."""
+        return as_book(book).with_registry(self.prices, note=self.unavailable)
+
+
+class CatalogView(BaseModel):
+    """`catalog()`'s answer, kept for callers written before `prices()`: the book with the registry on top."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    catalog: PriceBook
+    source: str  # the book's layers in words (`PriceBook.describe()`)
+    registry_models: list[str] = Field(default_factory=list)
+    regions: dict[str, str] = Field(default_factory=dict)
 
 
 class ModelRegistryClient:
@@ -69,25 +87,33 @@ class ModelRegistryClient:
         self._cached = (self._clock(), models)
         return models
 
-    def catalog(self, local: PricingCatalog) -> CatalogView:
-        """The local catalog with the registry's prices on top; the local one alone if the registry is down."""
+    def prices(self) -> RegistryPrices:
+        """The registry's prices and models; empty, with the reason, if the registry is down."""
         try:
             models = self.models()
         except Unavailable as exc:
-            return CatalogView(catalog=local, source=f"local catalog (model registry unavailable: {exc})")
-        priced = {p.model: p for p in local.models}
-        for m in models:
-            priced[m.model_id] = ModelPrice(
-                model=m.model_id,
-                provider=m.provider,
-                input_per_1m=m.pricing.input_per_1m,
-                output_per_1m=m.pricing.output_per_1m,
-            )
-        return CatalogView(
-            catalog=local.model_copy(update={"models": list(priced.values())}),
-            source=f"model registry ({len(models)} models) over the local catalog",
+            return RegistryPrices(unavailable=str(exc))
+        return RegistryPrices(
+            prices={
+                m.model_id: ModelPrice(
+                    model=m.model_id,
+                    provider=m.provider,
+                    input_per_1m=m.pricing.input_per_1m,
+                    output_per_1m=m.pricing.output_per_1m,
+                    source="registry",
+                )
+                for m in models
+            },
             registry_models=[m.model_id for m in models if m.status == "active"],
             regions={m.model_id: m.region for m in models if m.region},
+        )
+
+    def catalog(self, local: PriceBook | PricingCatalog) -> CatalogView:
+        """`local` with the registry's prices on top; `local` alone if the registry is down."""
+        answer = self.prices()
+        book = answer.over(local)
+        return CatalogView(
+            catalog=book, source=book.describe(), registry_models=answer.registry_models, regions=answer.regions
         )
 
     def close(self) -> None:

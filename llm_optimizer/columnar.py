@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from llm_optimizer.events import LLM_REQUEST_EVENT_TYPE, MAX_COST_USD, MAX_LATENCY_MS, MAX_TOKENS, Status, Variant
-from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.pricing import Prices
 
 # The events table's columns (but `source`, which the lander adds), in order, with their types.
 ROW_SCHEMA: dict[str, pl.DataType] = {
@@ -92,7 +92,7 @@ _BISECT_BELOW = 64  # a group polars refuses is split in halves; below this size
 
 
 def decode_rows(
-    values: Sequence[bytes | None], catalog: PricingCatalog, *, max_message_bytes: int
+    values: Sequence[bytes | None], catalog: Prices, *, max_message_bytes: int
 ) -> tuple[pl.DataFrame, list[int]]:
     """Rows (`ROW_SCHEMA`) of the messages this path is sure of, and the indexes of the others, in order."""
     value = pl.col("value")
@@ -263,22 +263,28 @@ def _within(number: pl.Expr, low: float, high: float, *, required: bool = False)
     return inside if required else number.is_null() | inside
 
 
-def _with_cost(rows: pl.DataFrame, catalog: PricingCatalog) -> pl.DataFrame:
-    """`cost_usd` from the catalog where the event has none and its model is priced, rounded as `ModelPrice.cost`."""
+def _with_cost(rows: pl.DataFrame, catalog: Prices) -> pl.DataFrame:
+    """`cost_usd` where the event has none and its model can be priced, rounded as `ModelPrice.cost`."""
     if rows.is_empty():
         return rows
+    # The prices of the models this batch needs, asked one by one: a price book cannot list every name it prices.
+    needed = rows.filter(pl.col("cost_usd").is_null())["model"].unique().to_list()
+    known = [(model, price) for model in needed if (price := catalog.price(model)) is not None]
     prices = pl.DataFrame(
         {
-            "model": [p.model for p in catalog.models],
-            "_in": [p.input_per_1m for p in catalog.models],
-            "_out": [p.output_per_1m for p in catalog.models],
-            "_million": [1_000_000.0] * len(catalog.models),
+            "model": [model for model, _ in known],
+            "_in": [p.input_per_1m for _, p in known],
+            "_out": [p.output_per_1m for _, p in known],
+            "_request": [p.per_request or 0.0 for _, p in known],
         },
-        schema={"model": pl.String(), "_in": pl.Float64(), "_out": pl.Float64(), "_million": pl.Float64()},
-    ).unique("model", keep="last")  # as PricingCatalog.price: the last entry of a model wins
+        schema={"model": pl.String(), "_in": pl.Float64(), "_out": pl.Float64(), "_request": pl.Float64()},
+    )
     priced = rows.join(prices, on="model", how="left", maintain_order="left")
-    # Each operation in its own step and the divisor a column: polars fuses `a * b + c * d` into a multiply-add and
-    # divides by a constant through its reciprocal, and either rounds differently from ModelPrice.cost.
+    # Each operation in its own step, and the division in numpy: polars fuses `a * b + c * d` into a multiply-add
+    # and divides through the reciprocal (by a constant, and by a column whose values the join broadcast from one
+    # price), and either rounds differently from ModelPrice.cost.
     priced = priced.with_columns(_in=pl.col("tokens_in") * pl.col("_in"), _out=pl.col("tokens_out") * pl.col("_out"))
-    listed = (pl.col("_in") + pl.col("_out")) / pl.col("_million")
+    summed = priced.select(pl.col("_in") + pl.col("_out")).to_series().to_numpy()
+    priced = priced.with_columns(pl.Series("_tokens", summed / 1_000_000, nan_to_null=True))  # unpriced: NaN, null
+    listed = pl.col("_tokens") + pl.col("_request")  # + 0.0 where there is no per-request price: the same float
     return priced.with_columns(cost_usd=pl.coalesce("cost_usd", listed)).select(*ROW_SCHEMA)

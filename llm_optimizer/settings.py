@@ -180,6 +180,19 @@ class IntegrationSettings(Section):
     reset_after_s: PositiveFloat = 60.0
 
 
+class PricingSettings(Section):
+    """Where model prices come from (docs/configuration.md, "Prices"): the model registry, then `price_file`,
+    then the genai-prices database, then the cost events reported themselves."""
+
+    # YAML mapping model -> {input_per_1m, output_per_1m} or {per_request}, provider optional; unset: none.
+    price_file: Path | None = None
+    # The genai-prices package's price database; off leaves models to the registry, the price file and observed cost.
+    genai_prices: bool = True
+    # Observed prices: events with a reported cost in this window before the decision, at least this many per model.
+    observed_window_s: PositiveInt = 7 * 86_400
+    observed_min_requests: PositiveInt = 20
+
+
 class ServiceEvaluation(Section):
     """How one service's events are scored: an evaluator by name (heuristics, reference, feedback, llm_judge),
     its options, and the share of events evaluated (chosen by a hash of the event id, so a re-run picks the same)."""
@@ -237,6 +250,7 @@ class Settings(BaseSettings):
     optimization: OptimizationSettings = OptimizationSettings()
     stack: StackSettings = StackSettings()
     integrations: IntegrationSettings = IntegrationSettings()
+    pricing: PricingSettings = PricingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()

@@ -21,7 +21,7 @@ import polars as pl
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import Decoder, IngestCounts
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
 from storage.db import connect, migrate
 from storage.events_repo import land
@@ -63,7 +63,7 @@ def backfill(
 ) -> IngestCounts:
     """Land every record of `path`; `progress(counts)` is called after each batch."""
     fmt = file_format(path, fmt)
-    decoder = Decoder(load_catalog(), source="file", max_message_bytes=settings.kafka.max_message_bytes)
+    decoder = Decoder(price_book(settings), source="file", max_message_bytes=settings.kafka.max_message_bytes)
     texts = TextPolicy.from_settings(settings.evaluation)
     totals = IngestCounts()
     stream = messages(path, fmt, batch_size)

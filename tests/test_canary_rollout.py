@@ -12,6 +12,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from conftest import settings_for
+from fixture_prices import fixture_book
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
@@ -20,7 +21,6 @@ from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Strategy
 from llm_optimizer.strategies import PRESETS
@@ -69,7 +69,7 @@ class Rig:
     def __init__(self, env, database_url, stack, judge: ScriptedJudge):
         self.env, self.judge = env, judge
         settings = settings_for(stack, database_url)
-        loop = LoopActivities(settings, load_catalog())
+        loop = LoopActivities(settings, fixture_book())
         self.queue = f"rollout-{uuid.uuid4().hex[:8]}"
         self.worker = Worker(
             env.client,

@@ -13,10 +13,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from api_server import running_api
 from conftest import settings_for
+from fixture_prices import fixture_book
 from test_api import _register
 
 from llm_optimizer.ingest import Decoder
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.samples import sample_events
 from optimizer_client import KafkaReporter, OptimizerClient, OptimizerError
@@ -106,7 +106,7 @@ async def test_kafka_reporter_sends_cloudevents_the_ingestion_reads(kafka_bootst
     finally:
         await consumer.stop()
     assert all(json.loads(r.value)["specversion"] == "1.0" for r in records)
-    decoded = Decoder(load_catalog(), source="kafka", max_message_bytes=1 << 20).decode(
+    decoded = Decoder(fixture_book(), source="kafka", max_message_bytes=1 << 20).decode(
         (str(i), r.value, r.headers) for i, r in enumerate(records)
     )
     assert sorted(e.event_id for e in decoded.events) == sorted(e.event_id for e in events)

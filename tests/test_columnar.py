@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 
 import polars as pl
+from fixture_prices import fixture_book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.ingest import Decoder
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 from storage.events_repo import event_rows
 
-CATALOG = load_catalog()
+CATALOG = fixture_book()
 EVENTS = list(sample_events(50, seed=3))
 
 ODD_VALUES = [

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixture_prices import fixture_book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
 from llm_optimizer.ingest import Decoder, _one_pass
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 
 EVENT = next(sample_events(1))
@@ -18,7 +18,7 @@ EVENT = next(sample_events(1))
 
 @pytest.fixture
 def decoder() -> Decoder:
-    return Decoder(load_catalog(), source="kafka", max_message_bytes=4096)
+    return Decoder(fixture_book(), source="kafka", max_message_bytes=4096)
 
 
 def one(decoder: Decoder, value: bytes | None, headers=()):
@@ -36,7 +36,7 @@ def test_three_formats_give_the_same_event(decoder):
     assert len(decoded[0]) == 1
     # Costed from the catalog because the sample carries no cost.
     assert decoded[0][0].cost_usd == pytest.approx(
-        load_catalog().price(EVENT.model).cost(EVENT.tokens_in, EVENT.tokens_out)
+        fixture_book().price(EVENT.model).cost(EVENT.tokens_in, EVENT.tokens_out)
     )
 
 
@@ -147,7 +147,7 @@ def messages(draw) -> bytes:
 @settings(max_examples=400, deadline=None)
 @given(messages())
 def test_the_one_pass_parse_and_the_general_path_agree(value):
-    catalog = load_catalog()
+    catalog = fixture_book()
     fast = Decoder(catalog, source="kafka", max_message_bytes=1 << 20).decode([("p", value, [])])
     general = Decoder(catalog, source="kafka", max_message_bytes=1 << 20, fast=False).decode([("p", value, [])])
     assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in general.events]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fixture_prices import fixture_book
 from scripted_http import Answer, chat_answer, scripted_server
 
 from integrations.http import Unavailable
@@ -14,7 +15,6 @@ from llm_optimizer.evaluation.heuristics import is_refusal
 from llm_optimizer.evaluation.minilm import model
 from llm_optimizer.evaluation.reference import exact_match, rouge_l, token_f1
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resilience import BreakerState, CircuitBreaker, CircuitOpen
 from llm_optimizer.settings import EvaluationSettings
 
@@ -143,7 +143,7 @@ def test_judge_scores_caches_and_records_its_cost():
         again = scorer.evaluate(QA)
     assert first.dimensions == {"correctness": 1.0, "helpfulness": pytest.approx(6 / 9), "safety": 1.0}
     assert first.overall == pytest.approx((2 + 6 / 9) / 3)
-    assert first.cost_usd == pytest.approx(load_catalog().price("gpt-4o-mini").cost(500, 40))
+    assert first.cost_usd == pytest.approx(fixture_book().price("gpt-4o-mini").cost(500, 40))
     assert again.overall == first.overall and again.cost_usd == 0.0
     assert len(server.requests) == 1  # the second was served from the cache
     method, path, body = server.requests[0]

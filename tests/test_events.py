@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixture_prices import fixture_book
 
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.errors import ValidationFailed
@@ -15,7 +16,7 @@ from llm_optimizer.events import (
     parse_event,
     to_cloudevent,
 )
-from llm_optimizer.pricing import load_catalog
+from llm_optimizer.pricing import PriceBook, load_catalog
 
 GOOD = {
     "event_id": "e-1",
@@ -96,7 +97,7 @@ def test_cloudevent_of_another_type_is_refused():
 
 
 def test_catalog_prices_events_without_cost_and_keeps_reported_cost():
-    catalog = load_catalog()
+    catalog = fixture_book()
     event = parse_event(GOOD)  # gpt-4o-mini: $0.15 in / $0.60 out per 1M
     assert catalog.with_cost(event).cost_usd == pytest.approx((1000 * 0.15 + 500 * 0.60) / 1e6)
     reported = parse_event({**GOOD, "cost_usd": 0.5})
@@ -105,8 +106,8 @@ def test_catalog_prices_events_without_cost_and_keeps_reported_cost():
     assert catalog.with_cost(unknown).cost_usd is None
 
 
-def test_catalog_covers_the_models_of_the_shared_outcomes():
-    catalog = load_catalog()
+def test_the_default_prices_cover_the_models_of_the_shared_outcomes():
+    catalog = PriceBook()  # what the product uses with no price file: genai-prices
     for model in [
         "gpt-4-1106-preview",
         "mixtral-8x7b-instruct-v0.1",

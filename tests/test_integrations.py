@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from conftest import settings_for
+from fixture_prices import fixture_book
 from scripted_http import Answer, scripted_server
 from temporalio.testing import ActivityEnvironment
 from test_decision import inp
@@ -27,7 +28,6 @@ from llm_optimizer.decision import (
     apply_governance,
     decide,
 )
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import IntegrationSettings, Strategy
@@ -58,21 +58,24 @@ def integration_settings(**values) -> IntegrationSettings:
 
 
 def test_registry_prices_win_and_an_outage_falls_back_to_the_local_catalog():
-    local = load_catalog()
+    local = fixture_book()
     with scripted_server([Answer(body=MODELS)]) as registry:
         client = ModelRegistryClient(integration_settings(model_registry_url=registry.url))
         view = client.catalog(local)
         client.catalog(local)  # within model_registry_refresh_s: served from memory
     assert len(registry.requests) == 1 and registry.requests[0][:2] == ("GET", "/api/v1/models")
     assert view.catalog.price("gpt-4o").input_per_1m == 1.0  # the registry's price over the catalog's
+    assert view.catalog.price("gpt-4o").source == "registry"
     assert view.catalog.price("gpt-4o-mini") == local.price("gpt-4o-mini")  # the rest stays
+    assert local.price("gpt-4o").input_per_1m == 2.5  # the shared book is left as it was
     assert view.registry_models == ["gpt-4o", "house-7b"]  # retired models are not offered
-    assert view.source == "model registry (3 models) over the local catalog"
+    assert view.source == "prices: model registry (3 models) > price list pricing.yaml (25)"
     assert view.regions == {"house-7b": "eu-west-1"}
     with scripted_server([Answer(502, {"error": "bad gateway"})]) as registry:
         down = ModelRegistryClient(integration_settings(model_registry_url=registry.url)).catalog(local)
-    assert down.catalog == local and down.registry_models == []
-    assert down.source.startswith("local catalog (model registry unavailable:") and "HTTP 502" in down.source
+    assert down.catalog.price("gpt-4o") == local.price("gpt-4o") and down.registry_models == []
+    assert down.source.startswith("prices: model registry unavailable (") and "HTTP 502" in down.source
+    assert down.source.endswith(") > price list pricing.yaml (25)")
 
 
 def test_governance_approves_denies_and_falls_back():
@@ -156,7 +159,7 @@ async def test_decide_uses_the_registry_and_asks_governance(stack, database_url,
             constraints=Constraints(),
             memory={},
         )
-        decision = await ActivityEnvironment().run(LoopActivities(settings, load_catalog()).decide, request)
+        decision = await ActivityEnvironment().run(LoopActivities(settings, fixture_book()).decide, request)
     # house-7b is offered by the registry only; priced from it, it is the cheapest candidate to explore.
     assert governance.requests[0][2]["proposed_configuration"] == {"model": "house-7b", "provider": "inhouse"}
     assert decision.action is Action.none and decision.candidate.model == "house-7b"
@@ -165,7 +168,7 @@ async def test_decide_uses_the_registry_and_asks_governance(stack, database_url,
     expected = "gdpr-eu" if governance_answer.status == 200 else "denied by default"
     assert expected in governance_check.detail
     prices = next(c for c in decision.checks if c.name == "prices")
-    assert prices.detail == "model registry (3 models) over the local catalog"
+    assert prices.detail == "prices: model registry (3 models) > price list pricing.yaml (25)"
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT action, rationale FROM decisions WHERE decision_id = %s", (decision.decision_id,))
         action, rationale = stored.fetchone()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import psycopg
+from fixture_prices import fixture_book
 
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.ingest import Decoder
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 from storage.events_repo import EVENT_COLUMNS, land
 
-CATALOG = load_catalog()
+CATALOG = fixture_book()
 
 
 def decode(values: list[bytes], *, columnar: bool = True):

@@ -11,13 +11,13 @@ import numpy as np
 import psycopg
 import pytest
 from conftest import settings_for
+from fixture_prices import fixture_book
 from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput, CycleRecord, CycleState, CycleStatus
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resolution import Assignment
 from storage import configs_repo
 from storage.events_repo import land_events
@@ -62,7 +62,7 @@ def seed(database_url: str, *, events: int = 0, now: datetime | None = None) -> 
 class Rig:
     def __init__(self, env, stack, database_url):
         self.env = env
-        self.loop = LoopActivities(settings_for(stack, database_url), load_catalog())
+        self.loop = LoopActivities(settings_for(stack, database_url), fixture_book())
         self.queue = f"cycle-{uuid.uuid4().hex[:8]}"
         self.worker = Worker(
             env.client,

@@ -9,13 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 from conftest import settings_for
+from fixture_prices import fixture_book
 from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
 from activities.orchestrator import OrchestratorRejected
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import TrafficRequest
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.resilience import CircuitOpen
 from llm_optimizer.resolution import Assignment
 from storage import configs_repo
@@ -54,7 +54,7 @@ def activities(stack, database_url, orchestrator) -> LoopActivities:
         configs_repo.register(conn, "chat", ConfigSpec(model="gpt-4o-mini", provider="openai"), parent_version="v1")
         conn.commit()
     settings = settings_for(stack, database_url, integrations={"orchestrator_url": orchestrator})
-    return LoopActivities(settings, load_catalog())
+    return LoopActivities(settings, fixture_book())
 
 
 REQUEST = TrafficRequest(

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from conftest import settings_for
+from fixture_prices import fixture_book
 from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.control import PrepareCanaryRequest
 from llm_optimizer.events import Status
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land_events
@@ -43,7 +43,7 @@ def live(database_url: str, extra: dict) -> None:
 
 
 async def prepare(stack, database_url) -> tuple:
-    loop = LoopActivities(settings_for(stack, database_url), load_catalog())
+    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
     request = PrepareCanaryRequest(
         service="extract", decision_id="d1", base_version="v1", model="gpt-4o-mini", provider="openai"
     )

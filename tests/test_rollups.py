@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from conftest import settings_for
+from fixture_prices import fixture_book
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
 from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
-from llm_optimizer.pricing import load_catalog
 from llm_optimizer.samples import sample_events
 from storage import analysis_repo
 from storage.events_repo import land_events
@@ -34,7 +34,7 @@ def loaded(stack, database_url) -> LoopActivities:
         ]
         land_events(conn, events, source="test")
         conn.commit()
-    return LoopActivities(settings_for(stack, database_url), load_catalog())
+    return LoopActivities(settings_for(stack, database_url), fixture_book())
 
 
 def rows(database_url: str, sql: str) -> list[tuple]:
