@@ -18,15 +18,28 @@ from activities import metrics, orchestrator
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
 from llm_optimizer.assessment import Assessment, assess
+from llm_optimizer.candidates import (
+    Quote,
+    budget_windows,
+    candidate_profiles,
+    candidate_spec,
+    decision_input,
+    guards_from,
+    offered_candidates,
+)
 from llm_optimizer.control import (
     AuditRecord,
     DecideRequest,
     EvaluateRequest,
+    ExplorationArm,
+    ExploreRound,
+    ExploreRoundRequest,
     JudgeRequest,
     MaintenanceReport,
     MaintenanceRequest,
     Observation,
     ObserveRequest,
+    PrepareArmsRequest,
     PrepareCanaryRequest,
     PreparedCanary,
     RolloutRecord,
@@ -39,29 +52,29 @@ from llm_optimizer.decision import (
     Check,
     Decision,
     DecisionInput,
-    Guards,
     Profile,
     apply_governance,
     decide,
     violations,
 )
 from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
+from llm_optimizer.exploration import ArmResult, ArmStats, settle
 from llm_optimizer.judge import CanaryVerdict, judge
-from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.pricing import Prices, as_book
 from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
 from llm_optimizer.tuning import TaskType, tune
-from storage import analysis_repo, audit_repo, configs_repo, rollups_repo, rules_repo
+from storage import analysis_repo, audit_repo, configs_repo, prices_repo, rollups_repo, rules_repo
 from storage.db import psycopg_url
 
 T = TypeVar("T")
-CRITICAL_ALERT = "Sentinel: critical"
+OBSERVED_PRICE_WINDOW = timedelta(days=7)  # the retention of raw events
 
 
 class LoopActivities:
-    def __init__(self, settings: Settings, catalog: PricingCatalog):
+    def __init__(self, settings: Settings, catalog: Prices):
         self.settings = settings
         self.catalog = catalog
         integrations = settings.integrations
@@ -121,20 +134,17 @@ class LoopActivities:
 
     @activity.defn(name="decide")
     async def decide(self, request: DecideRequest) -> Decision:
-        def work(conn: psycopg.Connection) -> tuple[Decision, DecisionInput]:
-            inp, notes = self.decision_input(conn, request)
-            decision = decide(inp)
-            decision = decision.model_copy(
-                update={"checks": [*notes.checks, *decision.checks], "rule_state": notes.rule_state}
-            )
-            if self.governance is not None and decision.candidate is not None:
-                proposed = {"model": decision.candidate.model, "provider": decision.candidate.provider}
-                verdict = self.governance.evaluate(request.service, proposed, decision.rationale)
-                decision = apply_governance(decision, verdict)
-            audit_repo.record_decision(conn, decision, request.cycle_id)
-            return decision, inp
-
-        decision, inp = await self._db(work)
+        # Read, then call governance outside any transaction (a network call never holds a connection), then write.
+        inp, notes = await self._db(lambda conn: self.decision_input(conn, request))
+        decision = decide(inp)
+        decision = decision.model_copy(
+            update={"checks": [*notes.checks, *decision.checks], "rule_state": notes.rule_state}
+        )
+        if self.governance is not None and decision.candidate is not None:
+            proposed = {"model": decision.candidate.model, "provider": decision.candidate.provider}
+            verdict = await asyncio.to_thread(self.governance.evaluate, request.service, proposed, decision.rationale)
+            decision = apply_governance(decision, verdict)
+        await self._db(lambda conn: audit_repo.record_decision(conn, decision, request.cycle_id))
         metrics.DECISIONS.labels(request.service, decision.action.value).inc()
         if inp.current.cost_per_request is not None:
             metrics.COST_PER_REQUEST.labels(request.service).set(inp.current.cost_per_request)
@@ -145,8 +155,8 @@ class LoopActivities:
         return decision
 
     def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> tuple[DecisionInput, Assessment]:
-        """Everything the decision engine needs, read from the registry and the events of the window; and the
-        assessment of the live config (analyzers and rules), whose findings go into the input."""
+        """Read what the decision needs (the registry, the window's profiles, prices, spend) and build its input
+        with the pure `candidates.decision_input`; the assessment of the live config goes in as findings."""
         assignment = configs_repo.get_assignment(conn, request.service)
         assert assignment is not None, "observe found an assignment before decide runs"
         active = configs_repo.get_version(conn, request.service, assignment.active_version)
@@ -156,60 +166,55 @@ class LoopActivities:
             Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
         )
         assessment = self.assess_live(conn, request, active.version, current)
-        view = self.registry.catalog(self.catalog) if self.registry is not None else None
-        catalog = view.catalog if view is not None else self.catalog
-        if view is not None:
-            assessment.checks.append(Check(name="prices", kind="constraint", passed=True, detail=view.source))
-        tokens_in, tokens_out = current.tokens_in_mean or 0.0, current.tokens_out_mean or 0.0
-        candidates: dict[str, Profile] = {}
-        regions = view.regions if view is not None else {}
-        for p in seen:  # the best-observed profile of each other model
-            if (
-                p.model != current.model
-                and p.requests > candidates.get(p.model, Profile(model="", provider="")).requests
-            ):
-                candidates[p.model] = p.model_copy(update={"region": regions.get(p.model)})
-        offered = [*request.candidate_models, *(view.registry_models if view is not None else [])]
-        for model in dict.fromkeys(offered):
-            price = catalog.price(model)
-            if model not in candidates and model != current.model and price is not None:
-                # Not observed yet: priced from the catalog at the live config's token mix.
-                candidates[model] = Profile(
-                    model=model,
-                    provider=price.provider,
-                    cost_per_request=price.cost(int(tokens_in), int(tokens_out)),
-                    region=regions.get(model),
-                )
-        settings = self.settings.optimization
-        scale = request.time_scale
-        day_start = request.now.replace(hour=0, minute=0, second=0, microsecond=0)
-        inp = DecisionInput(
+        registry = self.registry.prices() if self.registry is not None else None
+        book = registry.over(self.catalog) if registry is not None else as_book(self.catalog)
+        offered = offered_candidates(
+            [*request.candidate_models, *(registry.registry_models if registry is not None else [])],
+            request.candidate_configs,
+        )
+        # Observed cost is the lowest layer: only models no other layer prices, from their reported costs.
+        unpriced = {c.model for c in offered if c.model and book.price(c.model) is None}
+        day_start, month_start = budget_windows(request.now)
+        book = prices_repo.with_observed(conn, book, unpriced, since=request.now - OBSERVED_PRICE_WINDOW)
+        assessment.checks.append(Check(name="prices", kind="constraint", passed=True, detail=book.describe()))
+        regions = registry.regions if registry is not None else {}
+
+        def quote(model: str, tokens_in: float, tokens_out: float) -> Quote | None:
+            price = book.price(model)
+            if price is None:
+                return None
+            return Quote(
+                provider=price.provider,
+                cost_per_request=price.cost(int(tokens_in), int(tokens_out)),
+                source=price.source,
+            )
+
+        candidates = [
+            p.model_copy(update={"region": regions.get(p.model)}) if p.model in regions else p
+            for p in candidate_profiles(offered, seen, current, request.memory, quote)
+        ]
+        budgets = request.constraints
+        inp = decision_input(
             service=request.service,
             now=request.now,
-            current_version=active.version,
+            active_version=active.version,
             parent_version=active.parent_version,
             current=current,
-            reference_quality=request.memory.reference_quality
-            if request.memory.reference_quality is not None
-            else (current.quality_mean if current.quality_known else None),
-            candidates=list(candidates.values()),
-            critical_findings=[f for f in request.findings if f.startswith(CRITICAL_ALERT)] + assessment.critical,
-            findings=[f for f in request.findings if not f.startswith(CRITICAL_ALERT)] + assessment.high,
+            candidates=candidates,
+            findings=request.findings,
+            assessment_critical=assessment.critical,
+            assessment_high=assessment.high,
             alerts=assessment.alerts,
             spent_today_usd=analysis_repo.spent_since(conn, request.service, day_start, request.now)
-            if request.constraints.daily_budget_usd or request.constraints.monthly_budget_usd
+            if budgets.daily_budget_usd or budgets.monthly_budget_usd
             else None,
-            spent_month_usd=analysis_repo.spent_since(conn, request.service, day_start.replace(day=1), request.now)
-            if request.constraints.monthly_budget_usd
+            spent_month_usd=analysis_repo.spent_since(conn, request.service, month_start, request.now)
+            if budgets.monthly_budget_usd
             else None,
             constraints=request.constraints,
             objectives=request.objectives,
             preset=PRESETS[request.strategy],
-            guards=Guards(
-                change_cooldown=timedelta(seconds=settings.change_cooldown_s * scale),
-                max_rollbacks_per_day=settings.max_rollbacks_per_day,
-                rolled_back_retry_after=timedelta(seconds=settings.rolled_back_retry_after_s * scale),
-            ),
+            guards=guards_from(self.settings.optimization, request.exploration, request.time_scale),
             memory=request.memory,
         )
         return inp, assessment
@@ -242,11 +247,14 @@ class LoopActivities:
         live version's answers of the last hour (how many hit max_tokens, how long they are)."""
 
         def work(conn: psycopg.Connection) -> PreparedCanary:
+            if request.known_version is not None:  # measured by an exploration: roll out exactly what was measured
+                known = configs_repo.get_version(conn, request.service, request.known_version)
+                return PreparedCanary(version=known.version, spec=known.spec)
             base = configs_repo.get_version(conn, request.service, request.base_version)
-            spec = base.spec.model_copy(update={"model": request.model, "provider": request.provider})
+            spec = candidate_spec(base.spec, request.model, request.provider, request.changes)
             description = f"decision {request.decision_id}"
             task = base.spec.extra.get("task_type")
-            if task in get_args(TaskType):
+            if task in get_args(TaskType) and "params" not in request.changes:
                 stats = analysis_repo.output_stats(conn, request.service, base.version, base.spec.params.max_tokens)
                 tuned = tune(task, base.spec.params, stats)
                 spec = spec.model_copy(update={"params": tuned.params})
@@ -260,6 +268,74 @@ class LoopActivities:
                 description=description,
             )
             return PreparedCanary(version=version.version, spec=version.spec)
+
+        return await self._db(work)
+
+    @activity.defn(name="prepare_arms")
+    async def prepare_arms(self, request: PrepareArmsRequest) -> list[ExplorationArm]:
+        """Register every arm of an exploration as a version derived from the live one (idempotent: same content,
+        same version)."""
+
+        def work(conn: psycopg.Connection) -> list[ExplorationArm]:
+            base = configs_repo.get_version(conn, request.service, request.base_version)
+            arms = []
+            for arm in request.arms:
+                spec = candidate_spec(base.spec, arm.model, arm.provider, arm.changes)
+                version = configs_repo.register(
+                    conn,
+                    request.service,
+                    spec,
+                    parent_version=base.version,
+                    created_by="optimizer",
+                    description=f"exploration arm {arm.key} of decision {request.decision_id}",
+                )
+                arms.append(ExplorationArm(key=arm.key, version=version.version))
+            return arms
+
+        return await self._db(work)
+
+    @activity.defn(name="explore_round")
+    async def explore_round(self, request: ExploreRoundRequest) -> ExploreRound:
+        """Every arm's and the live config's requests since the exploration began, settled against the floor."""
+
+        def work(conn: psycopg.Connection) -> ExploreRound:
+            stats = analysis_repo.arm_stats(
+                conn,
+                request.service,
+                [request.live_version, *(a.version for a in request.arms)],
+                request.since,
+                request.until,
+            )
+            live = stats.get(request.live_version) or ArmStats(key="live", version=request.live_version)
+            reference = request.reference
+            if request.reference_version == request.live_version and live.quality is not None:
+                reference = live.quality  # the reference itself, over the same period: immune to drift
+            arms = [
+                stats.get(a.version, ArmStats(key=a.key, version=a.version)).model_copy(update={"key": a.key})
+                for a in request.arms
+            ]
+            if reference is None or reference.mean <= 0:
+                results = [
+                    ArmResult(
+                        key=a.key,
+                        version=a.version,
+                        fate="unproven",
+                        requests=a.requests,
+                        reason="no reference quality to hold the floor against",
+                    )
+                    for a in arms
+                ]
+            else:
+                results = settle(
+                    arms,
+                    live,
+                    reference,
+                    request.policy,
+                    previous={r.key: r for r in request.previous},
+                    final=request.final,
+                )
+            audit_repo.record_exploration_round(conn, request, results)
+            return ExploreRound(arms=results, live=live, reference=reference)
 
         return await self._db(work)
 
@@ -282,9 +358,12 @@ class LoopActivities:
             active_version=request.active_version,
             canary_version=request.canary_version,
             canary_percent=request.percent if request.canary_version else 0.0,
+            explore=request.explore,
         )
 
         def work(conn: psycopg.Connection) -> dict:
+            for arm in request.explore:  # JSON names them: no foreign key does this check
+                configs_repo.get_version(conn, request.service, arm)
             configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id)
             active = configs_repo.get_version(conn, request.service, request.active_version)
             canary = (
@@ -372,18 +451,31 @@ class LoopActivities:
         if record.state == "rolled_back":
             metrics.ROLLBACKS.labels(record.service).inc()
 
+    @activity.defn(name="version_exists")
+    async def version_exists(self, service: str, version: str) -> bool:
+        """Is `version` registered for `service`? The cycle checks an operator's rollback target with it."""
+        row = await self._db(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM config_versions WHERE service = %s AND version = %s", (service, version)
+            ).fetchone()
+        )
+        return row is not None
+
     def all(self) -> list[Callable]:
         return [
             self.observe,
             self.check_thresholds,
             self.decide,
             self.prepare_canary,
+            self.prepare_arms,
+            self.explore_round,
             self.audit,
             self.set_traffic,
             self.judge_stage,
             self.record_rollout,
             self.evaluate_experiment,
             self.maintain_storage,
+            self.version_exists,
         ]
 
 

@@ -130,10 +130,12 @@ async def run(args: argparse.Namespace) -> dict:
                 )
             served = replay(stack.database_url, table, args.rate, args.minutes * 60)
             rollouts = _rollouts(stack.database_url)
+            fates = _fates(stack.database_url)
         finally:
             stack.down()
     result = replay_figures(table, served, args.quality_floor)
     result["rollouts"] = rollouts
+    result["fates"] = fates
     result["requests"] = len(served)
     return result
 
@@ -163,6 +165,24 @@ def replay(database_url: str, table: OutcomeTable, rate: float, duration: float)
     return served
 
 
+def _fates(database_url: str) -> list[str]:
+    """Every offered candidate's last word: its last exploration's fate, else its fate in the last decision."""
+    with psycopg.connect(database_url) as conn:
+        explored = conn.execute(
+            "SELECT DISTINCT ON (service, arm->>'key') service, arm->>'key', arm->>'fate', arm->>'reason' "
+            "FROM optimization_events, jsonb_array_elements(details->'arms') AS arm "
+            "WHERE event_type = 'exploration_round' ORDER BY service, arm->>'key', ts DESC"
+        ).fetchall()
+        decided = conn.execute(
+            "SELECT DISTINCT ON (service, c->>'key') service, c->>'key', c->>'fate', c->>'reason' "
+            "FROM decisions, jsonb_array_elements(candidates) AS c ORDER BY service, c->>'key', made_at DESC"
+        ).fetchall()
+    last = {(s, k): (f"explored: {f}", r) for s, k, f, r in explored}
+    for s, k, f, r in decided:
+        last.setdefault((s, k), (f"decision: {f}", r))
+    return [f"{s} {k}: {fate} ({reason})" for (s, k), (fate, reason) in sorted(last.items())]
+
+
 def _rollouts(database_url: str) -> list[str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT service, to_version, state, reason FROM rollouts ORDER BY started_at").fetchall()
@@ -174,6 +194,8 @@ def main(argv=None) -> None:
     result = asyncio.run(run(args))
     for line in result.pop("rollouts"):
         print("rollout", line)
+    for line in result.pop("fates"):
+        print("candidate", line)
     print("requests served ok:", result.pop("requests"))
     print("hindsight models:", result.pop("hindsight_models"))
     print("RESULT " + json.dumps(result))

@@ -5,17 +5,22 @@ They carry ids and summaries, never event batches: the activities read events fr
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.decision import Constraints, Decision, Memory, Objectives
+from llm_optimizer.decision import Constraints, Decision, Memory, Objectives, Profile
 from llm_optimizer.experiments import ABPolicy, ABResult
+from llm_optimizer.exploration import ArmResult, ArmStats, ExplorationPolicy, QualityEstimate
 from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
-from llm_optimizer.settings import CanaryThresholds, Strategy
+from llm_optimizer.settings import CanaryThresholds, ExplorationSettings, Strategy
 from llm_optimizer.strategies import RolloutStage
 
 
@@ -34,10 +39,22 @@ class CycleState(StrEnum):
 
 # ---- signals (each may carry a request_id; a repeated request_id is ignored) ----
 
+# A config version as the registry names it (v1, v2, ...; imports may name their own): no path separators, spaces
+# or control characters, so that a typo or a path such as "../../x" is refused before anything looks it up.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"
+
+
+class PayloadRefused(ValueError):
+    """An operator's payload that is not applied; the message names the field and the value (docs/operations.md)."""
+
 
 class SignalBase(BaseModel):
-    request_id: str | None = None
-    reason: str = ""
+    # Strict: an unknown field (a typo such as "constrains"), a string where a bool belongs ("yes") or a number where
+    # a string belongs is refused, never guessed at.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=1000)
 
 
 class PauseRequest(SignalBase):
@@ -57,7 +74,8 @@ class EmergencyStopRequest(SignalBase):
 
 
 class RollbackRequest(SignalBase):
-    target_version: str | None = None  # None: the parent of the live version
+    # None: the parent of the live version. The cycle also checks that the version exists (docs/operations.md).
+    target_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
 
 
 class ObjectivesUpdate(SignalBase):
@@ -70,13 +88,95 @@ class PromoteRequest(SignalBase):
     to_end: bool = False
 
 
+class StopRequest(SignalBase):
+    """ABExperiment's `stop`."""
+
+
+Request = TypeVar("Request", bound=SignalBase)
+
+
+def operator_request(model: type[Request], inputs: Sequence[Any]) -> Request:
+    """The request in a signal's inputs (decoded JSON values, any number of them), or PayloadRefused saying why.
+
+    No input or a JSON null is the empty object; anything but one JSON object is refused, and so are non-finite
+    numbers and NUL characters anywhere (nothing downstream can store them), then whatever `model` refuses.
+    """
+    if len(inputs) > 1:
+        raise PayloadRefused(f"takes one JSON object, got {len(inputs)} inputs: {shown(list(inputs))}")
+    payload = inputs[0] if inputs else None
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise PayloadRefused(f"the input must be a JSON object, got {_kind(payload)} {shown(payload)}")
+    problem = unstorable(payload)
+    if problem is not None:
+        raise PayloadRefused(problem)
+    try:
+        # Validated as JSON, strictly: enums by value, no coercion of strings to numbers or bools.
+        return model.model_validate_json(json.dumps(payload), strict=True)
+    except ValidationError as err:
+        raise PayloadRefused(describe_refusal(err)) from None
+    except (TypeError, ValueError) as err:  # not JSON at all (a caller in Python passed an object)
+        raise PayloadRefused(f"the input is not JSON: {err}") from None
+
+
+def unstorable(value: Any, path: str = "") -> str | None:
+    """Why `value` (decoded JSON) cannot be kept and stored, naming the field and value; None if it can."""
+    where = path or "the input"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} = {value!r}: not a finite number"
+    if isinstance(value, str) and "\x00" in value:
+        return f"{where} = {shown(value)}: contains a NUL character"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{where}: the field name {shown(key)} contains a NUL character"
+            problem = unstorable(item, f"{path}.{key}" if path else str(key))
+            if problem is not None:
+                return problem
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = unstorable(item, f"{path}[{index}]" if path else f"[{index}]")
+            if problem is not None:
+                return problem
+    return None
+
+
+def describe_refusal(err: ValidationError) -> str:
+    """Pydantic's errors as `field = value: why`, one per problem."""
+    parts = []
+    for e in err.errors(include_url=False):
+        field = ".".join(map(str, e["loc"])) or "the input"
+        parts.append(f"{field}: {e['msg']}" if e["type"] == "missing" else f"{field} = {shown(e['input'])}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
 # ---- OptimizationCycle ----
 
 
 class ControlCommand(BaseModel):
     """Input of the cycle's `control` update: a control's name and the JSON payload its signal takes."""
 
-    name: str
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(max_length=100)
     payload: dict[str, Any] | None = None
 
 
@@ -102,8 +202,11 @@ class CycleInput(BaseModel):
     fast_path_s: float = Field(default=60, gt=0)
     time_scale: float = Field(default=1.0, gt=0, le=1)
     analysis_window_s: float = Field(default=3600, gt=0)
-    candidate_models: list[str] = Field(default_factory=list, description="models worth trying, from the catalog")
+    candidate_models: list[str] = Field(default_factory=list, description="models worth trying (any names)")
+    # Whole configs worth trying (another prompt template, other parameters, another model): judged like models.
+    candidate_configs: list[CandidateConfig] = Field(default_factory=list)
     canary: CanaryThresholds = CanaryThresholds()
+    exploration: ExplorationSettings = ExplorationSettings()
     run_once: bool = False  # a Schedule's one-shot cycle: one pass, then return
     # Carried across continue-as-new:
     memory: Memory = Memory()
@@ -136,10 +239,13 @@ class CycleStatus(BaseModel):
     constraints: Constraints
     refusals: list[str]
     cycles_done: int
+    # What needs an operator: a rollback that could not be applied (docs/operations.md). Kept for this run only.
+    alerts: list[str] = Field(default_factory=list)
 
 
 class ControlAck(BaseModel):
-    """What the cycle answered to a control: accepted, duplicate (request_id seen) or refused (with why)."""
+    """What the cycle answered to a control: accepted or duplicate (request_id seen). The `control` update answers a
+    refusal with a ControlRefused error instead (docs/operations.md); `refused` stays readable for older answers."""
 
     command: str
     outcome: Literal["accepted", "duplicate", "refused"]
@@ -188,6 +294,8 @@ class DecideRequest(BaseModel):
     memory: Memory
     findings: list[str] = Field(default_factory=list, description="fast-path violations that triggered the cycle")
     candidate_models: list[str] = Field(default_factory=list)
+    candidate_configs: list[CandidateConfig] = Field(default_factory=list)
+    exploration: ExplorationSettings = ExplorationSettings()
     time_scale: float = 1.0
 
 
@@ -197,6 +305,8 @@ class PrepareCanaryRequest(BaseModel):
     base_version: str
     model: str
     provider: str
+    changes: dict[str, Any] = Field(default_factory=dict)  # a config candidate's prompt/params changes
+    known_version: str | None = None  # the version its exploration already registered and measured
 
 
 class PreparedCanary(BaseModel):
@@ -231,6 +341,9 @@ class RolloutInput(BaseModel):
     thresholds: JudgeThresholds
     max_extensions: int = 2
     decision_id: str | None = None
+    # Measurements of the new version before this rollout (its exploration): the last stage's promotion gate pools
+    # the quality of every request since then.
+    evidence_since: datetime | None = None
 
 
 class StageVerdict(BaseModel):
@@ -257,6 +370,7 @@ class RolloutStatus(BaseModel):
     time_left_s: float | None
     verdicts: list[StageVerdict]
     finished: RolloutOutcome | None
+    refusals: list[str] = Field(default_factory=list)  # operator signals that were not applied, and why
 
 
 class TrafficRequest(BaseModel):
@@ -265,6 +379,75 @@ class TrafficRequest(BaseModel):
     active_version: str
     canary_version: str | None
     percent: float
+    explore: dict[str, float] = Field(default_factory=dict)  # exploration arms: version -> percent
+
+
+# ---- Exploration ----
+
+
+class ExplorationArm(BaseModel):
+    key: str  # the candidate's name
+    version: str  # its registered config version
+
+
+class ExplorationInput(BaseModel):
+    exploration_id: str
+    service: str
+    live_version: str
+    arms: list[ExplorationArm]
+    traffic_percent: float = Field(gt=0, le=50)
+    round_s: float = Field(gt=0)
+    max_duration_s: float = Field(gt=0)
+    policy: ExplorationPolicy
+    reference_version: str | None = None  # the reference config (the floor's base) when it is still known
+    reference: QualityEstimate | None = None  # its pooled quality, used when it is no longer live
+    decision_id: str | None = None
+
+
+class ExploreRoundRequest(BaseModel):
+    exploration_id: str
+    service: str
+    live_version: str
+    arms: list[ExplorationArm]
+    since: datetime
+    until: datetime
+    policy: ExplorationPolicy
+    reference_version: str | None = None
+    reference: QualityEstimate | None = None
+    previous: list[ArmResult] = Field(default_factory=list)
+    final: bool = False
+
+
+class ExploreRound(BaseModel):
+    arms: list[ArmResult]
+    live: ArmStats
+    reference: QualityEstimate | None = None  # what the floor was tested against
+
+
+class ExplorationOutcome(BaseModel):
+    exploration_id: str
+    service: str
+    live_version: str
+    arms: list[ArmResult]
+    live: ArmStats | None = None  # the live config over the same period
+    started_at: datetime
+    reason: str
+
+
+class ExplorationStatus(BaseModel):
+    exploration_id: str
+    rounds: int
+    shares: dict[str, float]
+    arms: list[ArmResult]
+    stop_reason: str | None
+    refusals: list[str]
+
+
+class PrepareArmsRequest(BaseModel):
+    service: str
+    decision_id: str
+    base_version: str
+    arms: list[Profile]
 
 
 class JudgeRequest(BaseModel):

@@ -16,11 +16,12 @@ from enum import StrEnum
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats as sps
 
 from llm_optimizer import analyzers
 from llm_optimizer.bandit import BetaArm
+from llm_optimizer.exploration import ArmResult, QualityEstimate
 from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
@@ -63,10 +64,12 @@ class Constraints(BaseModel):
 
 
 class Profile(BaseModel):
-    """What is known of one model (and config) for a service: observed, or priced from the catalog only."""
+    """What is known of one candidate (a model, or a config an operator offered) for a service: observed, measured
+    by an exploration, or priced only."""
 
     model_config = ConfigDict(frozen=True)
 
+    key: str = ""  # the candidate's name: the model's for a model candidate; set from `model` when empty
     model: str
     provider: str
     config_version: str | None = None
@@ -81,6 +84,14 @@ class Profile(BaseModel):
     tokens_in_mean: float | None = None
     tokens_out_mean: float | None = None
     region: str | None = None  # where the model is hosted, when the model registry says
+    price_source: str | None = None  # where cost_per_request comes from when not observed (registry, genai-prices...)
+    changes: dict = Field(default_factory=dict)  # a config candidate's changes to the live spec (prompt, params)
+
+    @model_validator(mode="after")
+    def _key_defaults_to_model(self) -> Profile:
+        if not self.key:
+            object.__setattr__(self, "key", self.model)
+        return self
 
     @property
     def quality_known(self) -> bool:
@@ -106,6 +117,14 @@ class Impact(BaseModel):
     high: float | None = None
 
 
+class ExploredArm(BaseModel):
+    """A candidate's last exploration: its measurements and fate, and when."""
+
+    since: datetime | None = None  # when its exploration began: its measurements are the version's since then
+    at: datetime
+    result: ArmResult
+
+
 class Memory(BaseModel):
     """What the cycle remembers between decisions (carried across continue-as-new)."""
 
@@ -115,7 +134,11 @@ class Memory(BaseModel):
     rollbacks: list[datetime] = Field(default_factory=list)
     rolled_back_models: dict[str, datetime] = Field(default_factory=dict)
     rule_state: RuleState = Field(default_factory=RuleState)
-    canary_outcomes: dict[str, tuple[int, int]] = Field(default_factory=dict)  # model -> (promoted, rolled back)
+    canary_outcomes: dict[str, tuple[int, int]] = Field(default_factory=dict)  # key -> (promoted, rolled back)
+    # The reference config's quality, pooled over every measurement while it was live (the floor's base).
+    reference: QualityEstimate | None = None
+    reference_version: str | None = None
+    explored: dict[str, ExploredArm] = Field(default_factory=dict)  # key -> what its last exploration measured
 
 
 class Guards(BaseModel):
@@ -125,6 +148,23 @@ class Guards(BaseModel):
     max_rollbacks_per_day: int = 3
     rolled_back_retry_after: timedelta = timedelta(days=1)
     explore_unobserved: bool = True
+    explore_max_arms: int = Field(default=10, ge=1)
+    explore_unpriced: bool = True
+
+
+class CandidateFate(BaseModel):
+    """What a decision did with one offered candidate: proposed (canary), exploring, or skipped with the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    model: str
+    fate: Literal["proposed", "exploring", "skipped"]
+    reason: str
+    cost_per_request: float | None = None
+    price_source: str | None = None
+    quality_mean: float | None = None
+    quality_n: int = 0
 
 
 class Decision(BaseModel):
@@ -137,10 +177,15 @@ class Decision(BaseModel):
     current_version: str | None = None
     target_version: str | None = None  # rollback target
     candidate: Profile | None = None  # canary candidate
+    arms: list[Profile] = Field(default_factory=list)  # experiment: the candidates an exploration measures at once
     exploration: bool = False
     reference_quality: float | None = None
+    reference: QualityEstimate | None = None  # the floor's base, for the cycle to keep
+    # The largest relative quality drop from the live config that keeps the floor: the canary judge's quality limit.
+    floor_margin: float | None = None
     expected_impact: dict[str, Impact] = Field(default_factory=dict)
     checks: list[Check] = Field(default_factory=list)
+    candidates: list[CandidateFate] = Field(default_factory=list)  # every offered candidate's fate
     rule_state: RuleState | None = None  # the rules' state after this decision, for the cycle to keep
 
 
@@ -151,6 +196,7 @@ class DecisionInput(BaseModel):
     parent_version: str | None = None
     current: Profile
     reference_quality: float | None = None  # quality the floor is relative to (the starting config's)
+    reference: QualityEstimate | None = None  # the same with its spread and sample size, when known
     candidates: list[Profile] = Field(default_factory=list)
     critical_findings: list[str] = Field(default_factory=list)  # roll back (or alert), never a backup model
     findings: list[str] = Field(default_factory=list)  # breaches seen on the fast path: a backup model may answer
@@ -166,8 +212,14 @@ class DecisionInput(BaseModel):
 
 def decide(inp: DecisionInput) -> Decision:
     checks: list[Check] = []
+    fates: dict[str, CandidateFate] = {}
 
-    def done(action: Action, rationale: str, **fields) -> Decision:
+    def done(action: Action, rationale: str, default_fate: str | None = None, **fields) -> Decision:
+        # Every offered candidate leaves with a fate: the ones not reached take the decision's own reason.
+        for c in inp.candidates:
+            if c.key == inp.current.key:
+                fates.setdefault(c.key, _fate(c, "skipped", "it is the live config"))
+            fates.setdefault(c.key, _fate(c, "skipped", default_fate or f"not considered: {rationale}"))
         return Decision(
             decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{inp.service}/{inp.now.isoformat()}")),
             service=inp.service,
@@ -176,7 +228,10 @@ def decide(inp: DecisionInput) -> Decision:
             rationale=rationale,
             current_version=inp.current_version,
             reference_quality=inp.reference_quality,
+            reference=inp.reference,
+            floor_margin=_floor_margin(inp),
             checks=checks,
+            candidates=list(fates.values()),
             **fields,
         )
 
@@ -226,67 +281,126 @@ def decide(inp: DecisionInput) -> Decision:
         checks.append(Check(name="rollback budget", kind="guard", passed=False, detail=f"{len(recent)} today"))
         return done(Action.none, f"no change: {len(recent)} rollbacks in the last 24 h (limit reached)")
 
-    # 3. Candidates.
-    others = [c for c in inp.candidates if c.model != inp.current.model]
-    feasible = _screen(others, inp, checks, label="candidate", kind="constraint")
+    # 3. Candidates: the measured ones compete on the Pareto frontier and the weighted score; the unmeasured are
+    # explored (several at once when there are several, docs/architecture.md "Exploration").
+    others = [c for c in inp.candidates if c.key != inp.current.key]
+    feasible = _screen(others, inp, checks, label="candidate", kind="constraint", fates=fates)
     # Over the daily budget, cost is the only objective and any saving counts (the floor still holds).
     objectives, minimum = inp.objectives, inp.preset.min_improvement
-    if _over_budget(inp, checks):
+    over_budget = _over_budget(inp, checks)
+    if over_budget:
         objectives, minimum = Objectives(cost=1, quality=0, latency=0), 1e-9
-    frontier = pareto_frontier([inp.current, *feasible])
+    measured = [c for c in feasible if c.quality_known and c.cost_per_request is not None]
+    unmeasured = [c for c in feasible if c not in measured]
+    frontier = pareto_frontier([inp.current, *measured])
+    for c in measured:
+        if c not in frontier:
+            fates[c.key] = _fate(c, "skipped", "dominated: another candidate is as cheap, as good and as fast")
     ranked = sorted(
-        (c for c in feasible if c in frontier or not c.quality_known),
-        key=lambda c: weighted_gain(inp.current, c, objectives),
-        reverse=True,
+        (c for c in measured if c in frontier), key=lambda c: weighted_gain(inp.current, c, objectives), reverse=True
     )
-    ranked = _thompson_order_of_unobserved(ranked, inp, checks)
     for candidate in ranked:
         gain = weighted_gain(inp.current, candidate, objectives)
         enough = gain >= minimum
         checks.append(
             Check(
-                name=f"improvement of {candidate.model}",
+                name=f"improvement of {candidate.key}",
                 kind="objective",
                 passed=enough,
                 detail=f"weighted gain {gain:+.1%} (minimum {minimum:.0%})",
             )
         )
         if not enough:
+            fates[candidate.key] = _fate(candidate, "skipped", f"weighted gain {gain:+.1%} < minimum {minimum:.0%}")
+            continue
+        confidence = _confidence_meets_floor(candidate, floor)
+        if confidence < inp.preset.min_confidence:
+            checks.append(
+                Check(
+                    name=f"confidence in {candidate.key}",
+                    kind="objective",
+                    passed=False,
+                    detail=f"{confidence:.2f} < {inp.preset.min_confidence}",
+                )
+            )
+            fates[candidate.key] = _fate(
+                candidate,
+                "skipped",
+                f"confidence {confidence:.2f} that it keeps the floor < {inp.preset.min_confidence}",
+            )
             continue
         impact = expected_impact(inp.current, candidate)
-        if candidate.quality_known:
-            confidence = _confidence_meets_floor(candidate, floor)
-            if confidence < inp.preset.min_confidence:
-                checks.append(
-                    Check(
-                        name=f"confidence in {candidate.model}",
-                        kind="objective",
-                        passed=False,
-                        detail=f"{confidence:.2f} < {inp.preset.min_confidence}",
-                    )
-                )
-                continue
-            return done(
-                Action.canary,
-                f"canary {candidate.model}: {_describe(impact)}; quality stays above the floor with confidence "
-                f"{confidence:.2f}",
-                candidate=candidate,
-                confidence=confidence,
-                expected_impact=impact,
+        fates[candidate.key] = _fate(candidate, "proposed", f"canary: {_describe(impact)}")
+        return done(
+            Action.canary,
+            f"canary {candidate.key}: {_describe(impact)}; quality stays above the floor with confidence "
+            f"{confidence:.2f}",
+            candidate=candidate,
+            confidence=confidence,
+            expected_impact=impact,
+            default_fate="waits: a measured candidate is rolled out first",
+        )
+
+    # 4. Exploration of the candidates not measured yet.
+    worth = []
+    for candidate in unmeasured:
+        gain = weighted_gain(inp.current, candidate, objectives)  # unknown quality counts as unchanged
+        if candidate.cost_per_request is not None and gain < minimum:
+            fates[candidate.key] = _fate(
+                candidate, "skipped", f"list price gives a weighted gain of {gain:+.1%} at best (minimum {minimum:.0%})"
             )
-        if inp.guards.explore_unobserved:
-            return done(
-                Action.canary,
-                f"explore {candidate.model} (quality not yet observed): {_describe(impact)}; the canary judge rolls "
-                f"it back if quality falls more than {1 - inp.constraints.quality_floor_ratio:.0%}",
-                candidate=candidate,
-                confidence=None,
-                exploration=True,
-                expected_impact=impact,
-            )
+        elif not inp.guards.explore_unobserved:
+            fates[candidate.key] = _fate(candidate, "skipped", "not measured yet and exploration is disabled")
+        elif over_budget:
+            fates[candidate.key] = _fate(candidate, "skipped", "not measured yet; no exploration while over budget")
+        else:
+            worth.append(candidate)
+    # Which ones first, when there are more than an exploration takes: a Thompson draw on each one's canary record.
+    worth = _thompson_order_of_unobserved(worth, inp, checks)
+    arms, waiting = worth[: inp.guards.explore_max_arms], worth[inp.guards.explore_max_arms :]
+    for c in waiting:
+        fates[c.key] = _fate(c, "skipped", f"waits: at most {inp.guards.explore_max_arms} arms are explored at once")
+    if len(arms) == 1 and arms[0].cost_per_request is not None:
+        # One priced candidate: its canary measures it, stage by stage, as any other.
+        candidate = arms[0]
+        impact = expected_impact(inp.current, candidate)
+        fates[candidate.key] = _fate(candidate, "proposed", "canary to measure its quality")
+        return done(
+            Action.canary,
+            f"explore {candidate.key} (quality not yet observed): {_describe(impact)}; the canary judge rolls "
+            f"it back if its quality is credibly below the floor ({inp.constraints.quality_floor_ratio:.0%} of the "
+            "reference)",
+            candidate=candidate,
+            confidence=None,
+            exploration=True,
+            expected_impact=impact,
+        )
+    if arms:
+        for c in arms:
+            fates[c.key] = _fate(c, "exploring", "measured on a share of real traffic with the other arms")
+        return done(
+            Action.experiment,
+            f"explore {len(arms)} candidates at once ({', '.join(c.key for c in arms)}): each serves a small share "
+            "of traffic until it is credibly above or below the floor",
+            arms=arms,
+            exploration=True,
+        )
     if inp.alerts:
         return done(Action.alert, "alerting: " + "; ".join(inp.alerts) + "; no candidate is better enough")
     return done(Action.none, "no candidate is better enough than the live config under the constraints")
+
+
+def _fate(candidate: Profile, fate: str, reason: str) -> CandidateFate:
+    return CandidateFate(
+        key=candidate.key,
+        model=candidate.model,
+        fate=fate,
+        reason=reason,
+        cost_per_request=candidate.cost_per_request,
+        price_source=candidate.price_source,
+        quality_mean=candidate.quality_mean,
+        quality_n=candidate.quality_n,
+    )
 
 
 def _thompson_order_of_unobserved(ranked: list[Profile], inp: DecisionInput, checks: list[Check]) -> list[Profile]:
@@ -300,13 +414,13 @@ def _thompson_order_of_unobserved(ranked: list[Profile], inp: DecisionInput, che
     arms = {}
     for c in unobserved:
         arm = BetaArm()
-        arm.update(*inp.memory.canary_outcomes.get(c.model, (0, 0)))
-        arms[c.model] = arm
+        arm.update(*inp.memory.canary_outcomes.get(c.key, (0, 0)))
+        arms[c.key] = arm
     seed = int.from_bytes(hashlib.sha256(f"{inp.service}/{inp.now.isoformat()}".encode()).digest()[:8], "big")
     draws = {
         model: float(arm.sample(np.random.default_rng(seed + i), 1)[0]) for i, (model, arm) in enumerate(arms.items())
     }
-    order = iter(sorted(unobserved, key=lambda c: draws[c.model], reverse=True))
+    order = iter(sorted(unobserved, key=lambda c: draws[c.key], reverse=True))
     checks.append(
         Check(
             name="exploration order (Thompson sampling)",
@@ -341,7 +455,7 @@ def _quality_broken(inp: DecisionInput) -> bool:
 def _backup(inp: DecisionInput, checks: list[Check]) -> Profile | None:
     """For a latency or error-rate breach: the best observed candidate that meets every limit itself."""
     observed = [
-        c for c in inp.candidates if c.model != inp.current.model and c.quality_known and c.latency_p95_ms is not None
+        c for c in inp.candidates if c.key != inp.current.key and c.quality_known and c.latency_p95_ms is not None
     ]
     usable = _screen(observed, inp, checks, label="backup", kind="safety")
     return max(usable, key=lambda c: weighted_gain(inp.current, c, inp.objectives), default=None)
@@ -354,15 +468,18 @@ def _screen(
     *,
     label: str,
     kind: Literal["safety", "constraint"],
+    fates: dict[str, CandidateFate] | None = None,
 ) -> list[Profile]:
     """The candidates that meet every hard constraint; one check recorded per candidate either way."""
     floor = _quality_floor(inp)
     passed = []
     for candidate in candidates:
         problems = _candidate_problems(candidate, inp, floor)
+        if problems and fates is not None:
+            fates[candidate.key] = _fate(candidate, "skipped", "; ".join(problems))
         checks.append(
             Check(
-                name=f"{label} {candidate.model}",
+                name=f"{label} {candidate.key}",
                 kind=kind,
                 passed=not problems,
                 detail="; ".join(problems) or "meets every hard constraint",
@@ -376,13 +493,20 @@ def _screen(
             if warnings:
                 checks.append(
                     Check(
-                        name=f"governance {candidate.model}",
+                        name=f"governance {candidate.key}",
                         kind="policy",
                         passed=True,
                         detail="allowed with a warning (governance_mode warn): " + "; ".join(warnings),
                     )
                 )
     return passed
+
+
+def _floor_margin(inp: DecisionInput) -> float | None:
+    floor = _quality_floor(inp)
+    if floor is None or not inp.current.quality_known or not inp.current.quality_mean:
+        return None
+    return round(max(0.0, 1 - floor / inp.current.quality_mean), 6)
 
 
 def _quality_floor(inp: DecisionInput) -> float | None:
@@ -412,11 +536,18 @@ def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | N
         problems.append(f"quality {candidate.quality_mean:.3f} below the floor {floor:.3f}")
     if c.governance_mode == "deny":
         problems += governance_breaches(candidate, c)
-    if candidate.cost_per_request is None:
-        problems.append("no price known")
-    rolled_back_at = inp.memory.rolled_back_models.get(candidate.model)
+    if candidate.cost_per_request is None and not inp.guards.explore_unpriced:
+        problems.append("no price known, and exploration of unpriced candidates is disabled")
+    rolled_back_at = inp.memory.rolled_back_models.get(candidate.key)
     if rolled_back_at and inp.now - rolled_back_at < inp.guards.rolled_back_retry_after:
         problems.append(f"rolled back at {rolled_back_at.isoformat()}; not retried before the retry period ends")
+    explored = inp.memory.explored.get(candidate.key)
+    if (
+        explored is not None
+        and explored.result.fate not in ("qualified", "exploring")
+        and inp.now - explored.at < inp.guards.rolled_back_retry_after
+    ):
+        problems.append(f"explored at {explored.at.isoformat()}: {explored.result.fate} ({explored.result.reason})")
     return sorted(set(problems))
 
 

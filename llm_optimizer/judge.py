@@ -3,6 +3,10 @@
 A metric is degraded only when a one-sided test says so at its share of the family-wise `alpha` (Bonferroni over
 the four metrics) AND the point estimate is past the operator's threshold: significance alone would roll back
 harmless differences on large samples, a threshold alone would roll back noise on small ones.
+
+Quality is held to the floor itself: the test is whether the canary's quality is credibly below (1 - limit) x the
+baseline's (a non-inferiority test with the limit as its margin), and the last stage before promotion is a gate:
+a canary whose measured quality is below that line is not promoted on that evidence, however unsure the test.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ class JudgeThresholds(BaseModel):
     cost_increase: float = 0.25
     min_samples: int = 200
     alpha: float = 0.01
+    # The last judged stage: a quality estimate below the floor line makes the verdict inconclusive (more data, then
+    # a rollback if it stays there), so a candidate just under the floor never goes live.
+    promotion_gate: bool = False
 
 
 def thresholds_for(
@@ -111,6 +118,18 @@ def judge(baseline: ArmSample, canary: ArmSample, thresholds: JudgeThresholds) -
     degraded = [c for c in checks if c.degraded]
     if degraded:
         return CanaryVerdict(verdict="degraded", reasons=[_reason(c) for c in degraded], checks=checks, **sizes)
+    quality = next((c for c in checks if c.metric == "quality"), None)
+    if thresholds.promotion_gate and quality is not None and quality.relative_change < -thresholds.quality_decrease:
+        return CanaryVerdict(
+            verdict="inconclusive",
+            reasons=[
+                f"promotion gate: quality {quality.baseline:.4g} -> {quality.canary:.4g} "
+                f"({quality.relative_change:+.2%}) is below the floor line ({-thresholds.quality_decrease:+.2%}), "
+                "though not credibly: not promoted on this evidence"
+            ],
+            checks=checks,
+            **sizes,
+        )
     return CanaryVerdict(verdict="healthy", reasons=[], checks=checks, **sizes)
 
 
@@ -164,19 +183,22 @@ def _latency(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: fl
 def _quality(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck | None:
     if min(len(baseline.quality), len(canary.quality)) < MIN_QUALITY_SCORES:
         return None
-    test = welch_t(baseline.quality, canary.quality, "less")
+    # Non-inferiority: is the canary credibly below (1 - threshold) x the baseline? Welch's test of the canary against
+    # the scaled baseline sample, whose mean and variance are exactly those of the floor line.
+    test = welch_t((1 - threshold) * baseline.quality, canary.quality, "less")
     diff, low, high = diff_ci(baseline.quality, canary.quality)
     base, new = float(baseline.quality.mean()), float(canary.quality.mean())
     change = _relative(base, new)
+    p_value = test.p_value if np.isfinite(test.p_value) else (0.0 if change < -threshold else 1.0)
     return MetricCheck(
         metric="quality",
         baseline=base,
         canary=new,
         relative_change=change,
         threshold=-threshold,
-        test=test.test,
-        p_value=test.p_value,
-        degraded=test.p_value < alpha and change < -threshold,
+        test=test.test + " (non-inferiority)",
+        p_value=p_value,
+        degraded=p_value < alpha and change < -threshold,
         detail=f"difference {diff:+.4f} (95% CI {low:+.4f} .. {high:+.4f})",
     )
 

@@ -1,12 +1,14 @@
 """Config resolution: which version (and variant) serves a request, sticky per request key.
 
 A key hashes to a fixed bucket in [0, 100). The canary serves the buckets below its percentage, so growing the
-percentage only adds keys: a key in the canary at 5% stays in it at 25%.
+percentage only adds keys: a key in the canary at 5% stays in it at 25%. The arms of an exploration (several
+candidates measured at once, `llm_optimizer/exploration.py`) serve the consecutive ranges after the canary's.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,7 +16,8 @@ from llm_optimizer.events import Variant
 
 
 class Assignment(BaseModel):
-    """The live assignment of a service: its active version and at most one canary with a traffic share."""
+    """The live assignment of a service: its active version, at most one canary with a traffic share, and the arms
+    of an exploration (version -> share), which are never the canary at the same time."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -22,11 +25,18 @@ class Assignment(BaseModel):
     active_version: str
     canary_version: str | None = None
     canary_percent: float = Field(default=0.0, ge=0, le=100)
+    explore: dict[str, Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _share_needs_canary(self) -> Assignment:
         if self.canary_version is None and self.canary_percent != 0:
             raise ValueError(f"canary_percent = {self.canary_percent} but there is no canary_version")
+        total = self.canary_percent + sum(self.explore.values())
+        if total > 100 + 1e-9:
+            raise ValueError(f"explore: canary and exploration shares add up to {total:g}% (at most 100)")
+        for version in (self.active_version, self.canary_version):
+            if version in self.explore:
+                raise ValueError(f"explore: {version} is already the active or canary version")
         return self
 
 
@@ -57,6 +67,11 @@ def resolve(assignment: Assignment, key: str) -> Resolution:
         return Resolution(
             service=assignment.service, version=assignment.canary_version, variant=Variant.canary, bucket=position
         )
+    edge = assignment.canary_percent
+    for version, share in sorted(assignment.explore.items()):
+        edge += share
+        if position < edge:
+            return Resolution(service=assignment.service, version=version, variant=Variant.canary, bucket=position)
     return Resolution(
         service=assignment.service, version=assignment.active_version, variant=Variant.baseline, bucket=position
     )

@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from llm_optimizer import yamlsafe
 from llm_optimizer.errors import SettingsError
 from llm_optimizer.patterns import checked_regex
 
@@ -135,6 +136,22 @@ class CanaryThresholds(Section):
     max_extensions: Annotated[int, Field(ge=0)] = 2  # inconclusive stages are extended at most this often
 
 
+class ExplorationSettings(Section):
+    """Candidates not measured yet are explored on a slice of real traffic, several at once (docs/architecture.md
+    "Exploration"); these bound what exploration may risk."""
+
+    enabled: bool = True
+    unpriced: bool = True  # explore candidates no price source knows (their events' cost prices them)
+    max_arms: PositiveInt = 10  # candidates measured at once
+    traffic_percent: Annotated[float, Field(gt=0, le=50, allow_inf_nan=False)] = 30.0  # the slice, all arms together
+    # An arm is settled by a one-sided test against the quality floor at this level, each way.
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    min_samples: PositiveInt = 100  # scored requests before an arm is tested
+    max_samples: PositiveInt = 20_000  # scored requests after which an arm still undecided is left out (unproven)
+    round_s: PositiveFloat = 300  # how often the arms are judged and the slice re-split
+    max_duration_s: PositiveFloat = 6 * 3600  # then every undecided arm is unproven
+
+
 class OptimizationSettings(Section):
     enabled: bool = True
     interval_s: PositiveInt = 900
@@ -144,6 +161,7 @@ class OptimizationSettings(Section):
     max_rollbacks_per_day: PositiveInt = 3
     rolled_back_retry_after_s: PositiveInt = 86_400
     canary: CanaryThresholds = CanaryThresholds()
+    exploration: ExplorationSettings = ExplorationSettings()
     # Multiplies every bake time and interval of the loop: 1 in production, small in demos and tests.
     time_scale: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
 
@@ -311,7 +329,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         if not path:
             return {}
         try:
-            data = yaml.safe_load(Path(path).read_text())
+            data = yamlsafe.safe_load(Path(path).read_text(), what="settings file")
         except OSError as exc:
             raise SettingsError(f"{CONFIG_FILE_ENV}={path!r}: cannot read the file ({exc.strerror})") from exc
         except yaml.YAMLError as exc:

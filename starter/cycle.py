@@ -51,6 +51,7 @@ def cycle_input_from_settings(settings: Settings, service: str, candidates: list
         time_scale=opt.time_scale,
         candidate_models=candidates,
         canary=opt.canary,
+        exploration=opt.exploration,
     )
 
 

@@ -12,6 +12,7 @@ import psycopg
 
 from llm_optimizer.assessment import Samples
 from llm_optimizer.decision import Profile
+from llm_optimizer.exploration import ArmStats, QualityEstimate
 from llm_optimizer.judge import ArmSample
 from llm_optimizer.tuning import OutputStats
 
@@ -111,3 +112,36 @@ def output_stats(conn: psycopg.Connection, service: str, version: str, max_token
         (max_tokens, service, version),
     ).fetchone()
     return OutputStats(requests=row[0], truncated=row[1], tokens_out_p99=float(row[2]))
+
+
+def arm_stats(
+    conn: psycopg.Connection, service: str, versions: list[str], start: datetime, end: datetime
+) -> dict[str, ArmStats]:
+    """Per config version in [start, end): requests, errors, quality (mean, sd, n of the scored), cost and tokens.
+    One aggregate query: an exploration round reads summaries, never the requests."""
+    rows = conn.execute(
+        """
+        SELECT config_version, count(*), count(*) FILTER (WHERE status <> 'ok'),
+               avg(quality_score), stddev_samp(quality_score), count(quality_score),
+               avg(cost_usd), avg(tokens_in), avg(tokens_out),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+        FROM events
+        WHERE service = %s AND config_version = ANY(%s) AND ts >= %s AND ts < %s
+        GROUP BY config_version
+        """,
+        (service, versions, start, end),
+    ).fetchall()
+    return {
+        r[0]: ArmStats(
+            key=r[0],
+            version=r[0],
+            requests=r[1],
+            errors=r[2],
+            quality=None if r[3] is None else QualityEstimate(mean=float(r[3]), sd=float(r[4] or 0.0), n=r[5]),
+            cost_per_request=_float(r[6]),
+            tokens_in_mean=_float(r[7]),
+            tokens_out_mean=_float(r[8]),
+            latency_p95_ms=_float(r[9]),
+        )
+        for r in rows
+    }

@@ -5,16 +5,17 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Jsonb
 
-from llm_optimizer.control import AuditRecord, EvaluateRequest, RolloutRecord, StageVerdict
+from llm_optimizer.control import AuditRecord, EvaluateRequest, ExploreRoundRequest, RolloutRecord, StageVerdict
 from llm_optimizer.decision import Decision
 from llm_optimizer.experiments import ABResult
+from llm_optimizer.exploration import ArmResult
 
 
 def record_decision(conn: psycopg.Connection, decision: Decision, cycle_id: str) -> None:
     conn.execute(
         "INSERT INTO decisions (decision_id, service, cycle_id, made_at, action, rationale, confidence, "
-        "current_version, proposed_version, expected_impact, checks) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (decision_id) DO NOTHING",
+        "current_version, proposed_version, expected_impact, checks, candidates) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (decision_id) DO NOTHING",
         (
             decision.decision_id,
             decision.service,
@@ -24,9 +25,25 @@ def record_decision(conn: psycopg.Connection, decision: Decision, cycle_id: str)
             decision.rationale,
             decision.confidence,
             decision.current_version,
-            decision.target_version or (decision.candidate.model if decision.candidate else None),
+            decision.target_version or (decision.candidate.key if decision.candidate else None),
             Jsonb({k: v.model_dump() for k, v in decision.expected_impact.items()}),
             Jsonb([c.model_dump() for c in decision.checks]),
+            Jsonb([c.model_dump(mode="json") for c in decision.candidates]),
+        ),
+    )
+
+
+def record_exploration_round(conn: psycopg.Connection, request: ExploreRoundRequest, arms: list[ArmResult]) -> None:
+    """One audit row per round of an exploration: every arm's evidence and fate (idempotent per round end)."""
+    record_event(
+        conn,
+        AuditRecord(
+            id=f"{request.exploration_id}@{request.until.isoformat()}",
+            service=request.service,
+            at=request.until,
+            event_type="exploration_round",
+            triggered_by=request.exploration_id,
+            details={"final": request.final, "arms": [a.model_dump(mode="json") for a in arms]},
         ),
     )
 

@@ -134,7 +134,8 @@ config_versions = Table(
     ForeignKeyConstraint(["service", "parent_version"], ["config_versions.service", "config_versions.version"]),
 )
 
-# The live assignment of a service: one active version and at most one canary with its share of traffic.
+# The live assignment of a service: one active version, at most one canary with its share of traffic, and the arms
+# of an exploration (version -> share of traffic).
 config_assignments = Table(
     "config_assignments",
     metadata,
@@ -142,6 +143,7 @@ config_assignments = Table(
     Column("active_version", Text, nullable=False),
     Column("canary_version", Text),
     Column("canary_percent", Float, nullable=False, server_default="0"),
+    Column("explore", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("updated_by", Text, nullable=False),
     _now("updated_at"),
     CheckConstraint("canary_percent >= 0 AND canary_percent <= 100", name="canary_percent_range"),
@@ -206,6 +208,8 @@ decisions = Table(
     Column("proposed_version", Text),
     Column("expected_impact", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("checks", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    # Every offered candidate and its fate (proposed, exploring, or skipped with the reason).
+    Column("candidates", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Index(None, "service", "made_at"),
 )
 

@@ -112,9 +112,11 @@ async def test_healthy_rollout_is_promoted_through_every_stage(time_skipping_env
         outcome: RolloutOutcome = await handle.result()
     assert outcome.result == "promoted" and outcome.final_version == "v2"
     assert [v.percent for v in outcome.verdicts] == [5, 25, 50]
-    # The judge saw each stage's own window, as long as its bake time.
+    # The judge saw each stage's own window, as long as its bake time; the last stage before promotion is the
+    # gate, judged on every request since the rollout began.
     windows = [(c.window_end - c.window_start).total_seconds() for c in judge.calls]
-    assert windows == pytest.approx([300, 600, 900], abs=1)
+    assert windows == pytest.approx([300, 600, 300 + 600 + 900], abs=1)
+    assert [c.thresholds.promotion_gate for c in judge.calls] == [False, False, True]
     assert assignment(registry) == Assignment(service=SERVICE, active_version="v2")
     with psycopg.connect(registry) as conn:
         assert conn.execute("SELECT state FROM rollouts").fetchone() == ("promoted",)

@@ -12,6 +12,7 @@ from llm_optimizer.decision import (
     Action,
     Constraints,
     DecisionInput,
+    ExploredArm,
     Guards,
     Memory,
     Objectives,
@@ -20,6 +21,7 @@ from llm_optimizer.decision import (
     pareto_frontier,
     weighted_gain,
 )
+from llm_optimizer.exploration import ArmResult
 from llm_optimizer.settings import Strategy
 from llm_optimizer.strategies import PRESETS
 
@@ -135,14 +137,54 @@ def test_exploration_goes_to_the_unobserved_model_with_the_better_canary_record(
     cheapest = Profile(model="cheapest", provider="q", cost_per_request=0.001)
     cheaper = Profile(model="cheaper", provider="q", cost_per_request=0.002)
     record = Memory(canary_outcomes={"cheapest": (0, 20), "cheaper": (20, 0)})
+    one_arm = Guards(explore_max_arms=1)
     for hour in range(10):  # a different seeded draw each time: the record decides, not the luck of one draw
-        explored = decide(inp(now=NOW.replace(hour=hour), candidates=[cheapest, cheaper], memory=record))
+        explored = decide(
+            inp(now=NOW.replace(hour=hour), candidates=[cheapest, cheaper], memory=record, guards=one_arm)
+        )
         assert explored.exploration and explored.candidate.model == "cheaper"
+        waiting = next(f for f in explored.candidates if f.key == "cheapest")
+        assert waiting.fate == "skipped" and "at most 1 arms" in waiting.reason
     draws = next(c for c in explored.checks if c.name == "exploration order (Thompson sampling)")
     assert draws.detail.startswith("cheaper ")
     # Never tried either: both get their turn across decisions.
-    chosen = {decide(inp(now=NOW.replace(hour=h), candidates=[cheapest, cheaper])).candidate.model for h in range(20)}
+    chosen = {
+        decide(inp(now=NOW.replace(hour=h), candidates=[cheapest, cheaper], guards=one_arm)).candidate.model
+        for h in range(20)
+    }
     assert chosen == {"cheapest", "cheaper"}
+
+
+def test_several_unmeasured_candidates_are_explored_at_once_and_every_candidate_has_a_fate():
+    arms = [Profile(model=f"m{i}", provider="q", cost_per_request=0.001 * (i + 1)) for i in range(4)]
+    unpriced = Profile(model="mystery", provider="selfhost")  # no price source knows it
+    denied = Profile(model="denied", provider="bad", cost_per_request=0.001)
+    dear = Profile(model="dear", provider="q", cost_per_request=0.02)  # dearer than the live config
+    decision = decide(
+        inp(candidates=[*arms, unpriced, denied, dear], constraints=Constraints(denied_providers=["bad"]))
+    )
+    assert decision.action is Action.experiment and decision.exploration
+    assert {a.key for a in decision.arms} == {"m0", "m1", "m2", "m3", "mystery"}
+    fates = {f.key: f for f in decision.candidates}
+    assert set(fates) == {"m0", "m1", "m2", "m3", "mystery", "denied", "dear"}
+    assert fates["denied"].fate == "skipped" and "provider bad is denied" in fates["denied"].reason
+    assert fates["dear"].fate == "skipped" and "weighted gain" in fates["dear"].reason
+    assert all(fates[k].fate == "exploring" for k in ("m0", "mystery"))
+    # Unpriced candidates are left out, with the reason, when their exploration is disabled.
+    strict = decide(inp(candidates=[unpriced], guards=Guards(explore_unpriced=False)))
+    assert strict.action is Action.none
+    assert "exploration of unpriced candidates is disabled" in strict.candidates[0].reason
+
+
+def test_an_explored_candidate_below_the_floor_is_not_tried_again_before_the_retry_period():
+    arm = Profile(model="trap", provider="q", cost_per_request=0.001)
+    result = ArmResult(key="trap", version="v9", fate="below_floor", reason="credibly below the floor", requests=900)
+    memory = Memory(explored={"trap": ExploredArm(at=NOW - timedelta(hours=1), result=result)})
+    decision = decide(inp(candidates=[arm], memory=memory))
+    assert decision.action is Action.none
+    assert "below_floor" in decision.candidates[0].reason
+    later = decide(inp(candidates=[arm], memory=memory, now=NOW + timedelta(days=2)))
+    assert later.action is Action.canary
 
 
 def test_conservative_needs_more_improvement_than_aggressive():

@@ -28,7 +28,8 @@ class ModelBehaviour:
 
 
 class Traffic:
-    """Sends `rate` requests per second for `service` until stopped; behaviours by version or by model."""
+    """Sends `rate` requests per second for `service` until stopped; behaviours by version, by prompt template
+    (`prompt:<template>`) or by model."""
 
     def __init__(self, database_url: str, service: str, behaviours: dict[str, ModelBehaviour], *, rate: float = 400):
         self.database_url = database_url
@@ -63,7 +64,11 @@ class Traffic:
     def _request(self, client: ConfigClient) -> LLMEvent:
         key = f"user-{int(self._rng.integers(1_000_000))}"
         resolved = client.resolve(self.service, key)
-        b = self.behaviours.get(resolved.version) or self.behaviours[resolved.spec.model]
+        b = (
+            self.behaviours.get(resolved.version)
+            or self.behaviours.get(f"prompt:{resolved.spec.prompt_template}")
+            or self.behaviours[resolved.spec.model]
+        )
         failed = self._rng.random() < b.error_rate
         return LLMEvent(
             event_id=str(uuid.uuid4()),

@@ -2,6 +2,7 @@
 
 from workflows.ab_experiment import ABExperiment
 from workflows.canary_rollout import CanaryRollout
+from workflows.exploration import Exploration
 from workflows.ingestion import IngestionWorkflow
 from workflows.optimization_cycle import OptimizationCycle
 from workflows.quality_evaluation import QualityEvaluation
@@ -12,6 +13,7 @@ ALL_WORKFLOWS = [
     OptimizationCycle,
     CanaryRollout,
     ABExperiment,
+    Exploration,
     StorageMaintenance,
     QualityEvaluation,
 ]
@@ -20,6 +22,7 @@ __all__ = [
     "ALL_WORKFLOWS",
     "ABExperiment",
     "CanaryRollout",
+    "Exploration",
     "IngestionWorkflow",
     "OptimizationCycle",
     "QualityEvaluation",

@@ -10,7 +10,6 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from temporalio import workflow
 
 from workflows.options import ACTIVITY
@@ -21,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         EmergencyStopRequest,
         JudgeRequest,
         PauseRequest,
+        PayloadRefused,
         PromoteRequest,
         ResumeRequest,
         RollbackRequest,
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRecord,
         RolloutStatus,
         StageVerdict,
+        operator_request,
     )
     from llm_optimizer.judge import CanaryVerdict
 
@@ -49,6 +50,7 @@ class CanaryRollout:
         self.time_left_when_paused: float | None = None
         self.outcome: RolloutOutcome | None = None
         self.seen_requests: set[str] = set()
+        self.refusals: list[str] = []
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutOutcome:
@@ -63,6 +65,10 @@ class CanaryRollout:
 
     async def _run_stages(self) -> RolloutOutcome:
         stages = self.input.stages
+        # The last stage judged before 100% is the promotion gate; it pools every request of the new version since
+        # the rollout began (or since its exploration began), so the floor is judged on the most data there is.
+        gate = max((i for i, s in enumerate(stages) if s.percent < 100), default=-1)
+        evidence_since = self.input.evidence_since or workflow.now()
         index = 0
         while index < len(stages):
             stage = stages[index]
@@ -84,7 +90,10 @@ class CanaryRollout:
                     if to_end:
                         return await self._promote()
                     break  # the operator advanced the stage without waiting for its verdict
-                verdict = await self._judge(started, index, attempt, stage.percent)
+                if index == gate and self.input.strategy == "canary":
+                    verdict = await self._judge(min(started, evidence_since), index, attempt, stage.percent, gate=True)
+                else:
+                    verdict = await self._judge(started, index, attempt, stage.percent)
                 if verdict.verdict == "degraded":
                     return await self._roll_back("degraded at " + f"{stage.percent:g}%: " + "; ".join(verdict.reasons))
                 if verdict.verdict == "healthy":
@@ -153,7 +162,9 @@ class CanaryRollout:
                 remaining = max(0.0, (self.deadline - workflow.now()).total_seconds())
                 self.deadline = None
 
-    async def _judge(self, started, stage: int, attempt: int, percent: float, baseline_window=None) -> CanaryVerdict:
+    async def _judge(
+        self, started, stage: int, attempt: int, percent: float, baseline_window=None, gate: bool = False
+    ) -> CanaryVerdict:
         verdict = await workflow.execute_activity(
             "judge_stage",
             JudgeRequest(
@@ -167,7 +178,7 @@ class CanaryRollout:
                 stage=stage,
                 attempt=attempt,
                 percent=percent,
-                thresholds=self.input.thresholds,
+                thresholds=self.input.thresholds.model_copy(update={"promotion_gate": gate}),
             ),
             result_type=CanaryVerdict,
             **ACTIVITY,
@@ -216,13 +227,15 @@ class CanaryRollout:
             **ACTIVITY,
         )
 
-    # ---- operator controls (signals are idempotent: a repeated request_id is ignored) ----
+    # ---- operator controls. Signals are idempotent (a repeated request_id is ignored) and take their inputs as
+    # they come (`*inputs`), so that no input can fail a workflow task: what is not one valid JSON object is refused
+    # and shown in `status` (docs/operations.md). ----
 
-    def _accept(self, payload: dict[str, Any], model: type) -> Any | None:
+    def _accept(self, name: str, inputs: tuple[Any, ...], model: type) -> Any | None:
         try:
-            request = model.model_validate(payload or {})
-        except ValidationError as err:
-            workflow.logger.warning("refused %s: %s", model.__name__, err)
+            request = operator_request(model, inputs)
+        except PayloadRefused as err:
+            self.refusals = [*self.refusals, f"{name} refused: {err}"[:500]][-20:]
             return None
         if request.request_id:
             if request.request_id in self.seen_requests:
@@ -231,35 +244,36 @@ class CanaryRollout:
         return request
 
     @workflow.signal
-    def promote(self, payload: dict[str, Any]) -> None:
-        request = self._accept(payload, PromoteRequest)
+    def promote(self, *inputs: Any) -> None:
+        request = self._accept("promote", inputs, PromoteRequest)
         if request is not None and self.outcome is None:
             self.promote_request = request
 
     @workflow.signal
-    def rollback(self, payload: dict[str, Any]) -> None:
-        request = self._accept(payload, RollbackRequest)
+    def rollback(self, *inputs: Any) -> None:
+        request = self._accept("rollback", inputs, RollbackRequest)
         if request is not None and self.rollback_reason is None:
             self.rollback_reason = "rolled back by an operator" + (f": {request.reason}" if request.reason else "")
 
     @workflow.signal
-    def emergency_stop(self, payload: dict[str, Any]) -> None:
-        request = self._accept(payload, EmergencyStopRequest)
+    def emergency_stop(self, *inputs: Any) -> None:
+        request = self._accept("emergency_stop", inputs, EmergencyStopRequest)
         if request is not None:
             self.rollback_reason = "emergency stop" + (f": {request.reason}" if request.reason else "")
 
     @workflow.signal
-    def pause(self, payload: dict[str, Any]) -> None:
-        if self._accept(payload, PauseRequest) is not None:
+    def pause(self, *inputs: Any) -> None:
+        if self._accept("pause", inputs, PauseRequest) is not None:
             self.paused = True
 
     @workflow.signal
-    def resume(self, payload: dict[str, Any]) -> None:
-        if self._accept(payload, ResumeRequest) is not None:
+    def resume(self, *inputs: Any) -> None:
+        if self._accept("resume", inputs, ResumeRequest) is not None:
             self.paused = False
 
     @workflow.query
-    def status(self) -> RolloutStatus:
+    def status(self, *inputs: Any) -> RolloutStatus:
+        """Takes no input; whatever a caller sends is ignored, so that it always answers."""
         if self.time_left_when_paused is not None:
             left = self.time_left_when_paused
         elif self.deadline is not None:
@@ -274,4 +288,5 @@ class CanaryRollout:
             time_left_s=left,
             verdicts=self.verdicts,
             finished=self.outcome,
+            refusals=self.refusals,
         )

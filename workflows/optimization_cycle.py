@@ -3,19 +3,22 @@ trigger (the interval, a threshold violation or Sentinel anomaly on the fast pat
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import ACTIVITY
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
+    from llm_optimizer import memory as memory_rules
     from llm_optimizer.control import (
         AuditRecord,
         ControlAck,
@@ -26,10 +29,15 @@ with workflow.unsafe.imports_passed_through():
         CycleStatus,
         DecideRequest,
         EmergencyStopRequest,
+        ExplorationArm,
+        ExplorationInput,
+        ExplorationOutcome,
         ObjectivesUpdate,
         Observation,
         ObserveRequest,
         PauseRequest,
+        PayloadRefused,
+        PrepareArmsRequest,
         PrepareCanaryRequest,
         PreparedCanary,
         ResumeRequest,
@@ -40,11 +48,17 @@ with workflow.unsafe.imports_passed_through():
         ThresholdCheck,
         ThresholdRequest,
         TriggerRequest,
+        describe_refusal,
+        operator_request,
+        shown,
+        unstorable,
     )
     from llm_optimizer.decision import Action, Decision
+    from llm_optimizer.exploration import ExplorationPolicy
     from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
+    from workflows.exploration import Exploration
 
 CYCLE_STATE = SearchAttributeKey.for_keyword("CycleState")
 CONFIG_VERSION = SearchAttributeKey.for_keyword("ConfigVersion")
@@ -56,6 +70,11 @@ HISTORY_KEPT = 20
 
 def cycle_workflow_id(service: str) -> str:
     return f"optimization-cycle/{service}"
+
+
+def control_refused(refusal: str) -> ApplicationError:
+    """How the `control` update refuses: one line naming the field and value, no cause chain (docs/operations.md)."""
+    return ApplicationError(refusal, type="ControlRefused", non_retryable=True)
 
 
 @workflow.defn(name="OptimizationCycle")
@@ -70,6 +89,7 @@ class OptimizationCycle:
         self.stopped_reason = input.stopped_reason
         self.seen_requests = list(input.seen_request_ids)
         self.refusals = list(input.refusals)
+        self.alerts: list[str] = []  # what needs an operator (a rollback that could not be applied)
         self.cycles_done = input.cycles_done
         self.cycles_this_run = 0
         self.state = CycleState.IDLE
@@ -79,6 +99,7 @@ class OptimizationCycle:
         self.active_version: str | None = None
         self.rollout: RolloutProgress | None = None
         self.rollout_handle: workflow.ChildWorkflowHandle | None = None
+        self.exploration_handle: workflow.ChildWorkflowHandle | None = None
         self.last_decision: Decision | None = None
         self.next_run_at = None
 
@@ -181,21 +202,21 @@ class OptimizationCycle:
                     memory=self.memory,
                     findings=self.findings,
                     candidate_models=self.input.candidate_models,
+                    candidate_configs=self.input.candidate_configs,
+                    exploration=self.input.exploration,
                     time_scale=self.input.time_scale,
                 ),
                 result_type=Decision,
                 **ACTIVITY,
             )
             self.last_decision, self.findings = decision, []
-            if decision.reference_quality is not None and self.memory.reference_quality is None:
-                self.memory = self.memory.model_copy(update={"reference_quality": decision.reference_quality})
-            if decision.rule_state is not None:  # rules' hold times and cooldowns, carried to the next decision
-                self.memory = self.memory.model_copy(update={"rule_state": decision.rule_state})
+            self.memory = memory_rules.after_decision(self.memory, decision, now)
             record.action, record.rationale = decision.action.value, decision.rationale
-            if decision.action is Action.alert:
-                self.memory = self.memory.model_copy(update={"last_alert_at": now})
-            if decision.action is Action.canary and self.stopped_reason is None and self.paused_reason is None:
+            free = self.stopped_reason is None and self.paused_reason is None
+            if decision.action is Action.canary and free:
                 await self._deploy(decision, observation, record)
+            elif decision.action is Action.experiment and decision.arms and free:
+                await self._explore(decision, observation, record)
             elif decision.action is Action.rollback and decision.target_version:
                 await self._apply_rollback(decision.target_version, decision.rationale, record)
 
@@ -208,6 +229,9 @@ class OptimizationCycle:
 
     async def _deploy(self, decision: Decision, observation: Observation, record: CycleRecord) -> None:
         assert decision.candidate is not None and observation.active_version is not None
+        candidate = decision.candidate
+        explored = self.memory.explored.get(candidate.key)
+        measured = explored is not None and explored.result.fate == "qualified"
         await self._transition(CycleState.VALIDATING, "decision")
         prepared = await workflow.execute_activity(
             "prepare_canary",
@@ -215,8 +239,10 @@ class OptimizationCycle:
                 service=self.input.service,
                 decision_id=decision.decision_id,
                 base_version=observation.active_version,
-                model=decision.candidate.model,
-                provider=decision.candidate.provider,
+                model=candidate.model,
+                provider=candidate.provider,
+                changes=candidate.changes,
+                known_version=explored.result.version if measured else None,
             ),
             result_type=PreparedCanary,
             **ACTIVITY,
@@ -225,6 +251,15 @@ class OptimizationCycle:
         preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
         workflow_id = f"canary/{self.input.service}/{prepared.version}"
         rollout_id = f"{workflow_id}@{decision.decision_id[:8]}"  # a version may be rolled out again later
+        thresholds = thresholds_for(
+            self.input.canary, preset.error_rate_increase, self.input.constraints.quality_floor_ratio
+        )
+        if decision.floor_margin is not None:
+            # The floor is relative to the reference config, not to the live one: after earlier promotions less
+            # (or no) further drop is allowed.
+            thresholds = thresholds.model_copy(
+                update={"quality_decrease": min(thresholds.quality_decrease, decision.floor_margin)}
+            )
         self.rollout_handle = await workflow.start_child_workflow(
             CanaryRollout.run,
             RolloutInput(
@@ -233,11 +268,10 @@ class OptimizationCycle:
                 from_version=observation.active_version,
                 to_version=prepared.version,
                 stages=list(preset.stages),
-                thresholds=thresholds_for(
-                    self.input.canary, preset.error_rate_increase, self.input.constraints.quality_floor_ratio
-                ),
+                thresholds=thresholds,
                 max_extensions=self.input.canary.max_extensions,
                 decision_id=decision.decision_id,
+                evidence_since=explored.since if measured else None,
             ),
             id=workflow_id,
             # The rollout's own cancellation handler restores the traffic: it is never left half-done.
@@ -250,20 +284,72 @@ class OptimizationCycle:
         self.rollout_handle, self.rollout = None, None
         record.outcome = f"{outcome.result}: {outcome.reason}"
         self._set_active(outcome.final_version)
-        won, lost = self.memory.canary_outcomes.get(decision.candidate.model, (0, 0))
-        promoted = outcome.result == "promoted"
-        changes = {
-            "last_change_at": workflow.now(),
-            # Each model's record as a canary: the prior of the next exploration's Thompson draw.
-            "canary_outcomes": {
-                **self.memory.canary_outcomes,
-                decision.candidate.model: (won + promoted, lost + (outcome.result == "rolled_back")),
-            },
-        }
-        if outcome.result == "rolled_back":
-            changes["rollbacks"] = [*self.memory.rollbacks, workflow.now()][-20:]
-            changes["rolled_back_models"] = {**self.memory.rolled_back_models, decision.candidate.model: workflow.now()}
-        self.memory = self.memory.model_copy(update=changes)
+        self.memory = memory_rules.after_rollout(self.memory, candidate.key, outcome.result, workflow.now())
+
+    async def _explore(self, decision: Decision, observation: Observation, record: CycleRecord) -> None:
+        """Measure several candidates at once on a slice of traffic (a child `Exploration`); what it measured is
+        remembered, and the next decision, right after, picks from it."""
+        assert observation.active_version is not None
+        await self._transition(CycleState.VALIDATING, "decision")
+        arms = await workflow.execute_activity(
+            "prepare_arms",
+            PrepareArmsRequest(
+                service=self.input.service,
+                decision_id=decision.decision_id,
+                base_version=observation.active_version,
+                arms=decision.arms,
+            ),
+            result_type=list[ExplorationArm],
+            summary=f"register {len(decision.arms)} exploration arms",
+            **ACTIVITY,
+        )
+        await self._transition(CycleState.DEPLOYING, "exploration")
+        scale = self.input.time_scale
+        exploring = self.input.exploration
+        exploration_id = f"exploration/{self.input.service}/{decision.decision_id[:8]}"
+        self.exploration_handle = await workflow.start_child_workflow(
+            Exploration.run,
+            ExplorationInput(
+                exploration_id=exploration_id,
+                service=self.input.service,
+                live_version=observation.active_version,
+                arms=arms,
+                traffic_percent=exploring.traffic_percent,
+                round_s=exploring.round_s * scale,
+                max_duration_s=exploring.max_duration_s * scale,
+                policy=ExplorationPolicy(
+                    floor_ratio=self.input.constraints.quality_floor_ratio,
+                    alpha=exploring.alpha,
+                    min_samples=exploring.min_samples,
+                    max_samples=exploring.max_samples,
+                    error_rate_max=self.input.constraints.error_rate_max,
+                    min_gain=PRESETS[self.input.strategy].min_improvement,
+                    cost_weight=self.input.objectives.cost,
+                    quality_weight=self.input.objectives.quality,
+                ),
+                reference_version=self.memory.reference_version,
+                reference=self.memory.reference,
+                decision_id=decision.decision_id,
+            ),
+            id=exploration_id,
+            static_summary=f"{self.input.service}: explore {', '.join(a.key for a in arms)}",
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+        )
+        record.rollout_id = exploration_id
+        await self._transition(CycleState.MONITORING, "exploration")
+        outcome: ExplorationOutcome = await self.exploration_handle
+        self.exploration_handle = None
+        record.outcome = outcome.reason
+        self.memory = memory_rules.after_exploration(
+            self.memory,
+            outcome.arms,
+            outcome.live_version,
+            outcome.live.quality if outcome.live is not None else None,
+            since=outcome.started_at,
+            now=workflow.now(),
+        )
+        if outcome.arms and any(r.fate == "qualified" for r in outcome.arms) and self.trigger_reason is None:
+            self.trigger_reason = "exploration finished: decide on what it measured"
 
     async def _operator_rollback(self, observation: Observation, record: CycleRecord) -> None:
         request, self.rollback_request = self.rollback_request, None
@@ -277,7 +363,14 @@ class OptimizationCycle:
 
     async def _apply_rollback(self, target: str, reason: str, record: CycleRecord) -> None:
         await self._transition(CycleState.ROLLING_BACK, reason)
-        await set_traffic(f"rollback/{self.input.service}/{record.cycle_id}", self.input.service, target, None, 0)
+        try:
+            await set_traffic(f"rollback/{self.input.service}/{record.cycle_id}", self.input.service, target, None, 0)
+        except ActivityError as err:
+            # Only what can never succeed gets here (workflows/options.py TRAFFIC retries the rest): the split is
+            # unchanged, and the cycle goes on with an alert instead of staying in ROLLING_BACK.
+            record.rationale = reason
+            record.outcome = await self._alert(f"rollback to {target} failed, traffic unchanged: {err.cause or err}")
+            return
         record.rationale, record.outcome = reason, f"rolled back to {target}"
         self._set_active(target)
         self.memory = self.memory.model_copy(
@@ -328,80 +421,117 @@ class OptimizationCycle:
             }
         )
 
-    # ---- operator controls: signals take JSON objects; an invalid one is refused and shown in `status` ----
+    # ---- operator controls. Every handler takes its inputs as they come (`*inputs`: any number, any JSON), so
+    # that no input can fail a workflow task: what is not one valid JSON object is refused, shown in `status` and
+    # audited; the `control` update answers a refusal with a ControlRefused error (docs/operations.md). ----
 
-    def _accept(self, name: str, payload: Any, model: type) -> tuple[Any | None, str]:
-        """(request, outcome): outcome is accepted, refused (invalid; shown in `status`) or duplicate."""
+    def _refuse(self, name: str, why: str) -> str:
+        refusal = f"{name} refused: {why}"[:500]
+        self.refusals = [*self.refusals, refusal][-20:]
+        return refusal
+
+    def _accept(self, name: str, inputs: Sequence[Any], model: type) -> tuple[Any | None, str, str | None]:
+        """(request, outcome, refusal): outcome is accepted, refused (invalid; shown in `status`) or duplicate."""
         try:
-            request = model.model_validate(payload if payload is not None else {})
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            self.refusals = [*self.refusals, f"{name} refused: {problems}"][-20:]
-            return None, "refused"
+            request = operator_request(model, inputs)
+        except PayloadRefused as err:
+            return None, "refused", self._refuse(name, str(err))
         if request.request_id:
             if request.request_id in self.seen_requests:
-                return None, "duplicate"
+                return None, "duplicate", None
             self.seen_requests = [*self.seen_requests, request.request_id][-100:]
-        return request, "accepted"
+        return request, "accepted", None
+
+    async def _alert(self, text: str) -> str:
+        self.alerts = [*self.alerts, text[:500]][-20:]
+        await self._audit("alert", "rollback", {"alert": text[:2000]})
+        return text
 
     async def _signal_rollout(self, name: str, payload: dict[str, Any]) -> None:
-        # The rollout may have just finished (its result not yet seen here): then there is nothing to stop.
-        try:
-            await self.rollout_handle.signal(name, payload)
-        except Exception as err:
-            workflow.logger.warning("could not signal %s to the rollout: %s", name, err)
+        # The rollout (or exploration) may have just finished (its result not yet seen here): then there is nothing
+        # to stop.
+        for child in (self.rollout_handle, self.exploration_handle):
+            if child is None:
+                continue
+            try:
+                await child.signal(name, payload)
+            except Exception as err:
+                workflow.logger.warning("could not signal %s to %s: %s", name, child.id, err)
 
-    async def _record_signal(self, name: str, payload: Any, outcome: str) -> None:
+    async def _record_signal(self, name: str, inputs: Sequence[Any], outcome: str, refusal: str | None) -> None:
         # Added after histories were recorded: patched() keeps those replaying.
         if workflow.patched("audit-signals"):
-            await self._audit("signal", name, {"payload": payload, "outcome": outcome})
+            payload = inputs[0] if len(inputs) == 1 else list(inputs) or None
+            details: dict[str, Any] = {"payload": payload, "outcome": outcome}
+            if refusal is not None:
+                # A refused input may hold what Postgres cannot store (NUL, Infinity): kept as bounded JSON text.
+                details = {"payload": json.dumps(payload, default=repr)[:2000], "outcome": outcome, "refusal": refusal}
+            await self._audit("signal", name, details)
+
+    async def _missing_target(self, version: str) -> str | None:
+        """Why a rollback to `version` is refused (it is not a version of this service), or None."""
+        # Added after histories were recorded: patched() keeps those replaying.
+        if not workflow.patched("rollback-target-exists"):
+            return None
+        try:
+            exists = await workflow.execute_activity(
+                "version_exists", args=[self.input.service, version], result_type=bool, **ACTIVITY
+            )
+        except ActivityError as err:
+            return f"target_version = {version!r}: could not be checked ({err.cause or err})"
+        return None if exists else f"target_version = {version!r}: no such version of service {self.input.service!r}"
 
     # Each control is a signal (fire and forget: the `temporal` CLI, the starters) and a command of the `control`
-    # update (the HTTP API, which returns what the workflow acknowledged). Both run the same method.
+    # update (the HTTP API, which returns what the workflow acknowledged). Both run the same method, which returns
+    # (outcome, refusal).
 
-    async def _pause(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("pause", payload, PauseRequest)
+    async def _pause(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("pause", inputs, PauseRequest)
         if request is not None and self.paused_reason is None:
             self.paused_reason = request.reason or "paused by an operator"
-        await self._record_signal("pause", payload, outcome)
-        return outcome
+        await self._record_signal("pause", inputs, outcome, refusal)
+        return outcome, refusal
 
-    async def _resume(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("resume", payload, ResumeRequest)
+    async def _resume(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("resume", inputs, ResumeRequest)
         if request is not None:
             self.paused_reason = None
             self.stopped_reason = None
-        await self._record_signal("resume", payload, outcome)
-        return outcome
+        await self._record_signal("resume", inputs, outcome, refusal)
+        return outcome, refusal
 
-    async def _trigger(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("trigger", payload, TriggerRequest)
+    async def _trigger(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("trigger", inputs, TriggerRequest)
         if request is not None:
             self.trigger_reason = request.reason or "operator"
-        await self._record_signal("trigger", payload, outcome)
-        return outcome
+        await self._record_signal("trigger", inputs, outcome, refusal)
+        return outcome, refusal
 
-    async def _emergency_stop(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("emergency_stop", payload, EmergencyStopRequest)
+    async def _emergency_stop(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("emergency_stop", inputs, EmergencyStopRequest)
         if request is not None:
             self.stopped_reason = request.reason or "emergency stop"
-            if self.rollout_handle is not None:
+            if self.rollout_handle is not None or self.exploration_handle is not None:
                 await self._signal_rollout("emergency_stop", {"reason": self.stopped_reason})
-        await self._record_signal("emergency_stop", payload, outcome)
-        return outcome
+        await self._record_signal("emergency_stop", inputs, outcome, refusal)
+        return outcome, refusal
 
-    async def _rollback(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("rollback", payload, RollbackRequest)
+    async def _rollback(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("rollback", inputs, RollbackRequest)
+        if request is not None and request.target_version is not None:
+            missing = await self._missing_target(request.target_version)
+            if missing is not None:
+                request, outcome, refusal = None, "refused", self._refuse("rollback", missing)
         if request is not None:
             if self.rollout_handle is not None and request.target_version is None:
                 await self._signal_rollout("rollback", {"reason": request.reason})
             else:
                 self.rollback_request = request
-        await self._record_signal("rollback", payload, outcome)
-        return outcome
+        await self._record_signal("rollback", inputs, outcome, refusal)
+        return outcome, refusal
 
-    async def _set_objectives(self, payload: dict[str, Any] | None) -> str:
-        request, outcome = self._accept("set_objectives", payload, ObjectivesUpdate)
+    async def _set_objectives(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
+        request, outcome, refusal = self._accept("set_objectives", inputs, ObjectivesUpdate)
         if request is not None:
             changes = {
                 k: v
@@ -413,34 +543,34 @@ class OptimizationCycle:
                 if v is not None
             }
             self.input = self.input.model_copy(update=changes)
-        await self._record_signal("set_objectives", payload, outcome)
-        return outcome
+        await self._record_signal("set_objectives", inputs, outcome, refusal)
+        return outcome, refusal
 
     @workflow.signal
-    async def pause(self, payload: dict[str, Any] | None = None) -> None:
-        await self._pause(payload)
+    async def pause(self, *inputs: Any) -> None:
+        await self._pause(inputs)
 
     @workflow.signal
-    async def resume(self, payload: dict[str, Any] | None = None) -> None:
-        await self._resume(payload)
+    async def resume(self, *inputs: Any) -> None:
+        await self._resume(inputs)
 
     @workflow.signal
-    async def trigger(self, payload: dict[str, Any] | None = None) -> None:
-        await self._trigger(payload)
+    async def trigger(self, *inputs: Any) -> None:
+        await self._trigger(inputs)
 
     @workflow.signal
-    async def emergency_stop(self, payload: dict[str, Any] | None = None) -> None:
-        await self._emergency_stop(payload)
+    async def emergency_stop(self, *inputs: Any) -> None:
+        await self._emergency_stop(inputs)
 
     @workflow.signal
-    async def rollback(self, payload: dict[str, Any] | None = None) -> None:
-        await self._rollback(payload)
+    async def rollback(self, *inputs: Any) -> None:
+        await self._rollback(inputs)
 
     @workflow.signal
-    async def set_objectives(self, payload: dict[str, Any] | None = None) -> None:
-        await self._set_objectives(payload)
+    async def set_objectives(self, *inputs: Any) -> None:
+        await self._set_objectives(inputs)
 
-    def _commands(self) -> dict[str, Callable[[dict[str, Any] | None], Awaitable[str]]]:
+    def _commands(self) -> dict[str, Callable[[Sequence[Any]], Awaitable[tuple[str, str | None]]]]:
         return {
             "pause": self._pause,
             "resume": self._resume,
@@ -450,20 +580,57 @@ class OptimizationCycle:
             "set_objectives": self._set_objectives,
         }
 
+    _MODELS: dict[str, type] = {
+        "pause": PauseRequest,
+        "resume": ResumeRequest,
+        "trigger": TriggerRequest,
+        "emergency_stop": EmergencyStopRequest,
+        "rollback": RollbackRequest,
+        "set_objectives": ObjectivesUpdate,
+    }
+
+    def _command(self, inputs: Sequence[Any]) -> ControlCommand:
+        """The `control` update's one input as a ControlCommand naming a known control, or PayloadRefused."""
+        if len(inputs) != 1 or not isinstance(inputs[0], dict):
+            raise PayloadRefused(f'takes one JSON object {{"name", "payload"}}, got {shown(list(inputs))}')
+        try:
+            command = ControlCommand.model_validate(inputs[0])
+        except ValidationError as err:
+            raise PayloadRefused(describe_refusal(err)) from None
+        if command.name not in self._MODELS:
+            raise PayloadRefused(f"name = {shown(command.name)}: not one of {', '.join(self._MODELS)}")
+        return command
+
     @workflow.update
-    async def control(self, command: ControlCommand) -> ControlAck:
-        """Run one control and answer with its outcome and the cycle's status right after it."""
-        outcome = await self._commands()[command.name](command.payload)
-        refusal = self.refusals[-1] if outcome == "refused" else None
-        return ControlAck(command=command.name, outcome=outcome, refusal=refusal, status=self.status())
+    async def control(self, *inputs: Any) -> ControlAck:
+        """Run one control and answer with its outcome and the cycle's status right after it; a refusal is a
+        ControlRefused error whose message says which field and value, and why."""
+        try:
+            command = self._command(inputs)
+        except PayloadRefused as err:  # the validator refuses these first; on replay it does not run
+            raise control_refused(f"control refused: {err}") from None
+        outcome, refusal = await self._commands()[command.name]((command.payload,))
+        if refusal is not None:
+            raise control_refused(refusal)
+        return ControlAck(command=command.name, outcome=outcome, status=self.status())
 
     @control.validator
-    def _validate_control(self, command: ControlCommand) -> None:
-        if command.name not in self._commands():
-            raise ValueError(f"name = {command.name!r}: not one of {', '.join(self._commands())}")
+    def _validate_control(self, *inputs: Any) -> None:
+        # Before acceptance: a refused command leaves nothing in the history. Whether a rollback target exists needs
+        # the registry, so the handler checks that.
+        try:
+            command = self._command(inputs)
+        except PayloadRefused as err:
+            raise control_refused(f"control refused: {err}") from None
+        try:
+            operator_request(self._MODELS[command.name], (command.payload,))
+        except PayloadRefused as err:
+            raise control_refused(f"{command.name} refused: {err}") from None
+
+    # Queries take no input; whatever a caller sends is ignored, so that a query always answers.
 
     @workflow.query
-    def status(self) -> CycleStatus:
+    def status(self, *inputs: Any) -> CycleStatus:
         return CycleStatus(
             service=self.input.service,
             state=self.state,
@@ -478,14 +645,28 @@ class OptimizationCycle:
             constraints=self.input.constraints,
             refusals=self.refusals,
             cycles_done=self.cycles_done,
+            alerts=self.alerts,
         )
 
     @workflow.query
-    def history(self) -> list[CycleRecord]:
+    def history(self, *inputs: Any) -> list[CycleRecord]:
         return self.records
 
     @workflow.signal
-    def rollout_progress(self, progress: RolloutProgress) -> None:
-        """Sent by the child rollout at every stage, so that `status` shows where it is."""
+    def rollout_progress(self, *inputs: Any) -> None:
+        """Sent by the child rollout at every stage, so that `status` shows where it is; anything else is refused."""
+        try:
+            if len(inputs) != 1:
+                raise PayloadRefused(f"takes one RolloutProgress, got {len(inputs)} inputs")
+            problem = unstorable(inputs[0])
+            if problem is not None:
+                raise PayloadRefused(problem)
+            progress = RolloutProgress.model_validate(inputs[0])
+        except ValidationError as err:
+            self._refuse("rollout_progress", describe_refusal(err))
+            return
+        except PayloadRefused as err:
+            self._refuse("rollout_progress", str(err))
+            return
         if self.rollout is not None and progress.rollout_id == self.rollout.rollout_id:
             self.rollout = progress

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -12,12 +15,15 @@ from api.security import allowed
 from llm_optimizer.auth import Permission
 from llm_optimizer.configs import ConfigSpec, ConfigVersion
 from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.events import Name
 from llm_optimizer.resolution import Assignment
 from storage import audit_repo, configs_repo
 from storage.config_client import ResolvedConfig
 
 router = APIRouter(prefix="/api/v1/config", tags=["config"])
 VIEW = allowed(Permission.view_config)
+# A service name as the registry stores it: anything else (a NUL, `..`, 500 characters) is a 422 naming the value.
+ServicePath = Annotated[Name, Path(description="the service's name")]
 
 
 class AssignmentView(BaseModel):
@@ -39,26 +45,71 @@ def _backend(request: Request) -> Backend:
     return request.app.state.backend
 
 
-@router.get("/export", response_class=PlainTextResponse, dependencies=[VIEW])
-async def export(request: Request, service: str | None = Query(default=None, description="one service")) -> str:
+@router.get(
+    "/export",
+    response_class=PlainTextResponse,
+    dependencies=[VIEW],
+    responses={422: {"description": "the export would be over its bound: export one service at a time"}},
+)
+async def export(
+    request: Request, service: Annotated[Name | None, Query(description="one service")] = None
+) -> StreamingResponse:
     """Every version and the active version of the service (of every service without `service`, one YAML document
-    each), as YAML that `POST /import` reads back: the seeds' `curl .../config/export > backup.yaml`."""
-    return await _backend(request).run(configs_repo.export_yaml, service)
+    each), as YAML that `POST /import` reads back: the seeds' `curl .../config/export > backup.yaml`.
+
+    Streamed a page of versions at a time; refused (422) before anything is sent when the specs it would hold are
+    over the export bound (docs/api.md, "Limits and refusals"). The last line is `# end of export: N services`, so
+    a cut-off download can be told from a complete one."""
+    backend = _backend(request)
+    try:
+        plan = await backend.run(configs_repo.export_plan, service)
+    except configs_repo.ExportTooLarge as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    async def documents() -> AsyncIterator[str]:
+        for index, (name, versions) in enumerate(plan):
+            yield ("---\n" if index else "") + await backend.run(configs_repo.export_start, name, versions)
+            after = None
+            while True:
+                text, after = await backend.run(configs_repo.export_page, name, after)
+                yield text
+                if after is None:
+                    break
+        yield f"# end of export: {len(plan)} services\n"
+
+    return StreamingResponse(documents(), media_type="text/plain; charset=utf-8")
 
 
-@router.post("/import", dependencies=[allowed(Permission.modify_config)])
+@router.post(
+    "/import",
+    dependencies=[allowed(Permission.modify_config)],
+    responses={
+        409: {"description": "a version the service already has, with another spec"},
+        422: {"description": "not a valid export (the problem named), or refused YAML"},
+    },
+)
 async def import_(request: Request) -> dict:
-    """Register the versions of an exported YAML document (idempotent); sets the active version if none is."""
-    text = (await request.body()).decode("utf-8", errors="replace")
+    """Register the versions of an exported YAML document (idempotent); sets the active version if none is.
+    All or nothing: the first problem refuses the whole import."""
+    body = await request.body()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = body[exc.start : exc.start + 1]
+        raise HTTPException(422, f"the body is not UTF-8 text (byte {exc.start}: {bad!r})") from None
     try:
         versions = await _backend(request).run(configs_repo.import_yaml, text)
+    except configs_repo.VersionConflict as exc:
+        raise HTTPException(409, str(exc)) from None
     except ValidationFailed as exc:
         raise HTTPException(422, str(exc)) from None
     return {"imported": [v.version for v in versions]}
 
 
 @router.get("/{service}", response_model=ResolvedConfig, dependencies=[VIEW])
-async def resolve(request: Request, service: str, key: str = Query(min_length=1, max_length=256)) -> ResolvedConfig:
+async def resolve(
+    request: Request, service: ServicePath, key: str = Query(min_length=1, max_length=256)
+) -> ResolvedConfig:
     """The config that serves `key` (sticky: the same key gets the same version while the split holds)."""
     configs = _backend(request).configs
     resolved = configs.resolve_cached(service, key)
@@ -71,7 +122,7 @@ async def resolve(request: Request, service: str, key: str = Query(min_length=1,
 
 
 @router.get("/{service}/assignment", response_model=AssignmentView, dependencies=[VIEW])
-async def assignment(request: Request, service: str) -> AssignmentView:
+async def assignment(request: Request, service: ServicePath) -> AssignmentView:
     """The live assignment and the specs it names: the typed client caches this and resolves keys itself."""
     backend = _backend(request)
 
@@ -79,7 +130,7 @@ async def assignment(request: Request, service: str) -> AssignmentView:
         current = configs_repo.get_assignment(conn, service)
         if current is None:
             raise HTTPException(404, f"service {service!r} has no config assigned; register one first")
-        versions = [v for v in (current.active_version, current.canary_version) if v]
+        versions = [v for v in (current.active_version, current.canary_version, *current.explore) if v]
         specs = {v: configs_repo.get_version(conn, service, v).spec for v in versions}
         return AssignmentView(assignment=current, specs=specs, ttl_s=backend.settings.server.cache_ttl_s)
 
@@ -87,7 +138,7 @@ async def assignment(request: Request, service: str) -> AssignmentView:
 
 
 @router.get("/{service}/history", response_model=History, dependencies=[VIEW])
-async def history(request: Request, service: str) -> History:
+async def history(request: Request, service: ServicePath) -> History:
     """Every version (oldest first), the live assignment and the latest rollouts (newest first)."""
 
     def read(conn) -> History:

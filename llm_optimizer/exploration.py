@@ -1,0 +1,262 @@
+"""Exploration: measure several candidates at once on a small slice of real traffic, and settle each one.
+
+Every arm of an exploration serves an equal part of the slice (A/B/n) while the live config serves the rest. After
+each round every undecided arm is tested against the quality floor, `floor_ratio` x the reference quality, with a
+one-sided test at `alpha` each way:
+- credibly below the floor: `below_floor`, out of the slice at once (the risk an arm takes is bounded by how long a
+  bad arm can stay, which is what the test shortens);
+- credibly above it: `qualified`;
+- an arm that cannot beat a qualified arm on the weighted objective even at its optimistic quality is `dominated`,
+  and one that cannot beat the live config by the strategy's minimum gain is `no_saving`: neither needs more data;
+- an arm still undecided after `max_samples` scored requests (or when the exploration's time is up) is
+  `unproven`: it is never promoted on a guess (a trap just under the floor stays out).
+The exploration ends when no arm is left undecided, or as soon as every arm that could still win is decided.
+Pure functions: the workflow calls them through an activity; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats as sps
+
+ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors"]
+SETTLED: frozenset[str] = frozenset({"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors"})
+
+
+class QualityEstimate(BaseModel):
+    """A mean with its spread and sample size: enough to test against it and to pool it with more data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mean: float
+    sd: float = 0.0
+    n: int = 0
+
+    @property
+    def se(self) -> float:
+        return self.sd / math.sqrt(self.n) if self.n > 0 else math.inf
+
+    def pooled(self, other: QualityEstimate) -> QualityEstimate:
+        """The estimate of both samples together (exact pooled mean and variance)."""
+        n = self.n + other.n
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        mean = (self.mean * self.n + other.mean * other.n) / n
+        ss = (
+            self.sd**2 * max(self.n - 1, 0)
+            + other.sd**2 * max(other.n - 1, 0)
+            + self.n * (self.mean - mean) ** 2
+            + other.n * (other.mean - mean) ** 2
+        )
+        return QualityEstimate(mean=mean, sd=math.sqrt(ss / max(n - 1, 1)), n=n)
+
+
+class ArmStats(BaseModel):
+    """What one arm (or the live config) served during the exploration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    version: str
+    requests: int = 0
+    errors: int = 0
+    quality: QualityEstimate | None = None
+    cost_per_request: float | None = None
+    tokens_in_mean: float | None = None
+    tokens_out_mean: float | None = None
+    latency_p95_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+class ExplorationPolicy(BaseModel):
+    """How an exploration settles its arms (see `ExplorationSettings` for the operator's side)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    floor_ratio: float = Field(gt=0, le=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_samples: int = Field(default=100, ge=2)
+    max_samples: int = Field(default=20_000, ge=2)
+    error_rate_max: float | None = 0.05
+    min_gain: float = Field(default=0.0, ge=0)
+    cost_weight: float = 0.6
+    quality_weight: float = 0.3
+
+
+class ArmResult(BaseModel):
+    """One arm's state after a round: its evidence, the test against the floor, its fate and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    version: str
+    fate: ArmFate
+    reason: str
+    requests: int
+    quality: QualityEstimate | None = None
+    quality_ratio: float | None = None  # arm quality / reference quality
+    z_vs_floor: float | None = None
+    cost_per_request: float | None = None
+    tokens_in_mean: float | None = None
+    tokens_out_mean: float | None = None
+    latency_p95_ms: float | None = None
+
+
+def floor_test(arm: QualityEstimate, reference: QualityEstimate, floor_ratio: float) -> float:
+    """z of arm - floor_ratio x reference, with both means' uncertainty (Welch's statistic on the scaled sample)."""
+    diff = arm.mean - floor_ratio * reference.mean
+    var = (arm.sd**2 / arm.n if arm.n else math.inf) + (
+        floor_ratio**2 * reference.sd**2 / reference.n if reference.n else 0.0
+    )
+    if var == 0:
+        return math.inf if diff >= 0 else -math.inf
+    return diff / math.sqrt(var)
+
+
+def weighted_gain(
+    current_cost: float | None, current_quality: float | None, cost: float | None, quality: float | None, p
+) -> float:
+    """The decision engine's weighted relative gain restricted to cost and quality (latency is the canary's)."""
+    gain = 0.0
+    total = p.cost_weight + p.quality_weight
+    if total == 0:
+        return 0.0
+    if current_cost and cost is not None:
+        gain += p.cost_weight * (current_cost - cost) / current_cost
+    if current_quality and quality is not None:
+        gain += p.quality_weight * (quality - current_quality) / current_quality
+    return gain / total
+
+
+def settle(
+    arms: list[ArmStats],
+    live: ArmStats,
+    reference: QualityEstimate,
+    policy: ExplorationPolicy,
+    *,
+    previous: dict[str, ArmResult] | None = None,
+    final: bool = False,
+) -> list[ArmResult]:
+    """Every arm's fate after this round. `previous` keeps settled arms settled; `final`: time is up."""
+    previous = previous or {}
+    z_crit = float(sps.norm.ppf(1 - policy.alpha))
+    live_quality = live.quality.mean if live.quality else None
+    results: dict[str, ArmResult] = {}
+    for arm in arms:
+        prior = previous.get(arm.key)
+        base = dict(
+            key=arm.key,
+            version=arm.version,
+            requests=arm.requests,
+            quality=arm.quality,
+            cost_per_request=arm.cost_per_request,
+            tokens_in_mean=arm.tokens_in_mean,
+            tokens_out_mean=arm.tokens_out_mean,
+            latency_p95_ms=arm.latency_p95_ms,
+        )
+        z = ratio = None
+        if arm.quality is not None and arm.quality.n >= 2 and reference.mean > 0:
+            z = floor_test(arm.quality, reference, policy.floor_ratio)
+            ratio = arm.quality.mean / reference.mean
+        base.update(z_vs_floor=None if z is None else _round(z), quality_ratio=None if ratio is None else _round(ratio))
+        if prior is not None and prior.fate in SETTLED and prior.fate != "qualified":
+            results[arm.key] = prior.model_copy(update=base)
+            continue
+        fate, reason = _fate(arm, z, ratio, z_crit, live, live_quality, policy, final)
+        results[arm.key] = ArmResult(fate=fate, reason=reason, **base)
+    _drop_dominated(results, live, live_quality, z_crit, policy)
+    return [results[a.key] for a in arms]
+
+
+def _fate(arm, z, ratio, z_crit, live, live_quality, policy, final) -> tuple[ArmFate, str]:
+    n = arm.quality.n if arm.quality else 0
+    if (
+        policy.error_rate_max is not None
+        and arm.requests >= policy.min_samples
+        and arm.error_rate > policy.error_rate_max
+    ):
+        return "errors", f"error rate {arm.error_rate:.1%} > {policy.error_rate_max:.1%}"
+    optimistic = _optimistic_quality(arm, z_crit)
+    best_gain = weighted_gain(live.cost_per_request, live_quality, arm.cost_per_request, optimistic, policy)
+    if arm.cost_per_request is not None and arm.requests >= min(policy.min_samples, 30) and best_gain < policy.min_gain:
+        return "no_saving", (
+            f"cost {arm.cost_per_request:.3g}/request against {live.cost_per_request or 0:.3g} live: weighted gain "
+            f"at best {best_gain:+.1%} (minimum {policy.min_gain:.0%})"
+        )
+    if z is None or n < policy.min_samples:
+        return ("unproven", f"only {n} scored requests when time ran out") if final else ("exploring", f"{n} scored")
+    floor_note = f"quality ratio {ratio:.3f} vs floor {policy.floor_ratio:.3f} (z {z:+.2f}, n {n})"
+    if z <= -z_crit:
+        return "below_floor", f"credibly below the floor: {floor_note}"
+    if z >= z_crit:
+        return "qualified", f"credibly above the floor: {floor_note}"
+    if n >= policy.max_samples or final:
+        return "unproven", f"not shown to keep the floor after {n} scored requests: {floor_note}"
+    return "exploring", floor_note
+
+
+def _optimistic_quality(arm: ArmStats, z_crit: float) -> float | None:
+    if arm.quality is None or arm.quality.n < 2:
+        return None  # unknown quality counts as unchanged in the weighted gain
+    return arm.quality.mean + z_crit * arm.quality.se
+
+
+def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, policy) -> None:
+    """An arm still exploring (or qualified) that cannot beat the best qualified arm even at its optimistic
+    quality needs no more traffic."""
+    qualified = [r for r in results.values() if r.fate == "qualified"]
+    if not qualified:
+        return
+    best = max(
+        qualified,
+        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, r.quality.mean, policy),
+    )
+    best_gain = weighted_gain(live.cost_per_request, live_quality, best.cost_per_request, best.quality.mean, policy)
+    for key, r in list(results.items()):
+        if key == best.key or r.fate not in ("exploring", "qualified") or r.cost_per_request is None:
+            continue
+        optimistic = r.quality.mean + z_crit * r.quality.se if r.quality is not None and r.quality.n >= 2 else None
+        gain = weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, optimistic, policy)
+        if gain < best_gain:
+            results[key] = r.model_copy(
+                update={
+                    "fate": "dominated",
+                    "reason": f"cannot beat {best.key} (weighted gain {gain:+.1%} at best against {best_gain:+.1%})",
+                }
+            )
+
+
+def finished(results: list[ArmResult]) -> bool:
+    return all(r.fate in SETTLED for r in results)
+
+
+def winner(results: list[ArmResult], live: ArmStats, policy: ExplorationPolicy) -> ArmResult | None:
+    """The qualified arm with the best weighted gain over the live config, if any."""
+    live_quality = live.quality.mean if live.quality else None
+    qualified = [r for r in results if r.fate == "qualified"]
+    return max(
+        qualified,
+        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, r.quality.mean, policy),
+        default=None,
+    )
+
+
+def shares(total_percent: float, arms: list[ArmResult]) -> dict[str, float]:
+    """The slice split equally among the arms still exploring (version -> percent of all traffic)."""
+    open_arms = [r.version for r in arms if r.fate == "exploring"]
+    if not open_arms:
+        return {}
+    each = round(total_percent / len(open_arms), 4)
+    return {version: each for version in open_arms}
+
+
+def _round(x: float) -> float:
+    return round(x, 4) if math.isfinite(x) else (1e9 if x > 0 else -1e9)
