@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 
 from api.backend import Backend
 from api.routes import config, control, health, ingest
-from api.security import BodyLimit
+from api.security import BodyLimit, NoNulInUrl
 from llm_optimizer.settings import Settings
 
 REQUESTS = Counter("optimizer_api_requests_total", "HTTP API requests", ["route", "status"])
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, ingest.router, config.router, control.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(NoNulInUrl)  # added last, so it runs first: before the body is read or a key looked up
 
     @app.middleware("http")
     async def measure(request: Request, call_next) -> Response:

@@ -2,7 +2,11 @@
 
 Both OTLP encodings are read into the same dict shape (the OTLP JSON mapping: camelCase, hex ids), then mapped.
 A span is a GenAI span when it carries a `gen_ai.*` request attribute; other spans are counted and ignored.
-A GenAI span that does not make a valid event becomes a dead letter (position `otlp/<trace>/<span>`).
+A GenAI span that does not make a valid event becomes a dead letter (position `otlp/<trace>/<span>`, or
+`otlp/invalid/<hash of the span>` when its ids are not hex). A request whose shape is not an OTLP export (a list
+where an object belongs, a span that is not an object) is refused whole with the path of the first problem; a
+span whose own fields are malformed (attributes, ids, times, status, a NUL character in a value it carries) is
+refused alone, with the field named.
 
 Our own attributes, for what the conventions do not cover: `llm_optimizer.config_version`, `.variant`,
 `.request_key`, `.quality_score`, `.user_feedback`, `.cost_usd`, `.service` (else the resource's `service.name`).
@@ -11,6 +15,9 @@ Our own attributes, for what the conventions do not cover: `llm_optimizer.config
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,17 +35,19 @@ from llm_optimizer.errors import ValidationFailed
 GENAI_MARKERS = ("gen_ai.request.model", "gen_ai.system", "gen_ai.provider.name", "gen_ai.operation.name")
 STATUS_CODE_ERROR = 2
 OURS = "llm_optimizer."
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_UINT64 = 2**64
 
 
 @dataclass(frozen=True)
 class RawSpan:
     position: str  # otlp/<trace id>/<span id>: a dead letter of a re-sent span lands once
-    service: str  # the resource's service.name
+    service: Any  # the resource's service.name (checked when the span becomes an event)
     raw: dict[str, Any]
 
     @property
     def attributes(self) -> dict[str, Any]:
-        return _attributes(self.raw.get("attributes", []))
+        return _attributes(self.raw.get("attributes", []), "attributes")
 
 
 def parse_protobuf(body: bytes) -> dict[str, Any]:
@@ -71,16 +80,44 @@ def _raw_spans(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from scope_spans.get("spans", [])
 
 
-def spans(document: dict[str, Any]) -> Iterator[RawSpan]:
-    """Every span of an export request, with its resource's service name."""
-    if not isinstance(document, dict) or not isinstance(document.get("resourceSpans", []), list):
-        raise ValidationFailed("body is not an OTLP trace export (expected an object with `resourceSpans`)")
-    for resource_spans in document.get("resourceSpans", []):
-        resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
-        service = str(resource.get("service.name", "unknown_service"))
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for raw in scope_spans.get("spans", []):
-                yield RawSpan(f"otlp/{raw.get('traceId', '')}/{raw.get('spanId', '')}", service, raw)
+def _objects(parent: dict[str, Any], name: str, where: str) -> list[dict[str, Any]]:
+    items = parent.get(name, [])
+    if not isinstance(items, list):
+        raise ValidationFailed(f"{where} = {_show(items)}: expected a list", field=where, value=items)
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValidationFailed(
+                f"{where}[{index}] = {_show(item)}: expected an object", field=f"{where}[{index}]", value=item
+            )
+    return items
+
+
+def spans(document: Any) -> list[RawSpan]:
+    """Every span of an export request, with its resource's service name. The whole shape is checked first (every
+    resource too, spans or not), so that a malformed request is refused whole before anything of it is used."""
+    if not isinstance(document, dict):
+        raise ValidationFailed(f"expected an object with `resourceSpans`, got {_show(document)}")
+    found = []
+    for i, resource_spans in enumerate(_objects(document, "resourceSpans", "resourceSpans")):
+        where = f"resourceSpans[{i}]"
+        resource = resource_spans.get("resource", {})
+        if not isinstance(resource, dict):
+            raise ValidationFailed(f"{where}.resource = {_show(resource)}: expected an object")
+        attributes = _attributes(resource.get("attributes", []), f"{where}.resource.attributes")
+        service = attributes.get("service.name", "unknown_service")
+        for j, scope_spans in enumerate(_objects(resource_spans, "scopeSpans", f"{where}.scopeSpans")):
+            for raw in _objects(scope_spans, "spans", f"{where}.scopeSpans[{j}].spans"):
+                found.append(RawSpan(_position(raw), service, raw))
+    return found
+
+
+def _position(raw: dict[str, Any]) -> str:
+    """`otlp/<trace>/<span>` for well-formed ids; otherwise a hash of the span, so that the position is safe to
+    store (no NUL, bounded) and a re-sent span still dead-letters once."""
+    if _is_id(raw.get("traceId"), 32) and _is_id(raw.get("spanId"), 16):
+        return f"otlp/{raw['traceId']}/{raw['spanId']}"
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+    return f"otlp/invalid/{digest}"
 
 
 def is_genai(span: RawSpan) -> bool:
@@ -90,7 +127,7 @@ def is_genai(span: RawSpan) -> bool:
 def event_document(span: RawSpan) -> dict[str, Any]:
     """The bare event document of a GenAI span; `parse_event` then validates it like any other event."""
     a = span.attributes
-    trace_id, span_id = str(span.raw.get("traceId", "")), str(span.raw.get("spanId", ""))
+    trace_id, span_id = _id(span.raw, "traceId", 32), _id(span.raw, "spanId", 16)
     start_ns, end_ns = _nanos(span.raw, "startTimeUnixNano"), _nanos(span.raw, "endTimeUnixNano")
     if end_ns < start_ns:
         raise ValidationFailed(
@@ -120,40 +157,122 @@ def event_document(span: RawSpan) -> dict[str, Any]:
     for name in ("config_version", "variant", "request_key", "quality_score", "user_feedback", "cost_usd", "ttft_ms"):
         if OURS + name in a:
             document[name] = a[OURS + name]
-    return {k: v for k, v in document.items() if v is not None}
+    document = {k: v for k, v in document.items() if v is not None}
+    _refuse_nul(document, "")
+    return document
+
+
+def _is_id(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and _HEX.fullmatch(value) is not None
+
+
+def _id(raw: dict[str, Any], name: str, length: int) -> str:
+    value = raw.get(name)
+    if not _is_id(value, length):
+        raise ValidationFailed(f"{name} = {_show(value)}: expected {length} hex digits", field=name, value=_show(value))
+    return value
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """Postgres stores no NUL character in text: a span carrying one is refused here, naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed(f"{where} = {_show(value)}: contains a NUL character", field=where, value=None)
+    elif isinstance(value, dict):  # the keys are this module's own names
+        for key, item in value.items():
+            _refuse_nul(item, f"{where}.{key}".lstrip("."))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
 
 
 def _nanos(raw: dict[str, Any], name: str) -> int:
+    """A fixed64 time: an integer (or its decimal string, the OTLP JSON mapping) within 0 .. 2**64 - 1."""
     value = raw.get(name)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationFailed(f"{name} = {value!r}: not a time in nanoseconds", field=name, value=value) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        number = -1
+    if not 0 <= number < _UINT64:
+        raise ValidationFailed(
+            f"{name} = {_show(value)}: not a time in nanoseconds (an integer from 0 to 2**64 - 1)",
+            field=name,
+            value=_show(value),
+        )
+    return number
 
 
-def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {item["key"]: _value(item.get("value", {})) for item in items if "key" in item}
+def _attributes(items: Any, where: str) -> dict[str, Any]:
+    if not isinstance(items, list):
+        raise ValidationFailed(f"{where} = {_show(items)}: expected a list of {{key, value}} objects", field=where)
+    attributes = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValidationFailed(f"{where}[{index}] = {_show(item)}: expected a {{key, value}} object", field=where)
+        if "key" not in item:
+            continue
+        key = item["key"]
+        if not isinstance(key, str):
+            raise ValidationFailed(f"{where}[{index}].key = {_show(key)}: expected a string", field=where)
+        attributes[key] = _value(item.get("value", {}), f"{where}[{index}] ({key}).value")
+    return attributes
 
 
-def _value(value: dict[str, Any]) -> Any:
+def _value(value: Any, where: str) -> Any:
+    """An AnyValue of the OTLP JSON mapping; kinds this product does not read (bytes, key-value lists) are None."""
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"{where} = {_show(value)}: expected an AnyValue object", field=where)
     if "stringValue" in value:
-        return value["stringValue"]
-    try:
-        if "intValue" in value:
-            return int(value["intValue"])  # int64 is a string in OTLP JSON
-        if "doubleValue" in value:
-            return float(value["doubleValue"])
-    except (TypeError, ValueError):
-        raise ValidationFailed(f"attribute value {value!r}: not a number") from None
+        return _typed(value["stringValue"], str, f"{where}.stringValue")
+    if "intValue" in value:  # int64 is a string in OTLP JSON, a number from some encoders
+        number = value["intValue"]
+        if isinstance(number, int) and not isinstance(number, bool):
+            return number
+        if isinstance(number, str) and re.fullmatch(r"-?[0-9]{1,19}", number):
+            return int(number)
+        raise ValidationFailed(f"{where}.intValue = {_show(number)}: not an int64", field=where)
+    if "doubleValue" in value:
+        number = value["doubleValue"]
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return float(number)
+        if number in ("NaN", "Infinity", "-Infinity"):  # the protobuf JSON mapping's names; the event refuses them
+            return float(number)
+        raise ValidationFailed(f"{where}.doubleValue = {_show(number)}: not a number", field=where)
     if "boolValue" in value:
-        return bool(value["boolValue"])
+        return _typed(value["boolValue"], bool, f"{where}.boolValue")
     if "arrayValue" in value:
-        return [_value(v) for v in value["arrayValue"].get("values", [])]
+        array = value["arrayValue"]
+        if not isinstance(array, dict) or not isinstance(array.get("values", []), list):
+            raise ValidationFailed(f"{where}.arrayValue = {_show(array)}: expected {{values: [...]}}", field=where)
+        return [_value(v, f"{where}.arrayValue.values[{i}]") for i, v in enumerate(array.get("values", []))]
     return None
 
 
-def _status_code(status: dict[str, Any]) -> int:
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValidationFailed(f"{where} = {_show(value)}: expected a {kind.__name__}", field=where)
+    return value
+
+
+_STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+def _status_code(status: Any) -> int:
+    if not isinstance(status, dict):
+        raise ValidationFailed(f"status = {_show(status)}: expected an object", field="status")
     code = status.get("code", 0)
-    if isinstance(code, str):  # the JSON mapping may name the enum
-        return {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}.get(code, 0)
-    return int(code)
+    if isinstance(code, str) and code in _STATUS_CODES:  # the JSON mapping may name the enum
+        return _STATUS_CODES[code]
+    if isinstance(code, int) and not isinstance(code, bool) and code in _STATUS_CODES.values():
+        return code
+    raise ValidationFailed(
+        f"status.code = {_show(code)}: expected 0, 1, 2 or one of {', '.join(_STATUS_CODES)}", field="status.code"
+    )
+
+
+def _show(value: Any) -> str:
+    """A value as a message shows it: repr (NUL and control characters escaped), at most 80 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."

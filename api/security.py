@@ -1,7 +1,11 @@
-"""Authentication (API keys), authorization (role permissions), per-key rate limits and the body size limit."""
+"""Authentication (API keys), authorization (role permissions), per-key rate limits, the body size limit, the
+refusal of NUL characters in URLs, and where an HTTP request's dead letters are positioned."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
@@ -46,6 +50,15 @@ def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]
 
 def allowed(permission: Permission):
     return Depends(require(permission))
+
+
+def dead_letter_prefix(key_id: str, idempotency_key: str | None, body: bytes) -> str:
+    """Where the dead letters of an event batch go: `http/<key id>/<Idempotency-Key or a fresh id>/<body hash>/`,
+    then the index. Scoped by the caller's key, so that another client's Idempotency-Key cannot collide; by the
+    body's hash, so that a retry of the same body dead-letters nothing twice while a reused key with a different
+    body still writes its dead letters (the positions are unique: a collision would silently drop them)."""
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return f"http/{key_id}/{idempotency_key or uuid.uuid4()}/{digest}/"
 
 
 class BodyTooLarge(Exception):
@@ -103,3 +116,37 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class NoNulInUrl:
+    """ASGI middleware: 400 for a URL whose path or query holds a NUL character (`%00`). Postgres cannot compare or
+    store text with a NUL, so such a name could only end as a database error (a 500) further in."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            for part, value, bad in (
+                ("path", scope.get("path", ""), "\x00" in scope.get("path", "")),
+                ("query", query.decode("latin-1"), b"%00" in query or b"\x00" in query),
+            ):
+                if bad:
+                    await _problem(send, 400, part, value, "contains a NUL character (%00), which no name may hold")
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _problem(send: Send, status: int, field: str, value: str, reason: str) -> None:
+    """A refusal in the shape of the API's 422s: `{"detail": [{"field", "value", "reason"}]}`."""
+    shown = value if len(value) <= 200 else value[:197] + "..."
+    body = json.dumps({"detail": [{"field": field, "value": shown, "reason": reason}]}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

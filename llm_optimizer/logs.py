@@ -1,6 +1,8 @@
 """Logging for the worker and the API: plain or JSON lines, with secrets redacted from every record.
 
-Redacted: our API keys, bearer tokens, and the password of any URL (`postgresql://user:secret@host`).
+Redacted: our API keys, bearer tokens, the password of any URL (`postgresql://user:secret@host`), and the value
+of any query parameter whose name says it is a secret (it contains token, key, secret, passw, pwd, auth, sig,
+credential, session or cookie, in any case: `?token=`, `&api_key=`, `?X-Amz-Signature=`), whoever's it is.
 JSON lines carry the record's extras (workflow_id, service, config_version when the caller sets them).
 """
 
@@ -15,17 +17,24 @@ from llm_optimizer.auth import KEY_PATTERN
 from llm_optimizer.settings import Settings
 
 REDACTED = "[REDACTED]"
+# Each pattern's first group, if it has one, is kept: only what follows it is the secret.
 _PATTERNS = (
     KEY_PATTERN,
     re.compile(r"(?i)(?<=bearer )[^\s\"']+"),
-    re.compile(r"(?<=://)([^:/@\s]+):[^@/\s]+(?=@)"),
+    re.compile(r"(?<=://)([^:/@\s]+:)[^@/\s]+(?=@)"),
+    # A query parameter named like a secret: `?` or `&` (or `;`), the name, `=`, then the value up to the next
+    # separator. Over-redacting a harmless `?author=` costs less than printing a stranger's token.
+    re.compile(
+        r"(?i)([?&;][^=&;?#\s\"'<>]*(?:token|key|secret|passw|pwd|auth|sig|credential|session|cookie)"
+        r"[^=&;?#\s\"'<>]*=)[^&;#\s\"'<>]+"
+    ),
 )
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
     for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}:{REDACTED}" if m.groups() else REDACTED, text)
+        text = pattern.sub(lambda m: f"{m.group(1)}{REDACTED}" if m.groups() else REDACTED, text)
     return text
 
 

@@ -19,9 +19,9 @@ import operator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from llm_optimizer import yamlsafe
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import describe_validation_error
 
@@ -123,9 +123,9 @@ _RULES = TypeAdapter(list[Rule])
 def load_rules(text: str) -> list[Rule]:
     """Rules from YAML, or `ValidationFailed` naming the rule index, the field and the value."""
     try:
-        return _RULES.validate_python(yaml.safe_load(text) or [])
-    except yaml.YAMLError as exc:
-        raise ValidationFailed(f"rules: not valid YAML ({exc})") from None
+        return _RULES.validate_python(yamlsafe.safe_load(text, what="rules") or [])
+    except yamlsafe.UnsafeYaml as exc:  # names `rules` and the problem: not valid YAML, or refused by its limits
+        raise ValidationFailed(str(exc)) from None
     except ValidationError as exc:
         raise ValidationFailed("rules: " + describe_validation_error(exc)) from None
 
