@@ -9,7 +9,6 @@ twice.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import orjson
@@ -19,7 +18,7 @@ from pydantic import BaseModel
 
 from api import otlp
 from api.backend import Backend
-from api.security import allowed
+from api.security import allowed, dead_letter_prefix
 from llm_optimizer.auth import Permission
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import DeadLetter
@@ -69,7 +68,7 @@ async def report_events(request: Request, idempotency_key: str | None = Header(d
     backend: Backend = request.app.state.backend
     # Scoped by the caller's key: another client reusing an Idempotency-Key must not have its dead letters
     # mistaken for the first one's redelivery.
-    prefix = f"http/{request.state.principal.key_id}/{idempotency_key or uuid.uuid4()}/"
+    prefix = dead_letter_prefix(request.state.principal.key_id, idempotency_key, await request.body())
     batch = backend.decoders["http"].decode_documents((f"{prefix}{i}", item) for i, item in enumerate(items))
     counts = await backend.land(batch, "http")
     errors = [Rejected(index=int(d.position.rsplit("/", 1)[1]), reason=d.reason) for d in batch.dead_letters]
