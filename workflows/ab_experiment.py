@@ -13,7 +13,14 @@ from workflows.options import ACTIVITY
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import EvaluateRequest, ExperimentInput, ExperimentOutcome
+    from llm_optimizer.control import (
+        EvaluateRequest,
+        ExperimentInput,
+        ExperimentOutcome,
+        PayloadRefused,
+        StopRequest,
+        operator_request,
+    )
     from llm_optimizer.experiments import ABResult
 
 
@@ -24,6 +31,7 @@ class ABExperiment:
         self.input = input
         self.last: ABResult | None = None
         self.stop_reason: str | None = None
+        self.refused: list[str] = []
 
     @workflow.run
     async def run(self, input: ExperimentInput) -> ExperimentOutcome:
@@ -68,11 +76,23 @@ class ABExperiment:
     async def _split(self, active: str, treatment: str | None, percent: float) -> None:
         await set_traffic(self.input.experiment_id, self.input.service, active, treatment, percent)
 
+    # Handlers take their inputs as they come (`*inputs`), so that no input can fail a workflow task: what is not one
+    # valid JSON object is refused and listed by the `refusals` query (docs/operations.md). Queries ignore inputs.
+
     @workflow.signal
-    def stop(self, payload: dict[str, Any] | None = None) -> None:
+    def stop(self, *inputs: Any) -> None:
+        try:
+            request = operator_request(StopRequest, inputs)
+        except PayloadRefused as err:
+            self.refused = [*self.refused, f"stop refused: {err}"[:500]][-20:]
+            return
         if self.stop_reason is None:
-            self.stop_reason = str((payload or {}).get("reason") or "stop requested")
+            self.stop_reason = request.reason or "stop requested"
 
     @workflow.query
-    def status(self) -> ABResult | None:
+    def status(self, *inputs: Any) -> ABResult | None:
         return self.last
+
+    @workflow.query
+    def refusals(self, *inputs: Any) -> list[str]:
+        return self.refused

@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission, Principal
-from llm_optimizer.control import ControlAck, ControlCommand, CycleStatus
+from llm_optimizer.control import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
 from workflows.optimization_cycle import cycle_workflow_id
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
@@ -55,7 +56,10 @@ class TriggerBody(ServiceControl):
 
 class RollbackBody(ControlBody):
     service: str
-    target_version: str | None = Field(default=None, validation_alias=AliasChoices("target_version", "targetVersion"))
+    # A malformed version is a 422 here; one that is not registered for the service, the cycle refuses (a 422 too).
+    target_version: str | None = Field(
+        default=None, pattern=VERSION_PATTERN, validation_alias=AliasChoices("target_version", "targetVersion")
+    )
 
 
 class ControlResult(BaseModel):
@@ -100,7 +104,9 @@ async def _control(
                 raise HTTPException(404, f"no optimization cycle is running for service {service!r}") from None
             raise HTTPException(503, f"Temporal refused the update: {exc}") from None
         except WorkflowUpdateFailedError as exc:
-            raise HTTPException(422, f"{service}: {exc.cause or exc}") from None
+            # The cycle refused the command (ControlRefused): its message names the field, the value and why.
+            why = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
+            raise HTTPException(422, f"{service}: {why}") from None
         except TimeoutError:
             raise HTTPException(504, f"{service}: no answer within {backend.timeout_s:g} s") from None
 
