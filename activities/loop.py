@@ -70,7 +70,6 @@ from storage import analysis_repo, audit_repo, configs_repo, prices_repo, rollup
 from storage.db import psycopg_url
 
 T = TypeVar("T")
-OBSERVED_PRICE_WINDOW = timedelta(days=7)  # the retention of raw events
 
 
 class LoopActivities:
@@ -175,7 +174,15 @@ class LoopActivities:
         # Observed cost is the lowest layer: only models no other layer prices, from their reported costs.
         unpriced = {c.model for c in offered if c.model and book.price(c.model) is None}
         day_start, month_start = budget_windows(request.now)
-        book = prices_repo.with_observed(conn, book, unpriced, since=request.now - OBSERVED_PRICE_WINDOW)
+        pricing = self.settings.pricing
+        book = prices_repo.with_observed(
+            conn,
+            book,
+            unpriced,
+            since=request.now - timedelta(seconds=pricing.observed_window_s),
+            until=request.now,
+            min_requests=pricing.observed_min_requests,
+        )
         assessment.checks.append(Check(name="prices", kind="constraint", passed=True, detail=book.describe()))
         regions = registry.regions if registry is not None else {}
 
