@@ -4,6 +4,10 @@ At-least-once delivery, exactly-once rows: a batch is written in one transaction
 and only then are its offsets committed. The Kafka consumer is kept by the worker across activity runs, so a
 group does not rebalance every minute; it is dropped after any failure so that a retry restarts from the
 committed offsets.
+
+A message Postgres refuses for its data does not stop its topic: the landing dead-letters it and lands the rest
+(storage.events_repo.land). Any other failure fails the run with nothing committed; the Ingestion workflow retries
+it and shows the failures in its `status`, and so do the metrics recorded here.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.ingest import ConsumeRequest, DecodedBatch, Decoder, IngestCounts
+from llm_optimizer.ingest import ConsumeReport, ConsumeRequest, DecodedBatch, Decoder, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
 from storage.db import psycopg_url
-from storage.events_repo import land
+from storage.events_repo import DB_REFUSED, land
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +53,13 @@ class IngestionActivities:
         self.decoder = Decoder(catalog, source="kafka", max_message_bytes=settings.kafka.max_message_bytes)
         self.texts = TextPolicy.from_settings(settings.evaluation)
         self._consumers: dict[tuple[str, str], AIOKafkaConsumer] = {}
+        self._fresh: set[tuple[str, str]] = set()  # consumers that have not fetched yet
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     @activity.defn(name="consume_topic")
-    async def consume_topic(self, request: ConsumeRequest) -> IngestCounts:
-        """Consume and land batches for `request.run_s` seconds; heartbeats carry the running counts."""
+    async def consume_topic(self, request: ConsumeRequest) -> ConsumeReport:
+        """Consume and land batches for `request.run_s` seconds; heartbeats carry the running counts. Reports the
+        counts and the lag left behind."""
         key = (request.topic, request.group_id)
         details = activity.info().heartbeat_details
         counts = IngestCounts.model_validate(details[0]) if details else IngestCounts()
@@ -70,14 +77,21 @@ class IngestionActivities:
                         await self._run(consumer, conn, request, progress)
                     finally:
                         await asyncio.to_thread(conn.close)
-                except BaseException:
+                    lag = await _lag(consumer)
+                except BaseException as exc:
                     # Records past the committed offsets were fetched: a fresh consumer restarts from the offsets.
                     await self.drop_consumer(key)
-                    raise
+                    if isinstance(exc, asyncio.CancelledError | ApplicationError) or not isinstance(exc, Exception):
+                        raise
+                    metrics.record_ingestion_failure(request.topic, exc)
+                    # As Temporal would report it (the type's name and the message), with the counts of the batches
+                    # this run committed before it failed, which the workflow adds to its totals.
+                    raise ApplicationError(str(exc), progress.counts.model_dump(), type=type(exc).__name__) from exc
         finally:
             heartbeats.cancel()
+        metrics.record_ingestion_success(request.topic, time.time())
         activity.heartbeat(progress.counts.model_dump())
-        return progress.counts
+        return ConsumeReport(**progress.counts.model_dump(), lag=lag)
 
     async def _run(
         self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, request: ConsumeRequest, progress: _Progress
@@ -87,6 +101,10 @@ class IngestionActivities:
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
         landing: asyncio.Task | None = None
+        # A fresh consumer fetches from the committed offsets: the lag it sees then is the lag as committed, which
+        # the gauge shows at once (a run failing before any commit would leave the gauge as it was, maybe 0).
+        fresh = (request.topic, request.group_id) in self._fresh
+        self._fresh.discard((request.topic, request.group_id))
         try:
             while time.monotonic() < deadline or landing is not None:
                 fetched = {}
@@ -94,6 +112,11 @@ class IngestionActivities:
                     fetched = await consumer.getmany(
                         timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events
                     )
+                if fresh and fetched:
+                    fresh = False
+                    for tp, batch in fetched.items():
+                        if batch and (highwater := consumer.highwater(tp)) is not None:
+                            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(highwater - batch[0].offset)
                 records = [r for batch in fetched.values() for r in batch]
                 decoded = await asyncio.to_thread(self._decode, records) if records else None
                 landed = None
@@ -132,6 +155,10 @@ class IngestionActivities:
         with conn.transaction():
             counts = land(conn, batch, source="kafka", texts=self.texts)
         metrics.record_landed("kafka", batch, counts)
+        refused = sum(1 for d in batch.dead_letters if d.reason.startswith(DB_REFUSED))
+        if refused:
+            metrics.LANDING_SPLITS.labels("kafka").inc()
+            log.warning("Postgres refused %d message(s) of a batch: dead-lettered, the rest landed", refused)
         return counts
 
     def _connect(self) -> psycopg.Connection:
@@ -166,6 +193,7 @@ class IngestionActivities:
             await consumer.stop()
             raise
         self._consumers[key] = consumer
+        self._fresh.add(key)
         return consumer
 
     async def drop_consumer(self, key: tuple[str, str]) -> None:
@@ -177,6 +205,18 @@ class IngestionActivities:
     async def close(self) -> None:
         for key in list(self._consumers):
             await self.drop_consumer(key)
+
+
+async def _lag(consumer: AIOKafkaConsumer) -> int | None:
+    """Messages between the consumer's positions (all committed when a run ends) and its partitions' ends."""
+    lag, known = 0, False
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        lag += max(highwater - await consumer.position(tp), 0)
+        known = True
+    return lag if known else None
 
 
 async def ensure_topic(settings: Settings, topic: str) -> None:

@@ -68,3 +68,35 @@ def record_evaluations(report: QualityReport) -> None:
     for outcome in ("evaluated", "skipped", "unavailable"):
         QUALITY_EVALUATIONS.labels(report.service, report.evaluator, outcome).inc(getattr(report, outcome))
     EVALUATION_COST.labels(report.service).inc(report.cost_usd)
+
+
+# Stuck is visible (docs/troubleshooting.md): failed runs of the consumer of a topic, in a row and in all, by the
+# type of the error (the error itself is in the Ingestion workflow's `status` and in /health/detailed).
+INGESTION_CONSECUTIVE_FAILURES = Gauge(
+    "optimizer_ingestion_consecutive_failures",
+    "Runs of the consumer of a topic that failed since its last successful one, in this worker",
+    ["topic"],
+)
+INGESTION_FAILURES = Counter(
+    "optimizer_ingestion_failures_total", "Failed runs of the consumer of a topic, by error type", ["topic", "error"]
+)
+INGESTION_LAST_SUCCESS = Gauge(
+    "optimizer_ingestion_last_success_timestamp_seconds",
+    "When a run of the consumer of a topic last succeeded (Unix time)",
+    ["topic"],
+)
+LANDING_SPLITS = Counter(
+    "optimizer_landing_splits_total",
+    "Batches Postgres refused for their data, split to dead-letter the messages at fault",
+    ["source"],
+)
+
+
+def record_ingestion_failure(topic: str, error: BaseException) -> None:
+    INGESTION_CONSECUTIVE_FAILURES.labels(topic).inc()
+    INGESTION_FAILURES.labels(topic, type(error).__name__).inc()
+
+
+def record_ingestion_success(topic: str, at: float) -> None:
+    INGESTION_CONSECUTIVE_FAILURES.labels(topic).set(0)
+    INGESTION_LAST_SUCCESS.labels(topic).set(at)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -89,12 +90,18 @@ _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|
 # breaks (the reader splits lines).
 _UNSURE = (b"null", b'\\"', b"\\u0000", b"\n", b"\r")
 _BISECT_BELOW = 64  # a group polars refuses is split in halves; below this size its messages go one by one
+_EMPTY = pl.DataFrame(schema={**ROW_SCHEMA, "_i": pl.UInt32()})
+# The instants `events.Instant` accepts, in UTC (polars reads years 0 and 10000 that Python and Postgres refuse).
+_FIRST_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
+_LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def decode_rows(
     values: Sequence[bytes | None], catalog: Prices, *, max_message_bytes: int
-) -> tuple[pl.DataFrame, list[int]]:
-    """Rows (`ROW_SCHEMA`) of the messages this path is sure of, and the indexes of the others, in order."""
+) -> tuple[pl.DataFrame, list[int], list[int]]:
+    """Rows (`ROW_SCHEMA`) of the messages this path is sure of, the index in `values` of each row's message (so
+    that a row Postgres refuses can still be dead-lettered as its message), and the indexes of the others, in
+    order."""
     value = pl.col("value")
     sorted_out = (
         pl.DataFrame({"value": pl.Series(values, dtype=pl.Binary)})
@@ -120,13 +127,13 @@ def decode_rows(
     rows = pl.concat(frames)
     if rows.height + len(rest) != len(values):  # every message is a row or handed back, never dropped
         raise AssertionError(f"columnar decoding lost messages: {rows.height} rows + {len(rest)} of {len(values)}")
-    return _with_cost(rows, catalog), sorted(rest)
+    return _with_cost(rows.drop("_i"), catalog), rows["_i"].to_list(), sorted(rest)
 
 
 def _decode_group(values: Sequence[bytes | None], group: pl.DataFrame, structured: bool) -> tuple[pl.DataFrame, list]:
     """The rows of the messages of `group` (`_i`: their indexes in `values`) and the indexes of those refused."""
     if group.is_empty():
-        return pl.DataFrame(schema=ROW_SCHEMA), []
+        return _EMPTY, []
     indexes = group["_i"].to_list()
     try:
         parsed = pl.read_ndjson(
@@ -135,7 +142,7 @@ def _decode_group(values: Sequence[bytes | None], group: pl.DataFrame, structure
         )
     except (pl.exceptions.PolarsError, ValueError):
         if len(indexes) < _BISECT_BELOW:
-            return pl.DataFrame(schema=ROW_SCHEMA), indexes
+            return _EMPTY, indexes
         half = len(indexes) // 2
         first, refused_first = _decode_group(values, group.head(half), structured)
         second, refused_second = _decode_group(values, group.slice(half), structured)
@@ -143,7 +150,7 @@ def _decode_group(values: Sequence[bytes | None], group: pl.DataFrame, structure
     quotes = pl.Series("_quotes", [values[i].count(b'"') for i in indexes])  # type: ignore[union-attr]
     checked = _checked(parsed.with_columns(group["_i"], quotes), structured)
     refused = checked.filter(~pl.col("_ok"))["_i"].to_list()
-    return checked.filter(pl.col("_ok")).select(*ROW_SCHEMA), refused
+    return checked.filter(pl.col("_ok")).select(*ROW_SCHEMA, "_i"), refused
 
 
 def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
@@ -184,7 +191,7 @@ def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
         & c("_plain")
         & (c("_quotes") == c("_expected_quotes"))
         & _text(c("event_id"), 1, 128)
-        & ts.is_not_null()
+        & ts.is_between(pl.lit(_FIRST_INSTANT), pl.lit(_LAST_INSTANT))
         & _name(c("service"))
         & _name(c("model"))
         & _name(c("provider"))

@@ -1,22 +1,37 @@
 """The per-request LLM event and the CloudEvents 1.0 envelope that carries it on the wire.
 
 One model from the wire to the database to workflow payloads. Validation rejects what would poison the
-statistics downstream: negative or non-finite numbers, naive timestamps, unknown enum values, oversized strings.
+statistics downstream: negative or non-finite numbers, naive timestamps, unknown enum values, oversized strings;
+and everything Postgres would refuse to store, so that no accepted event can stop a batch from landing: a NUL
+character in any string or attribute (key or value), a non-finite number anywhere, an instant that is not between
+0001-01-01 and 9999-12-31 once converted to UTC (what both Python and Postgres hold).
+
+Two rules make ambiguous input an error rather than a guess (both decoding paths apply them alike):
+- a number field (latency, tokens, cost, score, feedback) refuses a boolean: `true` is not 1;
+- `timestamp` (and a CloudEvent's `time`) must be RFC 3339 text with a UTC offset: a bare number (or a text that
+  is only a number) is refused, because nothing says whether it counts seconds or milliseconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,15 +46,81 @@ MAX_LATENCY_MS = 3_600_000.0  # an hour: anything longer is a unit error, not a 
 MAX_TOKENS = 10_000_000
 MAX_COST_USD = 10_000.0
 MAX_ATTRIBUTES = 64
+MAX_POSITION = 512  # characters of a dead letter's position: (source, position) is a unique btree key
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Ms = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
-Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Usd = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
-Text = Annotated[str, StringConstraints(max_length=100_000)]
-Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+NUL_REASON = "contains a NUL character (\\u0000), which Postgres cannot store"
+_NUMBER_TEXT = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_REASON)
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    """Before a number is read: pydantic would take `true` as 1, which no client means."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+def _no_bare_number(value: Any) -> Any:
+    """Before an instant is read: pydantic would take 12345 as seconds (1970) and 1.7e12 as milliseconds."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER_TEXT.match(value)):
+        raise ValueError("a bare number is ambiguous (seconds? milliseconds?): send RFC 3339 text with a UTC offset")
+    return value
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside 0001-01-01 .. 9999-12-31 once converted to UTC") from None
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+NotBool = BeforeValidator(_not_bool)
+Instant = Annotated[AwareDatetime, BeforeValidator(_no_bare_number), AfterValidator(_in_utc_range)]
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"), NoNul
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256), NoNul]
+Ms = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False), NotBool]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS), NotBool]
+Usd = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False), NotBool]
+Text = Annotated[str, StringConstraints(max_length=100_000), NoNul]
+Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), NotBool]
 AttributeValue = Annotated[str, StringConstraints(max_length=1024)] | bool | int | float | None
+
+
+def storable_problem(value: Any, path: str) -> str | None:
+    """`path = value: why` for the first thing in a JSON-like value that Postgres cannot store (a NUL in a string
+    or a key, a non-finite number), else None. Walks nested lists and objects."""
+    if isinstance(value, str):
+        return f"{path} = {_shown(value)}: {NUL_REASON}" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} = {value!r}: not a finite number"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path} key {_shown(key)}: {NUL_REASON}"
+            if problem := storable_problem(item, f"{path}[{key!r}]"):
+                return problem
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if problem := storable_problem(item, f"{path}[{i}]"):
+                return problem
+    elif isinstance(value, BaseModel):
+        return storable_problem(value.model_dump(), path)
+    return None
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 class Status(StrEnum):
@@ -65,8 +146,8 @@ class Frozen(BaseModel):
 class LLMEvent(Frozen):
     """One LLM request, as the application saw it."""
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    timestamp: AwareDatetime
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128), NoNul]
+    timestamp: Instant
     service: Name
     endpoint: ShortText | None = None
     model: Name
@@ -81,7 +162,7 @@ class LLMEvent(Frozen):
     status: Status = Status.ok
     error_type: ShortText | None = None
     quality_score: Score | None = None
-    user_feedback: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] | None = Field(
+    user_feedback: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False), NotBool] | None = Field(
         default=None, description="-1 (thumbs down) .. 1 (thumbs up); ratings are scaled into this range"
     )
     request_key: ShortText | None = Field(default=None, description="sticky key for config resolution")
@@ -96,6 +177,10 @@ class LLMEvent(Frozen):
     def _bounded_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
         if len(value) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
+        # Stored as JSONB, which holds neither a NUL nor NaN/Infinity (the JSON reader of the one-pass parse lets
+        # NaN through). The reason names the attribute.
+        if problem := storable_problem(value, "attributes"):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -116,7 +201,7 @@ class CloudEvent(Frozen):
     id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     source: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     type: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    time: AwareDatetime | None = None
+    time: Instant | None = None
     datacontenttype: str | None = None
     dataschema: str | None = None
     subject: str | None = None
@@ -219,3 +304,19 @@ class DeadLetter(Frozen):
     position: str  # e.g. "llm-events/0/1234" or "events.jsonl:17": makes a redelivery land once
     reason: str
     raw: bytes
+
+    @field_validator("source", "position", "reason", mode="before")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        """A dead letter must always land, or the message it stands for would stop its batch: texts are made
+        storable (NUL and unpaired surrogates escaped), and a position too long for the unique index keeps its
+        head and a digest of the whole, so that it still tells positions apart."""
+        if not isinstance(value, str):
+            return value
+        if "\x00" in value:
+            value = value.replace("\x00", "\\x00")
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if info.field_name == "position" and len(value) > MAX_POSITION:
+            digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+            value = f"{value[: MAX_POSITION - 17]}#{digest}"
+        return value

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 import orjson
@@ -28,6 +29,7 @@ from llm_optimizer.events import (
     describe_validation_error,
     event_from_cloudevent,
     parse_event,
+    storable_problem,
 )
 from llm_optimizer.pricing import PricingCatalog
 
@@ -44,14 +46,32 @@ class Anomaly:
     alert: AnomalyAlert
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an accepted event or anomaly came from, so that it can still be dead-lettered if Postgres refuses it
+    (see `storage.events_repo.land`). `raw` may be a function, for inputs whose bytes cost something to make."""
+
+    position: str
+    raw: bytes | Callable[[], bytes]
+
+    def raw_bytes(self) -> bytes:
+        return self.raw() if callable(self.raw) else self.raw
+
+
 @dataclass
 class DecodedBatch:
-    """Accepted events come either as table rows (the columnar path) or as `LLMEvent`s (the per-message one)."""
+    """Accepted events come either as table rows (the columnar path) or as `LLMEvent`s (the per-message one).
+
+    `row_origins`, `event_origins` and `anomaly_origins` run alongside `rows`, `events` and `anomalies` (empty when
+    the batch was made without them: its items are then named by their ids if Postgres refuses one)."""
 
     events: list[LLMEvent] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rows: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ROW_SCHEMA))
+    row_origins: list[Origin] = field(default_factory=list)
+    event_origins: list[Origin] = field(default_factory=list)
+    anomaly_origins: list[Origin] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
@@ -85,7 +105,8 @@ class Decoder:
         if self.columnar_from is not None and len(messages) >= self.columnar_from:
             # Binary-mode messages are left to the per-message path (as a None value, like a tombstone).
             values = [None if _ce_headers(headers) else value for _, value, headers in messages]
-            batch.rows, others = decode_rows(values, self.catalog, max_message_bytes=self.max_message_bytes)
+            batch.rows, taken, others = decode_rows(values, self.catalog, max_message_bytes=self.max_message_bytes)
+            batch.row_origins = [Origin(messages[i][0], messages[i][1] or b"") for i in taken]
             messages = [messages[i] for i in others]
         for position, value, headers in messages:
             self._add(batch, position, lambda v=value, h=headers: self._decode_one(v, h), lambda v=value: v or b"")
@@ -112,8 +133,10 @@ class Decoder:
             return
         if isinstance(decoded, LLMEvent):
             batch.events.append(self.catalog.fill_cost(decoded))
+            batch.event_origins.append(Origin(position, raw))
         else:
             batch.anomalies.extend(decoded)
+            batch.anomaly_origins.extend(Origin(position, raw) for _ in decoded)
 
     def _decode_one(self, value: bytes | None, headers: Headers) -> LLMEvent | list[Anomaly]:
         if value is None:
@@ -205,6 +228,10 @@ def _anomalies(envelope: CloudEvent) -> list[Anomaly]:
         raise ValidationFailed("anomaly: " + describe_validation_error(exc)) from None
     if envelope.time is None:
         raise ValidationFailed("anomaly: the CloudEvent has no `time`")
+    # Stored as text and JSONB: refused here, with the reason, rather than by Postgres.
+    problem = storable_problem(envelope.id, "id") or storable_problem(alert.model_dump(), "data")
+    if problem:
+        raise ValidationFailed(f"anomaly: {problem}")
     return [
         Anomaly(anomaly_id=f"{envelope.id}/{service}", service=service, detected_at=envelope.time, alert=alert)
         for service in alert.affected_services
@@ -224,12 +251,43 @@ class IngestCounts(BaseModel):
         return IngestCounts(**{name: getattr(self, name) + getattr(other, name) for name in IngestCounts.model_fields})
 
 
+class ConsumeReport(IngestCounts):
+    """What one `consume_topic` run reports: its counts, and how far behind it left its partitions."""
+
+    lag: int | None = None  # messages between the last commit and the partitions' ends, summed; None: not known
+
+
 class ConsumeRequest(BaseModel):
     """Input of the `consume_topic` activity: consume for `run_s` seconds, then report."""
 
     topic: str
     group_id: str
     run_s: int = Field(gt=0)
+
+
+# The Ingestion workflow calls its consumer stuck after this many failed runs in a row, or when the lag after its
+# runs has grown this many times in a row.
+STUCK_AFTER_FAILURES = 3
+STUCK_AFTER_LAG_RISES = 3
+
+
+class IngestionHealth(BaseModel):
+    """How the consumer of a topic has fared lately; carried across continue-as-new."""
+
+    consecutive_failures: int = 0  # failed runs of `consume_topic` since the last one that succeeded
+    last_error: str | None = None  # of the last failed run, kept after a success (the time says when)
+    last_error_at: datetime | None = None
+    last_success_at: datetime | None = None
+    lags: list[int] = Field(default_factory=list)  # after the last few successful runs, oldest first
+
+    @property
+    def lag_rising(self) -> bool:
+        recent = self.lags[-(STUCK_AFTER_LAG_RISES + 1) :]
+        return len(recent) > STUCK_AFTER_LAG_RISES and all(a < b for a, b in pairwise(recent))
+
+    @property
+    def stuck(self) -> bool:
+        return self.consecutive_failures >= STUCK_AFTER_FAILURES or self.lag_rising
 
 
 class IngestionInput(BaseModel):
@@ -240,6 +298,7 @@ class IngestionInput(BaseModel):
     run_s: int = Field(default=60, gt=0)
     heartbeat_timeout_s: int = Field(default=10, gt=0)
     totals: IngestCounts = IngestCounts()
+    health: IngestionHealth = IngestionHealth()
 
 
 class IngestionStatus(BaseModel):
@@ -248,3 +307,11 @@ class IngestionStatus(BaseModel):
     totals: IngestCounts
     runs_in_this_history: int
     last_error: str | None = None
+    # Stuck is visible: `stuck` when the last STUCK_AFTER_FAILURES runs failed or the lag rose after each of the
+    # last STUCK_AFTER_LAG_RISES runs; `last_error` says why (docs/troubleshooting.md).
+    stuck: bool = False
+    consecutive_failures: int = 0
+    last_error_at: datetime | None = None
+    last_success_at: datetime | None = None
+    lag: int | None = None
+    lag_rising: bool = False

@@ -5,12 +5,19 @@ there (a redelivered batch), that COPY is undone and the batch goes through a te
 `INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event id is written once. `land` writes a whole batch in one
 transaction block (a savepoint inside the caller's transaction, if one is open): Kafka offsets are committed only
 after the caller's transaction commits.
+
+The event model refuses everything Postgres cannot store, but should Postgres still refuse a batch because of its
+data (`DATA_ERRORS`), the batch is split in halves, each landed in its own savepoint, down to the messages it
+refuses: those become dead letters with the database's reason, and the rest lands, in the same transaction. A
+failure that is not about the data (the server is down, the connection broke) propagates, nothing is committed
+and the caller retries the whole batch.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -19,10 +26,21 @@ import psycopg
 from llm_optimizer.columnar import ROW_SCHEMA
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import DeadLetter, LLMEvent
-from llm_optimizer.ingest import Anomaly, DecodedBatch, IngestCounts
+from llm_optimizer.ingest import Anomaly, DecodedBatch, IngestCounts, Origin
 
 EVENT_COLUMNS = (*ROW_SCHEMA, "source")
 _COLS = ", ".join(EVENT_COLUMNS)
+
+# Refusals about the data itself, from the server (22xxx, 23xxx, an index row too large) or from psycopg while it
+# adapts a value: landing the same rows again can never succeed, so the rows at fault are found and dead-lettered.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    UnicodeEncodeError,
+    OverflowError,
+)
+DB_REFUSED = "Postgres refused it"  # how a dead letter's reason starts when the database, not the model, refused
 
 
 def event_row(event: LLMEvent) -> tuple:
@@ -62,16 +80,129 @@ def land(
     conn: psycopg.Connection, batch: DecodedBatch, *, source: str, texts: TextPolicy | None = None
 ) -> IngestCounts:
     """Write a decoded batch in one transaction (the caller's, if one is open); says how many were new, duplicate,
-    dead-lettered. Events' texts are kept (redacted) only if `texts` says so."""
+    dead-lettered. Events' texts are kept (redacted) only if `texts` says so. Items Postgres refuses for their data
+    are added to `batch.dead_letters` (so that callers report them like any other refusal) and landed as such."""
     with conn.transaction():
-        accepted = _land_rows(conn, event_rows(batch), source) if batch.event_count else 0
-        if texts is not None and texts.store:
-            _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
+        try:
+            with conn.transaction():  # a savepoint: a refused batch is undone, then split
+                landed = _land_items(conn, batch, source, texts)
+            refused: list[DeadLetter] = []
+        except DATA_ERRORS as exc:
+            landed, refused = _land_split(conn, batch, _items(batch), source, texts, exc)
+        known = {d.position for d in batch.dead_letters}
+        for dead in refused:  # several anomalies of one message refused: one dead letter
+            if dead.position not in known:
+                known.add(dead.position)
+                batch.dead_letters.append(dead)
         dead = _land_dead_letters(conn, batch.dead_letters) if batch.dead_letters else 0
-        anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
     return IngestCounts(
-        accepted=accepted, duplicates=batch.event_count - accepted, dead_lettered=dead, anomalies=anomalies, batches=1
+        accepted=landed.accepted,
+        duplicates=landed.events - landed.accepted,
+        dead_lettered=dead,
+        anomalies=landed.anomalies,
+        batches=1,
     )
+
+
+@dataclass
+class _Landed:
+    events: int = 0  # events written or found already there
+    accepted: int = 0  # of which new
+    anomalies: int = 0
+
+    def __add__(self, other: _Landed) -> _Landed:
+        return _Landed(self.events + other.events, self.accepted + other.accepted, self.anomalies + other.anomalies)
+
+
+def _land_items(conn: psycopg.Connection, batch: DecodedBatch, source: str, texts: TextPolicy | None) -> _Landed:
+    """The events (and their texts) and anomalies of `batch`; its dead letters are the caller's."""
+    accepted = _land_rows(conn, event_rows(batch), source) if batch.event_count else 0
+    if texts is not None and texts.store:
+        _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
+    anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
+    return _Landed(events=batch.event_count, accepted=accepted, anomalies=anomalies)
+
+
+_Item = tuple[str, int]  # ("row" | "event" | "anomaly", its index in the batch)
+
+
+def _items(batch: DecodedBatch) -> list[_Item]:
+    return [
+        *(("row", i) for i in range(batch.rows.height)),
+        *(("event", i) for i in range(len(batch.events))),
+        *(("anomaly", i) for i in range(len(batch.anomalies))),
+    ]
+
+
+def _land_split(
+    conn: psycopg.Connection,
+    batch: DecodedBatch,
+    items: list[_Item],
+    source: str,
+    texts: TextPolicy | None,
+    error: BaseException,
+) -> tuple[_Landed, list[DeadLetter]]:
+    """`items` of `batch`, which Postgres refused together with `error`: each half in its own savepoint, and so on
+    down to single items, which are dead-lettered with the error they alone caused. A batch of n items with one
+    bad item costs about 2·log2(n) more statements."""
+    if len(items) == 1:
+        return _Landed(), [_refused(batch, items[0], source, error)]
+    landed, refused = _Landed(), []
+    half = len(items) // 2
+    for part in (items[:half], items[half:]):
+        try:
+            with conn.transaction():
+                landed += _land_items(conn, _subset(batch, part), source, texts)
+        except DATA_ERRORS as exc:
+            more, dead = _land_split(conn, batch, part, source, texts, exc)
+            landed += more
+            refused += dead
+    return landed, refused
+
+
+def _subset(batch: DecodedBatch, items: list[_Item]) -> DecodedBatch:
+    picked: dict[str, list[int]] = {"row": [], "event": [], "anomaly": []}
+    for kind, i in items:
+        picked[kind].append(i)
+    return DecodedBatch(
+        rows=batch.rows[picked["row"]] if picked["row"] else batch.rows.clear(),
+        events=[batch.events[i] for i in picked["event"]],
+        anomalies=[batch.anomalies[i] for i in picked["anomaly"]],
+    )
+
+
+def _refused(batch: DecodedBatch, item: _Item, source: str, error: BaseException) -> DeadLetter:
+    """The dead letter of one item Postgres refused: its message's position and bytes when the batch knows them;
+    otherwise the item is named by its id and its bytes are what was to be stored."""
+    kind, i = item
+    origins = {"row": batch.row_origins, "event": batch.event_origins, "anomaly": batch.anomaly_origins}[kind]
+    origin: Origin | None = origins[i] if i < len(origins) else None
+    if origin is not None:
+        position, raw = origin.position, origin.raw_bytes()
+    elif kind == "row":
+        row = batch.rows.row(i, named=True)
+        position, raw = f"event/{row['event_id']}", json.dumps(row, default=str).encode()
+    elif kind == "event":
+        event = batch.events[i]
+        position, raw = f"event/{event.event_id}", event.model_dump_json().encode()
+    else:
+        anomaly = batch.anomalies[i]
+        position, raw = f"anomaly/{anomaly.anomaly_id}", anomaly.alert.model_dump_json().encode()
+    return DeadLetter(source=source, position=position, reason=f"{DB_REFUSED}: {describe_db_error(error)}", raw=raw)
+
+
+def describe_db_error(error: BaseException) -> str:
+    """The database's own words (message, SQLSTATE, and for a COPY the column and value at fault), or psycopg's."""
+    if isinstance(error, psycopg.Error) and error.diag.message_primary:
+        diag = error.diag
+        text = f"{diag.message_primary} (SQLSTATE {diag.sqlstate})"
+        if diag.message_detail:
+            text += f"; {diag.message_detail}"
+        if diag.context:
+            text += f"; {diag.context.splitlines()[0]}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 def land_events(conn: psycopg.Connection, events: Sequence[LLMEvent], *, source: str) -> IngestCounts:

@@ -46,7 +46,7 @@ async def test_health_readiness_and_metrics_are_open(api):
         assert (await http.get("/ready")).json()["ready"] is True
         detailed = (await http.get("/health/detailed")).json()
         checks = {c["name"]: c for c in detailed["checks"]}
-        assert set(checks) == {"postgres", "temporal", "kafka", "control_loop"}
+        assert set(checks) == {"postgres", "temporal", "kafka", "control_loop", "ingestion"}
         assert all(c["healthy"] for c in checks.values()), checks
         assert detailed["status"] == "healthy"
         assert checks["control_loop"]["detail"] == "no cycle has decided yet"

@@ -24,6 +24,9 @@ ODD_VALUES = [
     "2026-11-01T12:00:00", "2026-11-01T12:00:00Z", "2026-11-01T12:00:00+05:30", "2026-11-01T12:00:00.5-00:00",
     "2026-11-01 12:00:00Z", "2026-11-01T12:00:00.1234567Z", "2026-11-01T24:00:00Z", "2026-02-30T12:00:00Z",
     "2026-11-01T12:00:00+23:59", "2026-11-01T12:00:00+18:00", "2026-11-01t12:00:00z", "1700000000",
+    # What Postgres cannot store or what is ambiguous (issue 19): both paths must refuse it alike.
+    12345, 1.7e12, "0000-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999Z", "a\x00b", {"k\x00": 1}, {"k": "v\x00"},
 ]  # fmt: skip
 EVENT_FIELDS = [
     "event_id", "timestamp", "service", "endpoint", "model", "provider", "config_version", "variant", "latency_ms",
@@ -138,3 +141,33 @@ def test_binary_mode_messages_take_the_per_message_path():
     )
     assert batch.rows.height == 1 and len(batch.events) == 1
     assert batch.events[0].event_id == batch.rows["event_id"][0] == EVENTS[3].event_id
+
+
+def test_what_postgres_cannot_store_is_refused_alike_and_named():
+    """Out-of-range instants (polars reads years 0 and 10000), NUL escapes, NaN and booleans in number fields."""
+    base = EVENTS[4].model_dump(mode="json", exclude_none=True)
+    cases = {
+        "timestamp": ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0000-06-01T00:00:00Z", 12345],
+        "endpoint": ["a\x00b"],
+        "tokens_out": [True],
+        "latency_ms": [False],
+    }
+    values = []
+    for name, odd in cases.items():
+        for value in odd:
+            event = {**base, "event_id": f"odd-{len(values)}", name: value}
+            values.append(json.dumps({**to_cloudevent(EVENTS[4]), "data": event}).encode())
+    nan = json.dumps({**base, "event_id": "nan"}).replace('"latency_ms": ', '"latency_ms": NaN, "x": ')
+    values.append(nan.encode())
+    values.append(json.dumps({**base, "event_id": "fine", "timestamp": "0001-01-01T00:00:00Z"}).encode())
+    columnar, general = both_ways(values)
+    assert_same_decisions(columnar, general)
+    assert event_rows(columnar)["event_id"].to_list() == ["fine"]
+    reasons = [d.reason for d in columnar.dead_letters]
+    assert len(reasons) == len(values) - 1
+    assert "timestamp = '0001-01-01T00:00:00+01:00': Value error, outside 0001-01-01" in reasons[0]
+    assert "timestamp = '9999-12-31T23:59:59-01:00'" in reasons[1]
+    assert "timestamp = 12345: Value error, a bare number is ambiguous" in reasons[3]
+    assert "endpoint = 'a\\x00b': Value error, contains a NUL character" in reasons[4]
+    assert "tokens_out = True: Value error, a boolean is not a number" in reasons[5]
+    assert "not valid JSON" in reasons[7]

@@ -129,3 +129,90 @@ def test_config_fingerprint_is_stable_and_content_sensitive():
     same = ConfigSpec.model_validate(json.loads(spec.model_dump_json()))
     other = ConfigSpec(model="gpt-4o", provider="openai", params=GenerationParams(temperature=0.3))
     assert spec.fingerprint() == same.fingerprint() != other.fingerprint()
+
+
+# ---- nothing Postgres would refuse is accepted; ambiguous input is refused, not guessed (issue 19) ----
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("endpoint", "a\x00b", "NUL character"),
+        ("event_id", "e-1\x00", "NUL character"),
+        ("request_text", "hello\x00", "NUL character"),
+        ("error_type", "\x00", "NUL character"),
+        ("timestamp", 12345, "a bare number is ambiguous"),
+        ("timestamp", 1.7e12, "a bare number is ambiguous"),
+        ("timestamp", "1700000000", "a bare number is ambiguous"),
+        ("timestamp", " 1.7e9 ", "a bare number is ambiguous"),
+        ("timestamp", "0001-01-01T00:00:00+01:00", "outside 0001-01-01 .. 9999-12-31 once converted to UTC"),
+        ("timestamp", "9999-12-31T23:59:59-00:30", "outside 0001-01-01 .. 9999-12-31 once converted to UTC"),
+        ("tokens_out", True, "a boolean is not a number"),
+        ("tokens_in", False, "a boolean is not a number"),
+        ("latency_ms", True, "a boolean is not a number"),
+        ("cost_usd", True, "a boolean is not a number"),
+        ("quality_score", True, "a boolean is not a number"),
+        ("user_feedback", False, "a boolean is not a number"),
+    ],
+)
+def test_what_postgres_cannot_store_or_what_is_ambiguous_is_refused_by_name(field, value, says):
+    for document in ({**GOOD, field: value}, json.dumps({**GOOD, field: value})):  # both pydantic modes
+        if field == "error_type":
+            document = {**GOOD, field: value, "status": "error"}
+        with pytest.raises(ValidationFailed) as err:
+            parse_event(document)
+        assert err.value.field == field
+        assert str(err.value).startswith(f"{field} = {value!r}"), str(err.value)
+        assert says in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "says"),
+    [
+        ({"region": "eu\x00"}, "attributes['region'] = 'eu\\x00': contains a NUL character"),
+        ({"re\x00gion": "eu"}, "attributes key 're\\x00gion': contains a NUL character"),
+        ({"ratio": float("nan")}, "attributes['ratio'] = nan: not a finite number"),
+        ({"ratio": float("-inf")}, "attributes['ratio'] = -inf: not a finite number"),
+    ],
+)
+def test_attributes_postgres_cannot_store_are_refused_naming_the_key(attributes, says):
+    with pytest.raises(ValidationFailed) as err:
+        parse_event({**GOOD, "attributes": attributes})
+    assert err.value.field == "attributes"
+    assert says in str(err.value)
+
+
+def test_nan_and_infinity_in_json_text_are_refused_too():
+    """pydantic's JSON reader takes NaN and Infinity (orjson does not): the one-pass parse must refuse them."""
+    text = json.dumps({**GOOD, "attributes": {"a": 1}}).replace('"a": 1', '"a": NaN')
+    with pytest.raises(ValidationFailed, match=r"attributes\['a'\] = nan: not a finite number"):
+        parse_event(text)
+    with pytest.raises(ValidationFailed, match="latency_ms = inf"):
+        parse_event(json.dumps(GOOD).replace("420", "Infinity"))
+
+
+def test_the_edges_of_the_range_and_numeric_text_still_pass():
+    assert parse_event({**GOOD, "timestamp": "0001-01-01T00:00:00Z"}).timestamp.year == 1
+    assert parse_event({**GOOD, "timestamp": "9999-12-31T23:59:59.999999+00:00"}).timestamp.year == 9999
+    # Numbers as text are not ambiguous (a CSV backfill sends nothing else): they stay accepted.
+    assert parse_event({**GOOD, "tokens_out": "7", "latency_ms": "1.5"}).tokens_out == 7
+    assert parse_event({**GOOD, "attributes": {"flag": True, "n": 10**30, "t": "x"}}).attributes["flag"] is True
+
+
+def test_a_cloudevent_time_follows_the_timestamp_rules():
+    envelope = to_cloudevent(parse_event(GOOD))
+    for time, says in ((1_700_000_000, "bare number"), ("0001-01-01T00:00:00+00:01", "outside")):
+        with pytest.raises(Exception, match=says):
+            CloudEvent.model_validate({**envelope, "time": time})
+
+
+def test_a_dead_letter_can_always_be_stored():
+    from llm_optimizer.events import MAX_POSITION, DeadLetter
+
+    dead = DeadLetter(source="http", position="p\x00" + "x" * 2000, reason="why \x00 \ud800", raw=b"\x00")
+    assert "\x00" not in dead.position + dead.reason
+    dead.reason.encode("utf-8")  # no unpaired surrogate left
+    assert len(dead.position) == MAX_POSITION
+    other = DeadLetter(source="http", position="p\x00" + "x" * 1999 + "y", reason="r", raw=b"")
+    assert other.position != dead.position  # a long position keeps a digest of the whole
+    assert DeadLetter(source="kafka", position="t/0/1", reason="r", raw=b"").position == "t/0/1"

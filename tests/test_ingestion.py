@@ -181,9 +181,23 @@ async def test_postgres_down_for_a_while_loses_nothing_and_commits_no_offsets(st
             await produce(stack.kafka_bootstrap, topic, during)
             await asyncio.sleep(8)  # the activity fails and is retried while the database is gone
             assert await committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id) == 1000
+
+            async def failing() -> IngestionStatus | None:  # the workflow sees each failed run, with its error
+                status = await ingestion_status(temporal_client, topic)
+                return status if status.consecutive_failures >= 1 else None
+
+            status = await wait_for(failing, 30, "a failed run in the status")
+            assert status.last_error.startswith(("OperationalError: ", "AdminShutdown: ")), status.last_error
+            assert status.last_error_at is not None
         finally:
             stack.postgres.up()
 
         await wait_for(lambda: count(database_url, "events") == 2000, 120, "all 2000 events after Postgres is back")
+
+        async def recovered() -> IngestionStatus | None:
+            status = await ingestion_status(temporal_client, topic)
+            return status if status.consecutive_failures == 0 and status.totals.accepted == 2000 else None
+
+        assert not (await wait_for(recovered, 60, "a successful run after the outage")).stuck
         await handle.cancel()
     assert count(database_url, "dead_letters") == 0

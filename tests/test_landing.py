@@ -65,3 +65,83 @@ def test_rows_from_both_paths_store_the_same_values(database_url):
             results.append(stored(conn))
     assert results[0] == results[1]
     assert "say 'hi', then\\leave" in [row[3] for row in results[0]]
+
+
+# ---- what Postgres refuses for its data costs only the messages at fault (issue 19) ----
+
+POISON = "CHECK (endpoint IS DISTINCT FROM '/poison')"  # data the model accepts and this database refuses
+
+
+def test_a_batch_postgres_refuses_is_split_and_only_the_refused_messages_are_dead_lettered(db):
+    db.execute(f"ALTER TABLE events ADD CONSTRAINT test_poison {POISON}")
+    events = list(sample_events(200, seed=13))
+    values = [json.dumps(to_cloudevent(e)).encode() for e in events]
+    poisoned = {37: {"endpoint": "/poison"}, 150: {"endpoint": "/poison", "attributes": {"region": "eu"}}}
+    for i, changes in poisoned.items():
+        values[i] = json.dumps({**events[i].model_dump(mode="json", exclude_none=True), **changes}).encode()
+    batch = decode(values)
+    assert batch.rows.height > 0 and len(batch.events) == 1  # the poison goes both ways: a row and an event
+    counts = land(db, batch, source="kafka")
+    assert (counts.accepted, counts.duplicates, counts.dead_lettered) == (198, 0, 2)
+    refused = {d.position: d for d in batch.dead_letters}
+    assert set(refused) == {"t/0/37", "t/0/150"}
+    for i in poisoned:
+        dead = refused[f"t/0/{i}"]
+        assert dead.raw == values[i]
+        assert dead.reason.startswith('Postgres refused it: new row for relation "events" violates check constraint')
+        assert "test_poison" in dead.reason and "SQLSTATE 23514" in dead.reason
+    db.commit()
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 198
+    assert db.execute("SELECT position FROM dead_letters ORDER BY position").fetchall() == [("t/0/150",), ("t/0/37",)]
+
+    again = land(db, decode(values), source="kafka")  # redelivered: nothing lands twice, no dead letter twice
+    assert (again.accepted, again.duplicates, again.dead_lettered) == (0, 198, 0)
+    db.commit()
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 198
+    assert db.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 2
+
+
+def test_events_that_slipped_past_the_model_are_dead_lettered_with_the_database_reason(db):
+    """Belt and braces: events made without validation, holding what the model now refuses."""
+    from datetime import datetime, timedelta, timezone
+
+    from llm_optimizer.events import LLMEvent
+    from llm_optimizer.ingest import DecodedBatch
+
+    good = list(sample_events(5, seed=14))
+    nul = LLMEvent.model_construct(**{**dict(good[1]), "event_id": "nul", "endpoint": "a\x00b"})
+    nan = LLMEvent.model_construct(**{**dict(good[2]), "event_id": "nan", "attributes": {"x": float("nan")}})
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # year 0 in UTC
+    old = LLMEvent.model_construct(**{**dict(good[3]), "event_id": "old", "timestamp": early})
+    batch = DecodedBatch(events=[good[0], nul, nan, old, good[4]])
+    counts = land(db, batch, source="file")
+    assert (counts.accepted, counts.dead_lettered) == (2, 3)
+    reasons = {d.position: d.reason for d in batch.dead_letters}
+    assert set(reasons) == {"event/nul", "event/nan", "event/old"}
+    assert all(r.startswith("Postgres refused it: ") for r in reasons.values())
+    assert "0x00" in reasons["event/nul"]
+    assert "json" in reasons["event/nan"].lower()
+    assert "old" in [json.loads(d.raw)["event_id"] for d in batch.dead_letters]  # the bytes it was to store
+    assert {r[0] for r in db.execute("SELECT event_id FROM events")} == {good[0].event_id, good[4].event_id}
+
+
+def test_a_failure_that_is_not_about_the_data_lands_nothing_and_propagates(database_url):
+    values = [json.dumps(to_cloudevent(e)).encode() for e in sample_events(50, seed=15)]
+    batch = decode([*values, b"{not json"])
+    with psycopg.connect(database_url) as holder, psycopg.connect(database_url) as conn:
+        holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")  # held until `holder` commits
+        conn.execute("SET lock_timeout = '200ms'")
+        conn.commit()
+        try:
+            land(conn, batch, source="kafka")
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+        else:
+            raise AssertionError("a lock timeout must propagate: it is not about the data")
+        holder.commit()
+        assert [d.reason for d in batch.dead_letters] == [batch.dead_letters[0].reason]  # only the decoder's
+        assert conn.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM dead_letters)").fetchone() == (
+            0,
+            0,
+        )
+        assert land(conn, batch, source="kafka").accepted == 50  # the retry lands it all

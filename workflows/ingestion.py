@@ -1,4 +1,10 @@
-"""The `Ingestion` workflow: one per topic, forever consuming through the `consume_topic` activity."""
+"""The `Ingestion` workflow: one per topic, forever consuming through the `consume_topic` activity.
+
+Each run of the activity is tried once; the workflow retries it itself, with the backoff a retry policy would
+use, so that it sees every failure: its `status` says how many runs failed in a row and why, and whether the lag
+keeps rising (a consumer stuck or falling behind is visible, docs/troubleshooting.md). Histories recorded before
+this contain no failed run (retries were Temporal's), so they replay the same.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,25 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.ingest import ConsumeRequest, IngestCounts, IngestionInput, IngestionStatus
+    from llm_optimizer.ingest import (
+        ConsumeReport,
+        ConsumeRequest,
+        IngestCounts,
+        IngestionInput,
+        IngestionStatus,
+    )
 
-# Beyond Temporal's own suggestion, a bound that keeps each history short and cheap to replay.
+# Beyond Temporal's own suggestion, a bound that keeps each history short and cheap to replay; failed runs count
+# too, so that a consumer failing for days still continues as new.
 MAX_RUNS_PER_HISTORY = 200
+NON_RETRYABLE = ("SettingsError",)  # a wrong setting: retrying cannot help, fail loudly
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+LAGS_KEPT = 8
+MAX_ERROR_CHARS = 2000  # a query answer, not a log: the head of a long error says what it is
 
 
 @workflow.defn(name="Ingestion")
@@ -21,43 +39,90 @@ class IngestionWorkflow:
     def __init__(self, input: IngestionInput) -> None:
         self.input = input
         self.totals = input.totals
+        self.health = input.health.model_copy(deep=True)
         self.runs = 0
-        self.last_error: str | None = None
+        self.failed_runs = 0
 
     @workflow.run
     async def run(self, input: IngestionInput) -> IngestCounts:
-        while self.runs < MAX_RUNS_PER_HISTORY and not workflow.info().is_continue_as_new_suggested():
+        while (
+            self.runs + self.failed_runs < MAX_RUNS_PER_HISTORY and not workflow.info().is_continue_as_new_suggested()
+        ):
             try:
                 report = await workflow.execute_activity(
                     "consume_topic",
                     ConsumeRequest(topic=input.topic, group_id=input.group_id, run_s=input.run_s),
-                    result_type=IngestCounts,
+                    result_type=ConsumeReport,
                     start_to_close_timeout=timedelta(seconds=input.run_s + 120),
                     heartbeat_timeout=timedelta(seconds=input.heartbeat_timeout_s),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=1),
-                        maximum_interval=timedelta(seconds=30),
-                        non_retryable_error_types=["SettingsError"],
-                    ),
+                    retry_policy=RetryPolicy(maximum_attempts=1),  # retried below, where the failure is seen
                     # TRY_CANCEL: a cancelled workflow stops at once. Safe because a batch in flight either
                     # commits its rows before its offsets or is redelivered and deduplicated.
                     cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
                 )
             except ActivityError as err:
-                # Only non-retryable errors get here (retries are unlimited): a wrong setting. Fail loudly.
-                self.last_error = str(err.cause or err)
-                raise
-            self.totals = self.totals.plus(report)
-            self.runs += 1
+                if is_cancelled_exception(err):  # the workflow is being cancelled: stop, not retry
+                    raise
+                self._failed(err)
+                if _non_retryable(err):
+                    raise
+                backoff = min(FIRST_BACKOFF_S * 2 ** (self.health.consecutive_failures - 1), MAX_BACKOFF_S)
+                await workflow.sleep(backoff)
+                continue
+            self._succeeded(report)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(input.model_copy(update={"totals": self.totals}))
+        workflow.continue_as_new(input.model_copy(update={"totals": self.totals, "health": self.health}))
+
+    def _failed(self, err: ActivityError) -> None:
+        # What the failed run committed before it failed: in its error (activities/ingestion.py), or in its last
+        # heartbeat if it timed out; its rows are in Postgres and its offsets committed, so they count.
+        cause = err.cause
+        details = cause.details if isinstance(cause, ApplicationError) else ()
+        if isinstance(cause, TimeoutError):
+            details = cause.last_heartbeat_details
+        if details and isinstance(details[0], dict):
+            self.totals = self.totals.plus(IngestCounts.model_validate(details[0]))
+        self.failed_runs += 1
+        self.health.consecutive_failures += 1
+        self.health.last_error = _describe(err)[:MAX_ERROR_CHARS]
+        self.health.last_error_at = workflow.now()
+
+    def _succeeded(self, report: ConsumeReport) -> None:
+        self.totals = self.totals.plus(report)
+        self.runs += 1
+        self.health.consecutive_failures = 0
+        self.health.last_success_at = workflow.now()
+        if report.lag is not None:
+            self.health.lags = [*self.health.lags, report.lag][-LAGS_KEPT:]
 
     @workflow.query
-    def status(self) -> IngestionStatus:
+    def status(self, *inputs: object) -> IngestionStatus:  # inputs ignored: a query always answers
+        health = self.health
         return IngestionStatus(
             topic=self.input.topic,
             group_id=self.input.group_id,
             totals=self.totals,
             runs_in_this_history=self.runs,
-            last_error=self.last_error,
+            last_error=health.last_error,
+            stuck=health.stuck,
+            consecutive_failures=health.consecutive_failures,
+            last_error_at=health.last_error_at,
+            last_success_at=health.last_success_at,
+            lag=health.lags[-1] if health.lags else None,
+            lag_rising=health.lag_rising,
         )
+
+
+def _non_retryable(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE)
+
+
+def _describe(err: ActivityError) -> str:
+    """The failure as the activity raised it: `Type: message`, or which timeout expired."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type}: {cause.message}" if cause.type else cause.message
+    if isinstance(cause, TimeoutError):
+        return f"activity timed out ({cause.type.name if cause.type else 'timeout'}): {cause.message}"
+    return str(cause or err)

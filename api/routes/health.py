@@ -12,8 +12,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
+from llm_optimizer.ingest import IngestionStatus
+from starter.ingest import ingestion_workflow_id
 
 router = APIRouter(tags=["health"])
 
@@ -56,6 +60,7 @@ async def health_detailed(request: Request) -> JSONResponse:
         _run("temporal", _temporal(backend), backend.timeout_s),
         _run("kafka", _kafka(backend), backend.timeout_s),
         _run("control_loop", _control_loop(backend), backend.timeout_s),
+        _run("ingestion", _ingestion(backend), backend.timeout_s),
     )
     failing = {c.name for c in checks if not c.healthy}
     status = "unhealthy" if "postgres" in failing else "degraded" if failing else "healthy"
@@ -112,3 +117,45 @@ async def _control_loop(backend: Backend) -> str:
     if age_s > stale_s:
         raise Unhealthy(f"stale: {detail} (server.control_loop_stale_s = {stale_s})")
     return detail
+
+
+async def _ingestion(backend: Backend) -> str:
+    """The Ingestion workflow of each configured topic: unhealthy when it failed, does not answer, or calls its
+    consumer stuck (its last runs failed, or its lag keeps rising), with the last error. A topic without a workflow
+    is fine: events may come over HTTP only."""
+    kafka = backend.settings.kafka
+    client = await backend.temporal()
+    answers = await asyncio.gather(
+        *(_topic_ingestion(client, topic, backend.timeout_s * 0.8) for topic in (kafka.topic, kafka.anomaly_topic))
+    )
+    problems = [text for text, healthy in answers if not healthy]
+    if problems:
+        raise Unhealthy("; ".join(problems))
+    return "; ".join(text for text, _ in answers)
+
+
+async def _topic_ingestion(client, topic: str, timeout_s: float) -> tuple[str, bool]:
+    handle = client.get_workflow_handle(ingestion_workflow_id(topic))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return f"{topic}: no Ingestion workflow", True
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        state = description.status.name.lower() if description.status else "unknown"
+        return f"{topic}: the Ingestion workflow is {state}", description.status != WorkflowExecutionStatus.FAILED
+    try:
+        status = await asyncio.wait_for(handle.query("status", result_type=IngestionStatus), timeout_s)
+    except TimeoutError:
+        return f"{topic}: the Ingestion workflow does not answer its status query (is a worker running?)", False
+    lag = "unknown" if status.lag is None else f"{status.lag}"
+    if not status.stuck:
+        return f"{topic}: consuming, {status.totals.accepted} events landed, lag {lag}", True
+    why = []
+    if status.consecutive_failures:
+        when = status.last_error_at.isoformat() if status.last_error_at else "?"
+        why.append(f"its last {status.consecutive_failures} runs failed (last at {when}: {status.last_error})")
+    if status.lag_rising:
+        why.append(f"its lag rose after each of its last runs (now {lag})")
+    return f"{topic}: stuck: " + " and ".join(why), False

@@ -4,11 +4,16 @@ Both go through the decoder and the landing of the Kafka path: one transaction p
 id written once, every refused input dead-lettered with its reason. Dead letters are positioned by the caller's
 key id, the request's `Idempotency-Key` (or a fresh id) and the index, so a retried request dead-letters nothing
 twice.
+
+A batch is refused whole (422) only when it is not a batch at all (not JSON, not an array); anything wrong with
+one event, including what Postgres would refuse and NaN/Infinity (which strict JSON has no words for, so they are
+read here as the numbers they name and then refused by the event model), refuses that event alone, by index.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -16,12 +21,14 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from activities import metrics
 from api import otlp
 from api.backend import Backend
 from api.security import allowed, dead_letter_prefix
 from llm_optimizer.auth import Permission
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import DeadLetter
+from storage.events_repo import DB_REFUSED
 
 router = APIRouter(tags=["events"])
 PROTOBUF = "application/x-protobuf"
@@ -36,8 +43,24 @@ class IngestResult(BaseModel):
     accepted: int  # new events landed
     duplicates: int  # events whose id was already there (a retry): not landed again
     anomalies: int
-    rejected: int
-    errors: list[Rejected]
+    rejected: int  # events refused (by the event model, or by Postgres), each dead-lettered
+    errors: list[Rejected]  # one per refused event, by its index in the batch, in order
+
+
+MAX_IDEMPOTENCY_KEY = 128
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: it becomes part of stored positions
+
+
+def _parse(body: bytes) -> Any:
+    """orjson for the common case; Python's reader, which takes NaN, Infinity and -Infinity, when orjson refuses,
+    so that such a value costs its event, not the batch."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as strict:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise ValueError(str(strict)) from None
 
 
 def _items(body: Any) -> list[Any]:
@@ -59,8 +82,16 @@ def _items(body: Any) -> list[Any]:
 )
 async def report_events(request: Request, idempotency_key: str | None = Header(default=None)) -> IngestResult:
     """Land a batch of events (bare events or CloudEvents). Each refused one is named by index and reason."""
+    if idempotency_key is not None and not (
+        len(idempotency_key) <= MAX_IDEMPOTENCY_KEY and _IDEMPOTENCY_KEY.match(idempotency_key)
+    ):
+        shown = repr(idempotency_key[:40]) + ("..." if len(idempotency_key) > 40 else "")
+        return JSONResponse(
+            {"detail": f"Idempotency-Key = {shown}: at most {MAX_IDEMPOTENCY_KEY} visible ASCII characters"},
+            status_code=422,
+        )
     try:
-        items = _items(orjson.loads(await request.body()))
+        items = _items(_parse(await request.body()))
     except ValueError as exc:
         return JSONResponse({"detail": f"body is not valid JSON ({exc})"}, status_code=422)
     except ValidationFailed as exc:
@@ -69,9 +100,18 @@ async def report_events(request: Request, idempotency_key: str | None = Header(d
     # Scoped by the caller's key: another client reusing an Idempotency-Key must not have its dead letters
     # mistaken for the first one's redelivery.
     prefix = dead_letter_prefix(request.state.principal.key_id, idempotency_key, await request.body())
-    batch = backend.decoders["http"].decode_documents((f"{prefix}{i}", item) for i, item in enumerate(items))
-    counts = await backend.land(batch, "http")
-    errors = [Rejected(index=int(d.position.rsplit("/", 1)[1]), reason=d.reason) for d in batch.dead_letters]
+    positions = [f"{prefix}{i}" for i in range(len(items))]
+    batch = backend.decoders["http"].decode_documents(zip(positions, items, strict=True))
+    counts = await backend.land(batch, "http")  # adds what Postgres refused to batch.dead_letters
+    index = {position: i for i, position in enumerate(positions)}
+    errors = sorted(
+        (Rejected(index=index[d.position], reason=d.reason) for d in batch.dead_letters if d.position in index),
+        key=lambda r: r.index,
+    )
+    if len(errors) != len(batch.dead_letters):  # a position the route did not make: never expected, never hidden
+        raise AssertionError(f"{len(batch.dead_letters) - len(errors)} dead letters without an index")
+    if any(d.reason.startswith(DB_REFUSED) for d in batch.dead_letters):
+        metrics.LANDING_SPLITS.labels("http").inc()
     return IngestResult(
         accepted=counts.accepted,
         duplicates=counts.duplicates,
