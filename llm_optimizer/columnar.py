@@ -168,7 +168,7 @@ def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
             & _text(c("ce_id"), 1, 256)
             & _text(c("ce_source"), 1, 1024)
             & (c("ce_type").str.strip_chars() == LLM_REQUEST_EVENT_TYPE)
-            & (c("ce_time").is_null() | _timestamp(c("ce_time")).is_not_null())
+            & (c("ce_time").is_null() | _in_range(_timestamp(c("ce_time"))))
         )
         # The envelope's id and time stand in for the event's when it has none (events.event_from_cloudevent).
         frame = frame.with_columns(
@@ -191,7 +191,7 @@ def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
         & c("_plain")
         & (c("_quotes") == c("_expected_quotes"))
         & _text(c("event_id"), 1, 128)
-        & ts.is_between(pl.lit(_FIRST_INSTANT), pl.lit(_LAST_INSTANT))
+        & _in_range(ts)
         & _name(c("service"))
         & _name(c("model"))
         & _name(c("provider"))
@@ -249,6 +249,10 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
         "%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", time_unit="us", strict=False
     )
     return pl.when(text.str.contains(_TIMESTAMP)).then(parsed)
+
+
+def _in_range(instant: pl.Expr) -> pl.Expr:
+    return instant.is_between(pl.lit(_FIRST_INSTANT), pl.lit(_LAST_INSTANT))
 
 
 def _text(text: pl.Expr, shortest: int, longest: int) -> pl.Expr:

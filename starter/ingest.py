@@ -48,7 +48,7 @@ async def main_async(args: argparse.Namespace) -> int:
             handle = await start_ingestion(client, settings, topic)
             print(f"ingestion of {topic!r} running as workflow {handle.id}")
         elif args.command == "status":
-            print(json.dumps((await ingestion_status(client, topic)).model_dump(), indent=2))
+            print(json.dumps((await ingestion_status(client, topic)).model_dump(mode="json"), indent=2))
         else:
             await client.get_workflow_handle(ingestion_workflow_id(topic)).cancel()
             print(f"cancelled {ingestion_workflow_id(topic)}")

@@ -161,3 +161,32 @@ def test_the_common_shapes_take_the_one_pass_parse():
     without_id = to_cloudevent(EVENT)
     del without_id["data"]["event_id"]
     assert _one_pass(json.dumps(without_id).encode()) is None  # the general path fills it from the envelope
+
+
+def test_an_anomaly_postgres_could_not_store_is_refused_by_name(decoder):
+    alert = {
+        "specversion": "1.0",
+        "type": SENTINEL_ANOMALY_EVENT_TYPE,
+        "source": "llm-sentinel",
+        "id": "a2",
+        "time": "2026-11-09T12:05:30Z",
+        "data": {"anomaly_type": "latency_spike", "severity": "high", "affected_services": ["chat"]},
+    }
+    cases = {
+        "anomaly: data['metrics']['p95'] = nan: not a finite number": {
+            **alert,
+            "data": {**alert["data"], "metrics": {"p95": float("nan")}},
+        },
+        "anomaly: id = 'a2\\x00': contains a NUL character": {**alert, "id": "a2\x00"},
+        "anomaly: data['extra'][0] = 'x\\x00': contains a NUL character": {
+            **alert,
+            "data": {**alert["data"], "extra": ["x\x00"]},
+        },
+        "CloudEvent: time = 1762689930: Value error, a bare number is ambiguous": {**alert, "time": 1762689930},
+    }
+    for says, document in cases.items():
+        # NaN is not JSON for the Kafka path ("not valid JSON"); the HTTP route reads it, as documents.
+        as_http = "nan" in says
+        batch = decoder.decode_documents([("p", document)]) if as_http else one(decoder, json.dumps(document).encode())
+        assert batch.anomalies == [], says
+        assert says in batch.dead_letters[0].reason, (says, batch.dead_letters[0].reason)
