@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status worker api clean bench-ingest bench-analysis bench-savings bench-api
+.PHONY: install demo test lint up down status worker api clean bench-ingest bench-analysis bench-savings bench-savings-synthetic bench-api
 
 install: $(STAMP)
 
@@ -48,6 +48,12 @@ bench-ingest: $(STAMP)
 
 bench-savings: $(STAMP)
 	$(PY) -m benchmarks.savings --outcomes data/outcomes/dev_outcomes.parquet --quality-floor 0.95
+
+# A fleet the code has never seen: 3 services x 11 made-up models no price source knows (simulator/synthetic.py).
+bench-savings-synthetic: $(STAMP)
+	@mkdir -p .data/bench
+	$(PY) -m simulator.synthetic --out .data/bench/synthetic-0.9.parquet --seed 1 --floor 0.9
+	$(PY) -m benchmarks.savings --outcomes .data/bench/synthetic-0.9.parquet --quality-floor 0.9 --minutes 10
 
 bench-analysis: $(STAMP)
 	$(PY) -m benchmarks.analysis

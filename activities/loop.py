@@ -313,6 +313,9 @@ class LoopActivities:
                 request.since,
                 request.until,
             )
+            for a in request.arms:  # an arm deferred by an earlier exploration keeps everything it measured
+                if a.since is not None and a.since < request.since:
+                    stats.update(analysis_repo.arm_stats(conn, request.service, [a.version], a.since, request.until))
             live = stats.get(request.live_version) or ArmStats(key="live", version=request.live_version)
             reference = request.reference
             if request.reference_version == request.live_version and live.quality is not None:

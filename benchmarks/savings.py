@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -140,15 +141,18 @@ async def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def replay(database_url: str, table: OutcomeTable, rate: float, duration: float) -> list:
-    """Send traffic for `duration` seconds; returns what each request was served (in order)."""
+def replay(
+    database_url: str, table: OutcomeTable, rate: float, duration: float, stop: threading.Event | None = None
+) -> list:
+    """Send traffic for `duration` seconds (or until `stop` is set); returns what each request was served (in
+    order)."""
     configs = ConfigClient(database_url, ttl_s=0.5)
     fleet = Fleet(table, configs, seed=11)
     served = []
     started = time.monotonic()
     sent = 0
     with psycopg.connect(database_url, autocommit=True) as conn:
-        while (t := time.monotonic() - started) < duration:
+        while (t := time.monotonic() - started) < duration and not (stop is not None and stop.is_set()):
             due = int(rate * t) - sent
             events = [fleet.request(service, t) for _ in range(due) for service in table.services]
             if events:

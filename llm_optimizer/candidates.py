@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.decision import Constraints, DecisionInput, Guards, Memory, Objectives, Profile
-from llm_optimizer.exploration import QualityEstimate
+from llm_optimizer.exploration import RETRYABLE, QualityEstimate
 from llm_optimizer.settings import ExplorationSettings, OptimizationSettings
 from llm_optimizer.strategies import StrategyPreset
 
@@ -91,8 +91,20 @@ def candidate_profiles(
         model = candidate.model or current.model
         changes = candidate.changes()
         explored = memory.explored.get(candidate.name)
+        qualified = explored is not None and explored.result.fate == "qualified"
         profile: Profile | None = None
-        if explored is not None and explored.result.version in by_version:
+        if explored is not None and explored.result.fate in RETRYABLE:
+            # Deferred: measured, not decided. It goes back to exploration, which pools what it already measured.
+            r = explored.result
+            profile = Profile(
+                model=model,
+                provider=candidate.provider or current.provider,
+                config_version=r.version,
+                requests=r.requests,
+                cost_per_request=r.cost_per_request,
+                price_source="measured by exploration (not decided yet)",
+            )
+        elif qualified and explored.result.version in by_version:
             profile = by_version[explored.result.version]
         elif not changes and model in best_of_model:
             profile = best_of_model[model]

@@ -388,6 +388,7 @@ class TrafficRequest(BaseModel):
 class ExplorationArm(BaseModel):
     key: str  # the candidate's name
     version: str  # its registered config version
+    since: datetime | None = None  # measured since then (an earlier, deferred exploration): its evidence is pooled
 
 
 class ExplorationInput(BaseModel):

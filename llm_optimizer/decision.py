@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from llm_optimizer import analyzers
 from llm_optimizer.bandit import BetaArm
-from llm_optimizer.exploration import ArmResult, QualityEstimate
+from llm_optimizer.exploration import RETRYABLE, ArmResult, QualityEstimate
 from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
@@ -544,7 +544,7 @@ def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | N
     explored = inp.memory.explored.get(candidate.key)
     if (
         explored is not None
-        and explored.result.fate not in ("qualified", "exploring")
+        and explored.result.fate not in ("qualified", *RETRYABLE)
         and inp.now - explored.at < inp.guards.rolled_back_retry_after
     ):
         problems.append(f"explored at {explored.at.isoformat()}: {explored.result.fate} ({explored.result.reason})")

@@ -10,7 +10,9 @@ one-sided test at `alpha` each way:
   and one that cannot beat the live config by the strategy's minimum gain is `no_saving`: neither needs more data;
 - an arm still undecided after `max_samples` scored requests (or when the exploration's time is up) is
   `unproven`: it is never promoted on a guess (a trap just under the floor stays out).
-The exploration ends when no arm is left undecided, or as soon as every arm that could still win is decided.
+As soon as one arm is qualified, the arms still undecided that could beat it are `deferred`: the qualified arm is
+rolled out first (its savings should not wait for the hardest arms to be told apart from the floor), and the
+deferred ones are explored again later, their evidence pooled across explorations.
 Pure functions: the workflow calls them through an activity; tests call them directly.
 """
 
@@ -22,8 +24,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
-ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors"]
-SETTLED: frozenset[str] = frozenset({"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors"})
+ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"]
+SETTLED: frozenset[str] = frozenset(
+    {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"}
+)
+RETRYABLE: frozenset[str] = frozenset({"exploring", "deferred"})  # fates that let a candidate be explored again
 
 
 class QualityEstimate(BaseModel):
@@ -167,12 +172,18 @@ def settle(
             z = floor_test(arm.quality, reference, policy.floor_ratio)
             ratio = arm.quality.mean / reference.mean
         base.update(z_vs_floor=None if z is None else _round(z), quality_ratio=None if ratio is None else _round(ratio))
-        if prior is not None and prior.fate in SETTLED and prior.fate != "qualified":
+        if prior is not None and prior.fate in SETTLED and prior.fate not in ("qualified", "deferred"):
             results[arm.key] = prior.model_copy(update=base)
             continue
         fate, reason = _fate(arm, z, ratio, z_crit, live, live_quality, policy, final)
         results[arm.key] = ArmResult(fate=fate, reason=reason, **base)
     _drop_dominated(results, live, live_quality, z_crit, policy)
+    if not final and any(r.fate == "qualified" for r in results.values()):
+        for key, r in list(results.items()):
+            if r.fate == "exploring":
+                results[key] = r.model_copy(
+                    update={"fate": "deferred", "reason": f"a qualified arm is rolled out first; {r.reason}"}
+                )
     return [results[a.key] for a in arms]
 
 

@@ -56,10 +56,18 @@ def after_exploration(
 ) -> Memory:
     """Every arm's measurements and fate are kept (the next decision prices and judges it from them), and while the
     live config is the reference its quality during the exploration is pooled into the reference."""
-    explored = {r.key: ExploredArm(since=since, at=now, result=r) for r in arms}
+    explored = {r.key: ExploredArm(since=_first_since(memory, r.key, since), at=now, result=r) for r in arms}
     changes: dict = {"explored": {**memory.explored, **explored}}
     if live_quality is not None and live_quality.n > 0 and memory.reference_version == live_version:
         pooled = memory.reference.pooled(live_quality) if memory.reference is not None else live_quality
         changes["reference"] = pooled
         changes["reference_quality"] = pooled.mean
     return memory.model_copy(update=changes)
+
+
+def _first_since(memory: Memory, key: str, since: datetime) -> datetime:
+    """A deferred arm explored again has measured since its first exploration (its evidence is pooled)."""
+    before = memory.explored.get(key)
+    if before is not None and before.result.fate == "deferred" and before.since is not None:
+        return min(before.since, since)
+    return since

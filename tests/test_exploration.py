@@ -73,11 +73,15 @@ def test_arms_are_settled_by_the_test_against_the_floor_and_by_what_they_can_sti
     results = {r.key: r for r in settle(arms, LIVE, REFERENCE, POLICY)}
     assert results["good"].fate == "qualified" and results["good"].quality_ratio == pytest.approx(0.95)
     assert results["bad"].fate == "below_floor"
-    assert results["trap"].fate == "exploring"
+    # Undecided but able to beat the qualified arm: deferred, so that the qualified one is rolled out first.
+    assert results["trap"].fate == "deferred"
     assert results["dearer"].fate == "dominated" and "good" in results["dearer"].reason
     assert results["no-saving"].fate == "no_saving"
-    assert not finished(list(results.values()))
-    assert shares(30, list(results.values())) == {"v-trap": 30.0}
+    assert finished(list(results.values())) and shares(30, list(results.values())) == {}
+    # Without a qualified arm the undecided keep the slice between them.
+    open_ = {r.key: r for r in settle([arms[1], arms[2]], LIVE, REFERENCE, POLICY)}
+    assert open_["trap"].fate == "exploring" and not finished(list(open_.values()))
+    assert shares(30, list(open_.values())) == {"v-trap": 30.0}
     # Out of time (or past max_samples), an arm still undecided is unproven: never promoted on a guess.
     final = settle(arms, LIVE, REFERENCE, POLICY, previous=results, final=True)
     assert {r.key: r.fate for r in final}["trap"] == "unproven"

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import ACTIVITY
@@ -280,7 +280,15 @@ class OptimizationCycle:
         self.rollout = RolloutProgress(rollout_id=rollout_id, to_version=prepared.version, stage=0, percent=0)
         record.rollout_id = rollout_id
         await self._transition(CycleState.MONITORING, "rollout")
-        outcome: RolloutOutcome = await self.rollout_handle
+        try:
+            outcome: RolloutOutcome = await self.rollout_handle
+        except ChildWorkflowError as err:
+            # Only a step that can never succeed fails a rollout (workflows/options.py): alert, count it as rolled
+            # back so the candidate is not retried at once, and keep the loop going.
+            self.rollout_handle, self.rollout = None, None
+            record.outcome = await self._alert(f"rollout {rollout_id} failed: {err.cause or err}")
+            self.memory = memory_rules.after_rollout(self.memory, candidate.key, "rolled_back", workflow.now())
+            return
         self.rollout_handle, self.rollout = None, None
         record.outcome = f"{outcome.result}: {outcome.reason}"
         self._set_active(outcome.final_version)
@@ -303,6 +311,13 @@ class OptimizationCycle:
             summary=f"register {len(decision.arms)} exploration arms",
             **ACTIVITY,
         )
+        # A candidate deferred by an earlier exploration carries on from what it measured then.
+        arms = [
+            a.model_copy(update={"since": e.since})
+            if (e := self.memory.explored.get(a.key)) is not None and e.result.fate == "deferred"
+            else a
+            for a in arms
+        ]
         await self._transition(CycleState.DEPLOYING, "exploration")
         scale = self.input.time_scale
         exploring = self.input.exploration
@@ -337,7 +352,12 @@ class OptimizationCycle:
         )
         record.rollout_id = exploration_id
         await self._transition(CycleState.MONITORING, "exploration")
-        outcome: ExplorationOutcome = await self.exploration_handle
+        try:
+            outcome: ExplorationOutcome = await self.exploration_handle
+        except ChildWorkflowError as err:
+            self.exploration_handle = None
+            record.outcome = await self._alert(f"exploration {exploration_id} failed: {err.cause or err}")
+            return
         self.exploration_handle = None
         record.outcome = outcome.reason
         self.memory = memory_rules.after_exploration(
@@ -373,9 +393,7 @@ class OptimizationCycle:
             return
         record.rationale, record.outcome = reason, f"rolled back to {target}"
         self._set_active(target)
-        self.memory = self.memory.model_copy(
-            update={"last_change_at": workflow.now(), "rollbacks": [*self.memory.rollbacks, workflow.now()][-20:]}
-        )
+        self.memory = memory_rules.after_rollback(self.memory, workflow.now())
 
     # ---- bookkeeping ----
 
