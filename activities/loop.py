@@ -54,6 +54,7 @@ from llm_optimizer.decision import (
     DecisionInput,
     Profile,
     apply_governance,
+    apply_governance_to_arms,
     decide,
     violations,
 )
@@ -143,6 +144,14 @@ class LoopActivities:
             proposed = {"model": decision.candidate.model, "provider": decision.candidate.provider}
             verdict = await asyncio.to_thread(self.governance.evaluate, request.service, proposed, decision.rationale)
             decision = apply_governance(decision, verdict)
+        if self.governance is not None and decision.arms:
+            verdicts = {}
+            for arm in decision.arms:
+                proposed = {"model": arm.model, "provider": arm.provider, **arm.changes}
+                verdicts[arm.key] = await asyncio.to_thread(
+                    self.governance.evaluate, request.service, proposed, decision.rationale
+                )
+            decision = apply_governance_to_arms(decision, verdicts)
         await self._db(lambda conn: audit_repo.record_decision(conn, decision, request.cycle_id))
         metrics.DECISIONS.labels(request.service, decision.action.value).inc()
         if inp.current.cost_per_request is not None:

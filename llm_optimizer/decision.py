@@ -1,6 +1,6 @@
 """Decide: from observed profiles, findings and constraints to one explained, safe `Decision`.
 
-Order of the seeds' decision flow: safety first (a critical finding on the live config rolls back), then the
+Order of the decision flow: safety first (a critical finding on the live config rolls back), then the
 change guards (cooldown, rollback budget), then candidate selection: hard constraints filter, the Pareto frontier
 over cost, quality and latency narrows, a weighted score against the current config picks, and the strategy
 preset's minimum improvement and confidence gate the result. Every check is recorded in the decision.
@@ -600,6 +600,25 @@ def apply_governance(decision: Decision, verdict: GovernanceVerdict) -> Decision
             "checks": [*decision.checks, check],
         }
     )
+
+
+def apply_governance_to_arms(decision: Decision, verdicts: dict[str, GovernanceVerdict]) -> Decision:
+    """An exploration's arms that governance denies are left out (their fate says why); none left: no action."""
+    denied = {key: v for key, v in verdicts.items() if not v.approved}
+    if decision.action is not Action.experiment or not denied:
+        return decision
+    arms = [a for a in decision.arms if a.key not in denied]
+    fates = [
+        f.model_copy(update={"fate": "skipped", "reason": f"governance denied it: {denied[f.key].rationale}"})
+        if f.key in denied
+        else f
+        for f in decision.candidates
+    ]
+    check = Check(name="governance", kind="policy", passed=not denied, detail=f"denied: {', '.join(sorted(denied))}")
+    update: dict = {"arms": arms, "candidates": fates, "checks": [*decision.checks, check]}
+    if not arms:
+        update |= {"action": Action.none, "rationale": f"governance denied every arm ({decision.rationale})"}
+    return decision.model_copy(update=update)
 
 
 def _upper(profile: Profile) -> float:

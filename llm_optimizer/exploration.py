@@ -5,7 +5,10 @@ each round every undecided arm is tested against the quality floor, `floor_ratio
 one-sided test at `alpha` each way:
 - credibly below the floor: `below_floor`, out of the slice at once (the risk an arm takes is bounded by how long a
   bad arm can stay, which is what the test shortens);
-- credibly above it: `qualified`;
+- credibly above it: `qualified`. The test is repeated every round, and a trap just under the floor would
+  eventually look good by chance on one of those looks: qualifying takes a level `alpha / REPEATED_LOOKS` (a
+  Pocock-like constant boundary; `tests/test_exploration.py` simulates whole explorations to hold the chance of a
+  trap qualifying under `alpha`). Leaving for below the floor keeps `alpha`: a wrong exit only costs a saving;
 - an arm that cannot beat a qualified arm on the weighted objective even at its optimistic quality is `dominated`,
   and one that cannot beat the live config by the strategy's minimum gain is `no_saving`: neither needs more data;
 - an arm still undecided after `max_samples` scored requests (or when the exploration's time is up) is
@@ -24,10 +27,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
-ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"]
+ArmFate = Literal[
+    "exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "too_slow", "deferred"
+]
 SETTLED: frozenset[str] = frozenset(
-    {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"}
+    {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "too_slow", "deferred"}
 )
+REPEATED_LOOKS = 10
 RETRYABLE: frozenset[str] = frozenset({"exploring", "deferred"})  # fates that let a candidate be explored again
 
 
@@ -94,6 +100,10 @@ class ExplorationPolicy(BaseModel):
     min_gain: float = Field(default=0.0, ge=0)
     cost_weight: float = 0.6
     quality_weight: float = 0.3
+    # The canary judge's latency limit: an arm already past it would be rolled back at its first stage.
+    latency_increase: float | None = None
+    max_traffic_percent: float = Field(default=0.0, ge=0, le=50)
+    safe_margin: float = Field(default=0.05, ge=0, le=1)
 
 
 class ArmResult(BaseModel):
@@ -109,6 +119,7 @@ class ArmResult(BaseModel):
     quality: QualityEstimate | None = None
     quality_ratio: float | None = None  # arm quality / reference quality
     z_vs_floor: float | None = None
+    ratio_low: float | None = None  # one-sided lower bound of quality_ratio at alpha
     cost_per_request: float | None = None
     tokens_in_mean: float | None = None
     tokens_out_mean: float | None = None
@@ -153,6 +164,7 @@ def settle(
     """Every arm's fate after this round. `previous` keeps settled arms settled; `final`: time is up."""
     previous = previous or {}
     z_crit = float(sps.norm.ppf(1 - policy.alpha))
+    z_qualify = float(sps.norm.ppf(1 - policy.alpha / REPEATED_LOOKS))
     live_quality = live.quality.mean if live.quality else None
     results: dict[str, ArmResult] = {}
     for arm in arms:
@@ -175,7 +187,10 @@ def settle(
         if prior is not None and prior.fate in SETTLED and prior.fate not in ("qualified", "deferred"):
             results[arm.key] = prior.model_copy(update=base)
             continue
-        fate, reason = _fate(arm, z, ratio, z_crit, live, live_quality, policy, final)
+        if arm.quality is not None and arm.quality.n >= 2 and reference.mean > 0:
+            low = (arm.quality.mean - z_crit * arm.quality.se) / reference.mean
+            base["ratio_low"] = _round(low)
+        fate, reason = _fate(arm, z, ratio, (z_crit, z_qualify), live, live_quality, policy, final)
         results[arm.key] = ArmResult(fate=fate, reason=reason, **base)
     _drop_dominated(results, live, live_quality, z_crit, policy)
     if not final and any(r.fate == "qualified" for r in results.values()):
@@ -187,7 +202,8 @@ def settle(
     return [results[a.key] for a in arms]
 
 
-def _fate(arm, z, ratio, z_crit, live, live_quality, policy, final) -> tuple[ArmFate, str]:
+def _fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[ArmFate, str]:
+    z_crit, z_qualify = z_levels
     n = arm.quality.n if arm.quality else 0
     if (
         policy.error_rate_max is not None
@@ -195,6 +211,17 @@ def _fate(arm, z, ratio, z_crit, live, live_quality, policy, final) -> tuple[Arm
         and arm.error_rate > policy.error_rate_max
     ):
         return "errors", f"error rate {arm.error_rate:.1%} > {policy.error_rate_max:.1%}"
+    if (
+        policy.latency_increase is not None
+        and arm.requests >= policy.min_samples
+        and arm.latency_p95_ms is not None
+        and live.latency_p95_ms
+        and arm.latency_p95_ms > live.latency_p95_ms * (1 + policy.latency_increase)
+    ):
+        return "too_slow", (
+            f"p95 latency {arm.latency_p95_ms:.0f} ms against {live.latency_p95_ms:.0f} ms live: past the canary's "
+            f"limit (+{policy.latency_increase:.0%})"
+        )
     optimistic = _optimistic_quality(arm, z_crit)
     best_gain = weighted_gain(live.cost_per_request, live_quality, arm.cost_per_request, optimistic, policy)
     if arm.cost_per_request is not None and arm.requests >= min(policy.min_samples, 30) and best_gain < policy.min_gain:
@@ -207,7 +234,7 @@ def _fate(arm, z, ratio, z_crit, live, live_quality, policy, final) -> tuple[Arm
     floor_note = f"quality ratio {ratio:.3f} vs floor {policy.floor_ratio:.3f} (z {z:+.2f}, n {n})"
     if z <= -z_crit:
         return "below_floor", f"credibly below the floor: {floor_note}"
-    if z >= z_crit:
+    if z >= z_qualify:
         return "qualified", f"credibly above the floor: {floor_note}"
     if n >= policy.max_samples or final:
         return "unproven", f"not shown to keep the floor after {n} scored requests: {floor_note}"
@@ -260,13 +287,21 @@ def winner(results: list[ArmResult], live: ArmStats, policy: ExplorationPolicy) 
     )
 
 
-def shares(total_percent: float, arms: list[ArmResult]) -> dict[str, float]:
-    """The slice split equally among the arms still exploring (version -> percent of all traffic)."""
-    open_arms = [r.version for r in arms if r.fate == "exploring"]
+def shares(total_percent: float, arms: list[ArmResult], policy: ExplorationPolicy | None = None) -> dict[str, float]:
+    """The slice split equally among the arms still exploring (version -> percent of all traffic). Once every open
+    arm is measured and its quality credibly within `policy.safe_margin` of the floor, the slice may grow to
+    `policy.max_traffic_percent`: what is left to tell apart costs little quality, and more traffic settles it
+    sooner."""
+    open_arms = [r for r in arms if r.fate == "exploring"]
     if not open_arms:
         return {}
-    each = round(total_percent / len(open_arms), 4)
-    return {version: each for version in open_arms}
+    total = total_percent
+    if policy is not None and all(
+        r.ratio_low is not None and r.ratio_low >= policy.floor_ratio - policy.safe_margin for r in open_arms
+    ):
+        total = max(total_percent, policy.max_traffic_percent)
+    each = round(total / len(open_arms), 4)
+    return {r.version: each for r in open_arms}
 
 
 def _round(x: float) -> float:

@@ -144,6 +144,10 @@ class ExplorationSettings(Section):
     unpriced: bool = True  # explore candidates no price source knows (their events' cost prices them)
     max_arms: PositiveInt = 10  # candidates measured at once
     traffic_percent: Annotated[float, Field(gt=0, le=50, allow_inf_nan=False)] = 30.0  # the slice, all arms together
+    # The slice may grow to this once every open arm is credibly within `safe_margin` (of the reference's quality,
+    # as a ratio) of the floor: little quality is at stake, and more traffic settles them sooner.
+    max_traffic_percent: Annotated[float, Field(gt=0, le=50, allow_inf_nan=False)] = 50.0
+    safe_margin: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.05
     # An arm is settled by a one-sided test against the quality floor at this level, each way.
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     min_samples: PositiveInt = 100  # scored requests before an arm is tested

@@ -298,3 +298,18 @@ def test_an_alert_is_not_repeated_within_the_cooldown():
     assert again.action is Action.none and "alerted at" in again.rationale
     later = decide(inp(current=bad, parent_version=None, memory=Memory(last_alert_at=NOW - timedelta(hours=2))))
     assert later.action is Action.alert
+
+
+def test_governance_denies_arms_of_an_exploration_one_by_one():
+    from llm_optimizer.decision import GovernanceVerdict, apply_governance_to_arms
+
+    arms = [Profile(model=f"m{i}", provider="q") for i in range(2)]
+    decision = decide(inp(candidates=arms))
+    assert decision.action is Action.experiment
+    one = apply_governance_to_arms(decision, {"m0": GovernanceVerdict(approved=False, rationale="not vetted")})
+    assert [a.key for a in one.arms] == ["m1"]
+    assert next(f for f in one.candidates if f.key == "m0").reason == "governance denied it: not vetted"
+    both = apply_governance_to_arms(
+        decision, {k: GovernanceVerdict(approved=False, rationale="no") for k in ("m0", "m1")}
+    )
+    assert both.action is Action.none and both.arms == []

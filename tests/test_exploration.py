@@ -95,23 +95,52 @@ def test_a_settled_arm_stays_settled_and_errors_take_it_out():
     assert again[0].fate == "below_floor"
     erring = ArmStats(key="e", version="v-e", requests=500, errors=100, cost_per_request=0.001)
     assert settle([erring], LIVE, REFERENCE, POLICY)[0].fate == "errors"
+    # Slower than the canary judge allows: it would be rolled back at its first stage, so it is out now.
+    live = LIVE.model_copy(update={"latency_p95_ms": 1000.0})
+    slow = arm("slow", 0.78, 500, 0.001).model_copy(update={"latency_p95_ms": 1300.0})
+    policy = POLICY.model_copy(update={"latency_increase": 0.2})
+    assert settle([slow], live, REFERENCE, policy)[0].fate == "too_slow"
+    assert settle([slow.model_copy(update={"latency_p95_ms": 1150.0})], live, REFERENCE, policy)[0].fate != "too_slow"
 
 
-def test_by_simulation_good_candidates_qualify_and_traps_do_not():
-    """Bernoulli answers at the documented bands: +3 to +5 points above the floor qualify within a few thousand
-    requests; traps 0.5 to 1 point under it almost never do, whatever the sample size."""
+def test_by_simulation_good_candidates_qualify_and_traps_do_not_over_a_whole_exploration():
+    """Bernoulli answers, tested after every round as the workflow does (a look every 100 requests, up to 5,000):
+    an arm 3 points above the floor qualifies; a trap half a point under it qualifies in fewer than `alpha` of the
+    explorations, although it is looked at fifty times."""
     rng = np.random.default_rng(7)
-    reference_q, runs = 0.8, 200
+    reference_q, runs, looks = 0.8, 300, range(100, 5001, 100)
+    reference = QualityEstimate(mean=reference_q, sd=0.4, n=50_000)
+    policy = POLICY.model_copy(update={"max_samples": 5000})
     qualified = {"good": 0, "trap": 0}
     for _ in range(runs):
-        ref = rng.binomial(1, reference_q, 30_000).astype(float)
-        for name, ratio in (("good", 0.93), ("trap", 0.8925)):
-            sample = rng.binomial(1, reference_q * ratio, 4000).astype(float)
-            stats_ = ArmStats(key=name, version=name, requests=4000, quality=estimate(sample), cost_per_request=0.001)
-            result = settle([stats_], LIVE, estimate(ref), POLICY, final=True)[0]
+        for name, ratio in (("good", 0.93), ("trap", 0.895)):
+            answers = np.cumsum(rng.random(looks[-1]) < reference_q * ratio)
+            previous: dict[str, ArmResult] = {}
+            for n in looks:
+                mean = answers[n - 1] / n
+                stats_ = ArmStats(
+                    key=name,
+                    version=name,
+                    requests=n,
+                    quality=QualityEstimate(mean=mean, sd=float(np.sqrt(mean * (1 - mean))), n=n),
+                    cost_per_request=0.001,
+                )
+                (result,) = settle([stats_], LIVE, reference, policy, previous=previous)
+                previous = {name: result}
+                if result.fate != "exploring":
+                    break
             qualified[name] += result.fate == "qualified"
-    assert qualified["good"] / runs > 0.9
-    assert qualified["trap"] / runs < 0.05
+    assert qualified["good"] / runs > 0.85
+    assert qualified["trap"] / runs < POLICY.alpha
+
+
+def test_the_slice_grows_once_every_open_arm_is_near_the_floor():
+    near = ArmResult(key="a", version="va", fate="exploring", reason="", requests=900, ratio_low=0.87)
+    far = near.model_copy(update={"key": "b", "version": "vb", "ratio_low": 0.70})
+    policy = POLICY.model_copy(update={"max_traffic_percent": 50})
+    assert shares(30, [near, far], policy) == {"va": 15.0, "vb": 15.0}
+    assert shares(30, [near], policy) == {"va": 50.0}
+    assert shares(30, [near]) == {"va": 30.0}
 
 
 def test_memory_after_an_exploration_keeps_every_arm_and_pools_the_reference():
@@ -143,3 +172,18 @@ def test_memory_after_a_rollout_and_a_rollback():
     memory = memory_rules.after_rollout(memory, "cheap", "promoted", NOW)
     assert memory.canary_outcomes == {"cheap": (1, 1)} and memory.rollbacks == [NOW]
     assert memory_rules.after_rollback(memory, NOW).rollbacks == [NOW, NOW]
+
+
+def test_a_deferred_arm_explored_again_keeps_measuring_from_its_first_exploration():
+    deferred = ArmResult(key="a", version="v2", fate="deferred", reason="", requests=500)
+    memory = memory_rules.after_exploration(Memory(), [deferred], "v1", None, since=NOW, now=NOW + timedelta(hours=1))
+    later = NOW + timedelta(hours=5)
+    again = memory_rules.after_exploration(
+        memory, [deferred.model_copy(update={"fate": "qualified"})], "v1", None, since=later, now=later
+    )
+    assert again.explored["a"].since == NOW
+    # A settled arm explored again (after its retry period) starts afresh.
+    settled = memory_rules.after_exploration(
+        again, [deferred.model_copy(update={"fate": "below_floor"})], "v1", None, since=later, now=later
+    )
+    assert settled.explored["a"].since == later

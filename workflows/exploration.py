@@ -50,7 +50,7 @@ class Exploration:
         started = workflow.now()
         live: ArmStats | None = None
         try:
-            await self._split(shares(input.traffic_percent, self.results))
+            await self._split(shares(input.traffic_percent, self.results, input.policy))
             deadline = started + timedelta(seconds=input.max_duration_s)
             while True:
                 with contextlib.suppress(TimeoutError):  # the round's time passed without a stop
@@ -81,7 +81,7 @@ class Exploration:
                 self.results, live = round_.arms, round_.live
                 if final or finished(self.results):
                     break
-                split = shares(input.traffic_percent, self.results)
+                split = shares(input.traffic_percent, self.results, input.policy)
                 if split != self.shares:
                     await self._split(split)
         except asyncio.CancelledError:
