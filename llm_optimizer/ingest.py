@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, overload
 
 import orjson
 import polars as pl
@@ -28,6 +28,7 @@ from llm_optimizer.events import (
     LLMEvent,
     describe_validation_error,
     event_from_cloudevent,
+    one_pass_event,
     parse_event,
     storable_problem,
 )
@@ -58,6 +59,38 @@ class Origin:
         return self.raw() if callable(self.raw) else self.raw
 
 
+class Origins(Sequence[Origin]):
+    """The origins of a batch's items, each made an `Origin` only when asked for (when Postgres refuses its item).
+    Held as two lists of positions and raws: an `Origin` and a function per item, kept for the batch's life, made
+    the garbage collector's passes over a batch of 20,000 cost about 5 µs a message (docs/benchmarks.md)."""
+
+    __slots__ = ("_positions", "_raws")
+
+    def __init__(self, positions: list[str] | None = None, raws: list[bytes | Callable[[], bytes]] | None = None):
+        self._positions = [] if positions is None else positions
+        self._raws = [] if raws is None else raws
+        if len(self._positions) != len(self._raws):
+            raise ValueError(f"{len(self._positions)} positions but {len(self._raws)} raws")
+
+    def add(self, position: str, raw: bytes | Callable[[], bytes]) -> None:
+        self._positions.append(position)
+        self._raws.append(raw)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> Origin: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Origin]: ...
+
+    def __getitem__(self, index: int | slice) -> Origin | list[Origin]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Origin(self._positions[index], self._raws[index])
+
+
 @dataclass
 class DecodedBatch:
     """Accepted events come either as table rows (the columnar path) or as `LLMEvent`s (the per-message one).
@@ -69,9 +102,9 @@ class DecodedBatch:
     anomalies: list[Anomaly] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rows: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ROW_SCHEMA))
-    row_origins: list[Origin] = field(default_factory=list)
-    event_origins: list[Origin] = field(default_factory=list)
-    anomaly_origins: list[Origin] = field(default_factory=list)
+    row_origins: Origins = field(default_factory=Origins)
+    event_origins: Origins = field(default_factory=Origins)
+    anomaly_origins: Origins = field(default_factory=Origins)
 
     @property
     def event_count(self) -> int:
@@ -106,37 +139,45 @@ class Decoder:
             # Binary-mode messages are left to the per-message path (as a None value, like a tombstone).
             values = [None if _ce_headers(headers) else value for _, value, headers in messages]
             batch.rows, taken, others = decode_rows(values, self.catalog, max_message_bytes=self.max_message_bytes)
-            batch.row_origins = [Origin(messages[i][0], messages[i][1] or b"") for i in taken]
+            batch.row_origins = Origins([messages[i][0] for i in taken], [values[i] or b"" for i in taken])
             messages = [messages[i] for i in others]
+        # No function or object per message beyond what it decodes to (see `Origins`): the raw is the bytes.
         for position, value, headers in messages:
-            self._add(batch, position, lambda v=value, h=headers: self._decode_one(v, h), lambda v=value: v or b"")
+            try:
+                decoded: LLMEvent | list[Anomaly] | ValidationFailed = self._decode_one(value, headers)
+            except ValidationFailed as exc:
+                decoded = exc
+            self._add(batch, position, decoded, value or b"")
         return batch
 
     def decode_documents(self, documents: Iterable[tuple[str, Any]]) -> DecodedBatch:
         """Already parsed JSON documents (an HTTP batch): each a bare event or a CloudEvent, at `position`."""
         batch = DecodedBatch()
         for position, document in documents:
-            self._add(batch, position, lambda d=document: _from_document(d), lambda d=document: _raw_json(d))
+            try:
+                decoded: LLMEvent | list[Anomaly] | ValidationFailed = _from_document(document)
+            except ValidationFailed as exc:
+                decoded = exc
+            self._add(batch, position, decoded, lambda d=document: _raw_json(d))
         return batch
 
     def _add(
         self,
         batch: DecodedBatch,
         position: str,
-        decode: Callable[[], LLMEvent | list[Anomaly]],
-        raw: Callable[[], bytes],
+        decoded: LLMEvent | list[Anomaly] | ValidationFailed,
+        raw: bytes | Callable[[], bytes],
     ) -> None:
-        try:
-            decoded = decode()
-        except ValidationFailed as exc:
-            batch.dead_letters.append(DeadLetter(source=self.source, position=position, reason=str(exc), raw=raw()))
-            return
-        if isinstance(decoded, LLMEvent):
+        if isinstance(decoded, ValidationFailed):
+            raw = raw() if callable(raw) else raw
+            batch.dead_letters.append(DeadLetter(source=self.source, position=position, reason=str(decoded), raw=raw))
+        elif isinstance(decoded, LLMEvent):
             batch.events.append(self.catalog.fill_cost(decoded))
-            batch.event_origins.append(Origin(position, raw))
+            batch.event_origins.add(position, raw)
         else:
             batch.anomalies.extend(decoded)
-            batch.anomaly_origins.extend(Origin(position, raw) for _ in decoded)
+            for _ in decoded:
+                batch.anomaly_origins.add(position, raw)
 
     def _decode_one(self, value: bytes | None, headers: Headers) -> LLMEvent | list[Anomaly]:
         if value is None:
@@ -172,23 +213,10 @@ def _raw_json(document: Any) -> bytes:
     return json.dumps(document, default=str).encode()
 
 
-class _LLMCloudEvent(CloudEvent):
-    """A structured CloudEvent whose data is a complete LLM event: parsed and validated in one pass."""
-
-    type: Literal["io.llm-optimizer.request.completed.v1"]
-    data: LLMEvent
-
-
-def _one_pass(value: bytes) -> LLMEvent | None:
-    """The common cases, validated by pydantic straight from the bytes (twice as fast as parsing JSON and then
-    validating envelope and event); None for anything else (an event id or time only on the envelope, data as a
-    string, a Sentinel alert, any invalid input), which the general path then decodes or refuses with the reason."""
-    try:
-        if b'"specversion"' in value:
-            return _LLMCloudEvent.model_validate_json(value).data
-        return LLMEvent.model_validate_json(value)
-    except ValidationError:
-        return None
+# The common cases, validated by pydantic straight from the bytes (several times faster than parsing JSON and then
+# validating envelope and event); None for anything else (an event id or time only on the envelope, data as a
+# string, a Sentinel alert, any invalid input), which the general path then decodes or refuses with the reason.
+_one_pass = one_pass_event
 
 
 def _parse_json(value: bytes) -> Any:

@@ -100,21 +100,32 @@ def test_sentinel_alert_becomes_one_anomaly_per_affected_service(decoder):
 # ---- the one-pass parse decides exactly as the general path does ----
 
 ODD_VALUES = st.sampled_from(
-    [None, -1, 0, 1.5, 3_600_001, "", "  padded  ", "bad name!", "x" * 200, "2026-11-01T12:00:00", True, [], {}]
-)
+    [None, -1, 0, 1.5, 3_600_001, "", "  padded  ", "bad name!", "x" * 200, "2026-11-01T12:00:00", True, [], {},
+     # What the one-pass validator checks its own way (events.py): NUL, booleans, bare numbers, the range, attributes.
+     False, "7", "1.5", "a\x00b", " x\x00", 12345, 1.7e12, "1700000000", " 1.7e9 ", float("nan"), float("inf"),
+     "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "0002-01-01T00:00:00+23:59", "9999-12-31T23:59:59-01:00",
+     "9999-12-31T23:59:59.999999Z", "9998-12-31T23:59:59-23:59", " 2026-11-01T12:00:00Z", "2026-11-01 12:00:00z",
+     {"k\x00": 1}, {"k": "v\x00"}, {"k": 1.5}, {"k": True, "n": 10**30}, {"k": float("nan")}, {"k": [1]},
+     {f"k{i}": i for i in range(64)}, {f"k{i}": i for i in range(65)}]
+)  # fmt: skip
 FIELDS = [
     "event_id",
     "timestamp",
     "service",
     "model",
     "provider",
+    "endpoint",
     "latency_ms",
     "ttft_ms",
     "tokens_in",
+    "tokens_out",
+    "cost_usd",
     "status",
     "error_type",
     "quality_score",
+    "user_feedback",
     "variant",
+    "request_text",
     "attributes",
     "surprise",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import orjson
 import pytest
 from fixture_prices import fixture_book
 
@@ -216,3 +218,85 @@ def test_a_dead_letter_can_always_be_stored():
     other = DeadLetter(source="http", position="p\x00" + "x" * 1999 + "y", reason="r", raw=b"")
     assert other.position != dead.position  # a long position keeps a digest of the whole
     assert DeadLetter(source="kafka", position="t/0/1", reason="r", raw=b"").position == "t/0/1"
+
+
+# ---- the one-pass validator (events.one_pass_event) accepts only what LLMEvent accepts, as the same event ----
+
+
+def test_the_one_pass_validator_has_the_fields_of_the_event():
+    from llm_optimizer.events import LLMEvent, _OnePassEvent
+
+    def fields(model):
+        return {
+            name: (info.is_required(), info.default, info.default_factory) for name, info in model.model_fields.items()
+        }
+
+    assert fields(_OnePassEvent) == fields(LLMEvent)
+    assert _OnePassEvent.model_config == LLMEvent.model_config
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", "e-1\x00"),
+        ("endpoint", "a\x00b"),
+        ("request_key", " \x00"),
+        ("attributes", {"k\x00": 1}),
+        ("attributes", {"k": "v\x00"}),
+        ("attributes", {"k": float("nan")}),
+        ("attributes", {"k": float("-inf")}),
+        ("attributes", {f"k{i}": i for i in range(65)}),
+        ("latency_ms", True),
+        ("tokens_in", False),
+        ("user_feedback", True),
+        ("latency_ms", "1.5"),  # accepted by LLMEvent, but not the one-pass way
+        ("tokens_out", "7"),
+        ("tokens_out", 7.0),
+        ("timestamp", 12345),
+        ("timestamp", "1700000000"),
+        ("timestamp", "+1700000000.5"),
+        ("timestamp", ".5"),
+        ("timestamp", " 2026-11-01T12:00:00Z"),
+        ("timestamp", "0001-01-01T00:00:00+01:00"),
+        ("timestamp", "0001-01-01T00:00:00Z"),
+        ("timestamp", "9999-12-31T23:59:59-00:30"),
+        ("timestamp", "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_the_one_pass_validator_leaves_to_the_event_model_what_it_is_not_sure_of(field, value):
+    from llm_optimizer.events import one_pass_event
+
+    document = {**GOOD, field: value}
+    assert one_pass_event(json.dumps(document).encode()) is None
+    envelope = to_cloudevent(parse_event(GOOD))
+    assert one_pass_event(json.dumps({**envelope, "data": document}).encode()) is None
+    if field == "timestamp":
+        assert one_pass_event(json.dumps({**envelope, "time": value}).encode()) is None
+
+
+def test_the_one_pass_instants_are_those_of_years_2_to_9998():
+    from llm_optimizer.events import _ONE_PASS_INSTANT_TEXT
+
+    taken = [year for year in range(10_000) if re.match(_ONE_PASS_INSTANT_TEXT, f"{year:04d}-01-01T00:00:00Z")]
+    assert taken == list(range(2, 9999))
+    assert not re.match(_ONE_PASS_INSTANT_TEXT, "12345-01-01T00:00:00Z")
+
+
+def test_what_the_one_pass_validator_accepts_is_the_event_the_model_makes():
+    from llm_optimizer.events import LLMEvent, one_pass_event
+
+    documents = [
+        GOOD,
+        {**GOOD, "timestamp": "0002-01-01T00:00:00+23:59", "ttft_ms": 0, "cost_usd": 1, "user_feedback": -1},
+        {**GOOD, "timestamp": "9998-12-31T23:59:59.1234567-23:59", "status": "error", "error_type": " boom "},
+        {**GOOD, "endpoint": " /v1 ", "request_text": "é\n", "attributes": {"a": "b", "f": True, "n": 10**30}},
+        {**GOOD, "attributes": {"x": 1.5, "i": 2**64 - 1, "j": -(2**63), "none": None}},
+    ]
+    for document in documents:
+        text = json.dumps(document).encode()
+        for raw in (text, json.dumps({**to_cloudevent(parse_event(GOOD)), "data": document}).encode()):
+            event = one_pass_event(raw)
+            assert type(event) is LLMEvent
+            expected = parse_event(orjson.loads(text))  # as the general path reads it (ingest.Decoder)
+            assert event == expected
+            assert event.model_fields_set == expected.model_fields_set
