@@ -360,8 +360,9 @@ def decide(inp: DecisionInput) -> Decision:
     arms, waiting = worth[: inp.guards.explore_max_arms], worth[inp.guards.explore_max_arms :]
     for c in waiting:
         fates[c.key] = _fate(c, "skipped", f"waits: at most {inp.guards.explore_max_arms} arms are explored at once")
-    if len(arms) == 1 and arms[0].cost_per_request is not None:
-        # One priced candidate: its canary measures it, stage by stage, as any other.
+    if len(arms) == 1 and arms[0].cost_per_request is not None and arms[0].key not in inp.memory.explored:
+        # One priced candidate never explored: its canary measures it, stage by stage, as any other (one an
+        # exploration deferred goes back to exploration, which pools what it measured).
         candidate = arms[0]
         impact = expected_impact(inp.current, candidate)
         fates[candidate.key] = _fate(candidate, "proposed", "canary to measure its quality")

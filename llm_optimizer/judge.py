@@ -6,7 +6,8 @@ harmless differences on large samples, a threshold alone would roll back noise o
 
 Quality is held to the floor itself: the test is whether the canary's quality is credibly below (1 - limit) x the
 baseline's (a non-inferiority test with the limit as its margin), and the last stage before promotion is a gate:
-a canary whose measured quality is below that line is not promoted on that evidence, however unsure the test.
+a canary is promoted only once its quality is credibly above that line (the same test the other way, at `alpha`),
+so a candidate a fraction of a point under the floor does not go live on a lucky sample.
 """
 
 from __future__ import annotations
@@ -119,13 +120,15 @@ def judge(baseline: ArmSample, canary: ArmSample, thresholds: JudgeThresholds) -
     if degraded:
         return CanaryVerdict(verdict="degraded", reasons=[_reason(c) for c in degraded], checks=checks, **sizes)
     quality = next((c for c in checks if c.metric == "quality"), None)
-    if thresholds.promotion_gate and quality is not None and quality.relative_change < -thresholds.quality_decrease:
+    # The quality check's p-value is of "below the line"; credibly above it is the other tail.
+    if thresholds.promotion_gate and quality is not None and 1 - quality.p_value >= thresholds.alpha:
         return CanaryVerdict(
             verdict="inconclusive",
             reasons=[
                 f"promotion gate: quality {quality.baseline:.4g} -> {quality.canary:.4g} "
-                f"({quality.relative_change:+.2%}) is below the floor line ({-thresholds.quality_decrease:+.2%}), "
-                "though not credibly: not promoted on this evidence"
+                f"({quality.relative_change:+.2%}) is not yet credibly above the floor line "
+                f"({-thresholds.quality_decrease:+.2%}; p={1 - quality.p_value:.2g}, needs < {thresholds.alpha:g}): "
+                "not promoted on this evidence"
             ],
             checks=checks,
             **sizes,

@@ -1,7 +1,8 @@
 """Operate the optimization loop of a service from the command line.
 
     python -m starter.cycle register --service chat --model gpt-4o --provider openai   # first config, assigned
-    python -m starter.cycle start --service chat [--candidates gpt-4o-mini,claude-3-5-haiku-20241022]
+    python -m starter.cycle start --service chat [--candidates gpt-4o-mini,my-vllm-qwen-ft] \
+        [--candidate-configs candidates.yaml]   # e.g. [{name: short-prompt, prompt_template: "..."}]
     python -m starter.cycle status --service chat
     python -m starter.cycle history --service chat
     python -m starter.cycle pause|resume|trigger|emergency-stop --service chat [--reason "..."]
@@ -22,14 +23,19 @@ import re
 import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from llm_optimizer import yamlsafe
+from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.errors import OptimizerError
+from llm_optimizer.events import describe_validation_error
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client, ensure_schedule, exit_process
@@ -41,7 +47,25 @@ SERVICE = SearchAttributeKey.for_keyword("Service")
 SIGNALS = {"pause": "pause", "resume": "resume", "trigger": "trigger", "emergency-stop": "emergency_stop"}
 
 
-def cycle_input_from_settings(settings: Settings, service: str, candidates: list[str]) -> CycleInput:
+def load_candidate_configs(path: str | None) -> list[CandidateConfig]:
+    """Config candidates from a YAML file: a list of {name, model?, provider?, prompt_template?, params?}."""
+    if not path:
+        return []
+    try:
+        data = yamlsafe.safe_load(Path(path).read_text(), what=f"candidate configs {path}")
+    except OSError as exc:
+        raise OptimizerError(f"--candidate-configs {path}: {exc.strerror}") from None
+    if not isinstance(data, list):
+        raise OptimizerError(f"--candidate-configs {path}: expected a list of candidates, got {type(data).__name__}")
+    try:
+        return [CandidateConfig.model_validate(item) for item in data]
+    except ValidationError as exc:
+        raise OptimizerError(f"--candidate-configs {path}: {describe_validation_error(exc)}") from None
+
+
+def cycle_input_from_settings(
+    settings: Settings, service: str, candidates: list[str], configs: list[CandidateConfig] | None = None
+) -> CycleInput:
     opt = settings.optimization
     return CycleInput(
         service=service,
@@ -50,6 +74,7 @@ def cycle_input_from_settings(settings: Settings, service: str, candidates: list
         fast_path_s=opt.fast_path_interval_s,
         time_scale=opt.time_scale,
         candidate_models=candidates,
+        candidate_configs=configs or [],
         canary=opt.canary,
         exploration=opt.exploration,
     )
@@ -99,7 +124,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.command == "start":
         if not settings.optimization.enabled:
             raise OptimizerError("optimization.enabled is false: not starting a cycle")
-        inp = cycle_input_from_settings(settings, args.service, candidates)
+        inp = cycle_input_from_settings(
+            settings, args.service, candidates, load_candidate_configs(args.candidate_configs)
+        )
         handle = await start_cycle(client, settings.temporal.task_queue, inp)
         print(f'cycle running as {handle.id} (Temporal UI: search Service="{args.service}")')
     elif args.command == "status":
@@ -161,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", required=True)
     parser.add_argument("--model")
     parser.add_argument("--provider")
-    parser.add_argument("--candidates", help="comma-separated catalog models worth trying")
+    parser.add_argument("--candidates", help="comma-separated models worth trying (any names)")
+    parser.add_argument(
+        "--candidate-configs",
+        metavar="FILE",
+        help="YAML list of config candidates: {name, model?, provider?, prompt_template?, params?}",
+    )
     parser.add_argument("--reason", default="")
     parser.add_argument("--target", help="rollback target version (default: the parent of the live one)")
     parser.add_argument("--json", default="{}", help="for set-objectives")

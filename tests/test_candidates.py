@@ -126,3 +126,29 @@ def test_decision_input_splits_critical_findings_and_scales_the_guards():
     )
     assert inp.critical_findings == ["Sentinel: critical cost_spike", "drift"]
     assert inp.findings == ["error rate 9% > 5%"] and inp.reference_quality == 0.8
+
+
+def test_candidate_configs_file_is_read_safely_and_errors_name_the_field(tmp_path):
+    import pytest
+
+    from llm_optimizer.errors import OptimizerError
+    from starter.cycle import load_candidate_configs
+
+    good = tmp_path / "ok.yaml"
+    good.write_text(
+        "- {name: short-prompt, prompt_template: 'Answer: {q}', params: {temperature: 0.2}}\n- {name: m2, model: m2}\n"
+    )
+    loaded = load_candidate_configs(str(good))
+    assert [c.name for c in loaded] == ["short-prompt", "m2"] and loaded[0].params == {"temperature": 0.2}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {name: x, promt_template: typo}\n")
+    with pytest.raises(OptimizerError, match="promt_template"):
+        load_candidate_configs(str(bad))
+    with pytest.raises(OptimizerError, match="expected a list"):
+        load_candidate_configs(_write(tmp_path, "name: x\n"))
+
+
+def _write(tmp_path, text: str) -> str:
+    path = tmp_path / "doc.yaml"
+    path.write_text(text)
+    return str(path)

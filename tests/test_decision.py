@@ -184,7 +184,7 @@ def test_an_explored_candidate_below_the_floor_is_not_tried_again_before_the_ret
     assert decision.action is Action.none
     assert "below_floor" in decision.candidates[0].reason
     later = decide(inp(candidates=[arm], memory=memory, now=NOW + timedelta(days=2)))
-    assert later.action is Action.canary
+    assert later.action is Action.experiment  # explored before: measured again by exploration, never a bare canary
 
 
 def test_conservative_needs_more_improvement_than_aggressive():

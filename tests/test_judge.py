@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from llm_optimizer.judge import ArmSample, JudgeThresholds, judge, thresholds_for
 from llm_optimizer.settings import CanaryThresholds
@@ -79,3 +80,28 @@ def test_thresholds_from_the_policy_the_strategy_and_the_floor():
         CanaryThresholds(error_rate_increase=0.1, quality_decrease=0.05), 0.02, quality_floor_ratio=0.8
     )
     assert own.error_rate_increase == 0.1 and own.quality_decrease == 0.05
+
+
+def test_quality_is_a_non_inferiority_test_against_the_floor_line_checked_against_scipy():
+    rng = np.random.default_rng(3)
+    base, canary = arm(rng, 4000, quality=0.80), arm(rng, 4000, quality=0.74)
+    verdict = judge(base, canary, THRESHOLDS)
+    quality = next(c for c in verdict.checks if c.metric == "quality")
+    expected = sps.ttest_ind(canary.quality, 0.9 * base.quality, equal_var=False, alternative="less").pvalue
+    assert quality.p_value == pytest.approx(expected)
+    # -7.5% against a 10% limit: not degraded, although a plain test would call the drop significant.
+    assert verdict.verdict == "healthy"
+
+
+def test_the_promotion_gate_promotes_only_a_canary_credibly_above_the_floor_line():
+    rng = np.random.default_rng(4)
+    gate = THRESHOLDS.model_copy(update={"promotion_gate": True})
+    base = arm(rng, 20_000, quality=0.80)
+    # Half a point of quality under the line (0.72 = 0.9 x 0.8): never promoted, however many requests.
+    trap = judge(base, arm(rng, 20_000, quality=0.716), gate)
+    assert trap.verdict == "inconclusive" and trap.reasons[0].startswith("promotion gate")
+    # Four points above it: promoted.
+    assert judge(base, arm(rng, 20_000, quality=0.76), gate).verdict == "healthy"
+    # Without the gate (earlier stages) the trap's quality is not degraded either: it is not credibly below.
+    early = judge(base, arm(rng, 20_000, quality=0.716), THRESHOLDS)
+    assert not next(c for c in early.checks if c.metric == "quality").degraded

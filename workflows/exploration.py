@@ -79,6 +79,7 @@ class Exploration:
                 )
                 self.rounds += 1
                 self.results, live = round_.arms, round_.live
+                workflow.set_current_details(self._details())
                 if final or finished(self.results):
                     break
                 split = shares(input.traffic_percent, self.results, input.policy)
@@ -102,6 +103,20 @@ class Exploration:
             started_at=started,
             reason=reason,
         )
+
+    def _details(self) -> str:
+        """What the Temporal UI shows as the exploration's current details: one line per arm, in words."""
+        lines = [
+            f"**Round {self.rounds}**: every arm against the quality floor ({self.input.policy.floor_ratio:g} "
+            "x the reference).",
+            "",
+            "| arm | fate | requests | quality ratio | why |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in self.results:
+            ratio = "" if r.quality_ratio is None else f"{r.quality_ratio:.3f}"
+            lines.append(f"| {r.key} | {r.fate} | {r.requests} | {ratio} | {r.reason} |")
+        return "\n".join(lines)
 
     async def _split(self, split: dict[str, float]) -> None:
         self.shares = split
