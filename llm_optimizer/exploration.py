@@ -27,14 +27,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
-ArmFate = Literal[
-    "exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "too_slow", "deferred"
-]
+ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"]
 SETTLED: frozenset[str] = frozenset(
-    {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "too_slow", "deferred"}
+    {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"}
 )
 REPEATED_LOOKS = 10
-RETRYABLE: frozenset[str] = frozenset({"exploring", "deferred"})  # fates that let a candidate be explored again
+# Fates that let a candidate be explored again: undecided, or beaten only by an arm that may yet fail its canary.
+RETRYABLE: frozenset[str] = frozenset({"exploring", "deferred", "dominated"})
 
 
 class QualityEstimate(BaseModel):
@@ -100,8 +99,6 @@ class ExplorationPolicy(BaseModel):
     min_gain: float = Field(default=0.0, ge=0)
     cost_weight: float = 0.6
     quality_weight: float = 0.3
-    # The canary judge's latency limit: an arm already past it would be rolled back at its first stage.
-    latency_increase: float | None = None
     max_traffic_percent: float = Field(default=0.0, ge=0, le=50)
     safe_margin: float = Field(default=0.05, ge=0, le=1)
 
@@ -184,7 +181,7 @@ def settle(
             z = floor_test(arm.quality, reference, policy.floor_ratio)
             ratio = arm.quality.mean / reference.mean
         base.update(z_vs_floor=None if z is None else _round(z), quality_ratio=None if ratio is None else _round(ratio))
-        if prior is not None and prior.fate in SETTLED and prior.fate not in ("qualified", "deferred"):
+        if prior is not None and prior.fate in SETTLED and prior.fate not in ("qualified", *RETRYABLE):
             results[arm.key] = prior.model_copy(update=base)
             continue
         if arm.quality is not None and arm.quality.n >= 2 and reference.mean > 0:
@@ -211,17 +208,6 @@ def _fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[A
         and arm.error_rate > policy.error_rate_max
     ):
         return "errors", f"error rate {arm.error_rate:.1%} > {policy.error_rate_max:.1%}"
-    if (
-        policy.latency_increase is not None
-        and arm.requests >= policy.min_samples
-        and arm.latency_p95_ms is not None
-        and live.latency_p95_ms
-        and arm.latency_p95_ms > live.latency_p95_ms * (1 + policy.latency_increase)
-    ):
-        return "too_slow", (
-            f"p95 latency {arm.latency_p95_ms:.0f} ms against {live.latency_p95_ms:.0f} ms live: past the canary's "
-            f"limit (+{policy.latency_increase:.0%})"
-        )
     optimistic = _optimistic_quality(arm, z_crit)
     best_gain = weighted_gain(live.cost_per_request, live_quality, arm.cost_per_request, optimistic, policy)
     if arm.cost_per_request is not None and arm.requests >= min(policy.min_samples, 30) and best_gain < policy.min_gain:

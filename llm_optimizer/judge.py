@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from llm_optimizer.settings import CanaryThresholds
-from llm_optimizer.stats import diff_ci, mann_whitney, two_proportion_z, welch_t
+from llm_optimizer.stats import diff_ci, mann_whitney, proportion_test, welch_t
 
 METRICS = ("error_rate", "latency_p95", "quality", "cost_per_request")
 MIN_QUALITY_SCORES = 30  # fewer scored requests than this on a side: quality is not judged
@@ -150,7 +150,7 @@ def _relative(base: float, new: float) -> float:
 
 
 def _error_rate(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck:
-    test = two_proportion_z(baseline.errors, baseline.requests, canary.errors, canary.requests, "greater")
+    test = proportion_test(baseline.errors, baseline.requests, canary.errors, canary.requests, "greater")
     change = _relative(baseline.error_rate, canary.error_rate)
     return MetricCheck(
         metric="error_rate",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from llm_optimizer.decision import Action, Decision, ExploredArm, Memory
-from llm_optimizer.exploration import ArmResult, QualityEstimate
+from llm_optimizer.exploration import RETRYABLE, ArmResult, QualityEstimate
 
 ROLLBACKS_KEPT = 20
 
@@ -66,8 +66,9 @@ def after_exploration(
 
 
 def _first_since(memory: Memory, key: str, since: datetime) -> datetime:
-    """A deferred arm explored again has measured since its first exploration (its evidence is pooled)."""
+    """An arm explored again after being deferred or dominated has measured since its first exploration (its
+    evidence is pooled)."""
     before = memory.explored.get(key)
-    if before is not None and before.result.fate == "deferred" and before.since is not None:
+    if before is not None and before.result.fate in RETRYABLE and before.since is not None:
         return min(before.since, since)
     return since

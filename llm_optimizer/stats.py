@@ -80,6 +80,21 @@ def two_proportion_z(
     return TestResult("two_proportion_z", z, float(p), p_b - p_a, "rate_difference")
 
 
+def proportion_test(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, alternative: Alternative = "two-sided"
+) -> TestResult:
+    """Rate b against rate a: the z-test where it holds, Fisher's exact test where an expected count is under 5
+    (a few errors in a small canary stage: the normal approximation there calls noise significant)."""
+    result = two_proportion_z(successes_a, n_a, successes_b, n_b, alternative)
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    expected = min(n * rate for n in (n_a, n_b) for rate in (pooled, 1 - pooled))
+    if expected >= 5:
+        return result
+    table = [[successes_b, n_b - successes_b], [successes_a, n_a - successes_a]]
+    exact = sps.fisher_exact(table, alternative=alternative)
+    return TestResult("fisher_exact", float(exact.statistic), float(exact.pvalue), result.effect, result.effect_name)
+
+
 def mean_ci(x: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student t interval of the mean."""
     x = _array(x)

@@ -95,12 +95,6 @@ def test_a_settled_arm_stays_settled_and_errors_take_it_out():
     assert again[0].fate == "below_floor"
     erring = ArmStats(key="e", version="v-e", requests=500, errors=100, cost_per_request=0.001)
     assert settle([erring], LIVE, REFERENCE, POLICY)[0].fate == "errors"
-    # Slower than the canary judge allows: it would be rolled back at its first stage, so it is out now.
-    live = LIVE.model_copy(update={"latency_p95_ms": 1000.0})
-    slow = arm("slow", 0.78, 500, 0.001).model_copy(update={"latency_p95_ms": 1300.0})
-    policy = POLICY.model_copy(update={"latency_increase": 0.2})
-    assert settle([slow], live, REFERENCE, policy)[0].fate == "too_slow"
-    assert settle([slow.model_copy(update={"latency_p95_ms": 1150.0})], live, REFERENCE, policy)[0].fate != "too_slow"
 
 
 def test_by_simulation_good_candidates_qualify_and_traps_do_not_over_a_whole_exploration():

@@ -100,3 +100,16 @@ def test_srm_and_sample_size():
     assert stats.chi_square_srm([5000, 5600], [1, 1]).statistic == pytest.approx(ref.statistic)
     # Textbook case: 10% -> 12% at alpha 0.05, power 0.8 needs about 3,841 per arm.
     assert stats.required_sample_size(0.10, 0.20) == pytest.approx(3841, abs=5)
+
+
+def test_proportion_test_is_fishers_exact_test_on_small_counts_and_the_z_test_otherwise():
+    from llm_optimizer.stats import proportion_test, two_proportion_z
+
+    # Four errors in a canary stage of 100 against 1% of 2,000: the z-test calls it significant, Fisher does not.
+    small = proportion_test(20, 2000, 4, 100, "greater")
+    expected = sps.fisher_exact([[4, 96], [20, 1980]], alternative="greater").pvalue
+    assert small.test == "fisher_exact" and small.p_value == pytest.approx(expected)
+    assert two_proportion_z(20, 2000, 4, 100, "greater").p_value < 0.005 < 0.02 < small.p_value
+    large = proportion_test(200, 20_000, 70, 5000, "greater")
+    assert large.test == "two_proportion_z"
+    assert large.p_value == pytest.approx(two_proportion_z(200, 20_000, 70, 5000, "greater").p_value)

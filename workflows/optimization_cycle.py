@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         unstorable,
     )
     from llm_optimizer.decision import Action, Decision
-    from llm_optimizer.exploration import ExplorationPolicy
+    from llm_optimizer.exploration import RETRYABLE, ExplorationPolicy
     from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
@@ -274,6 +274,13 @@ class OptimizationCycle:
                 evidence_since=explored.since if measured else None,
             ),
             id=workflow_id,
+            # Found in the UI with the cycle's own filters (Service="chat", ConfigVersion="v3").
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SERVICE, self.input.service),
+                    SearchAttributePair(CONFIG_VERSION, prepared.version),
+                ]
+            ),
             # The rollout's own cancellation handler restores the traffic: it is never left half-done.
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
@@ -314,7 +321,7 @@ class OptimizationCycle:
         # A candidate deferred by an earlier exploration carries on from what it measured then.
         arms = [
             a.model_copy(update={"since": e.since})
-            if (e := self.memory.explored.get(a.key)) is not None and e.result.fate == "deferred"
+            if (e := self.memory.explored.get(a.key)) is not None and e.result.fate in RETRYABLE
             else a
             for a in arms
         ]
@@ -341,7 +348,6 @@ class OptimizationCycle:
                     min_gain=PRESETS[self.input.strategy].min_improvement,
                     cost_weight=self.input.objectives.cost,
                     quality_weight=self.input.objectives.quality,
-                    latency_increase=self.input.canary.latency_increase,
                     max_traffic_percent=exploring.max_traffic_percent,
                     safe_margin=exploring.safe_margin,
                 ),
@@ -351,6 +357,7 @@ class OptimizationCycle:
             ),
             id=exploration_id,
             static_summary=f"{self.input.service}: explore {', '.join(a.key for a in arms)}",
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SERVICE, self.input.service)]),
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         record.rollout_id = exploration_id
