@@ -347,7 +347,7 @@ def decide(inp: DecisionInput) -> Decision:
         gain = weighted_gain(inp.current, candidate, objectives)  # unknown quality counts as unchanged
         if candidate.cost_per_request is not None and gain < minimum:
             fates[candidate.key] = _fate(
-                candidate, "skipped", f"list price gives a weighted gain of {gain:+.1%} at best (minimum {minimum:.0%})"
+                candidate, "skipped", f"its cost gives a weighted gain of {gain:+.1%} at best (minimum {minimum:.0%})"
             )
         elif not inp.guards.explore_unobserved:
             fates[candidate.key] = _fate(candidate, "skipped", "not measured yet and exploration is disabled")
