@@ -189,8 +189,11 @@ def _fates(database_url: str) -> list[str]:
 
 def _rollouts(database_url: str) -> list[str]:
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT service, to_version, state, reason FROM rollouts ORDER BY started_at").fetchall()
-    return [f"{s} -> {v}: {state} ({reason})" for s, v, state, reason in rows]
+        rows = conn.execute(
+            "SELECT r.service, r.to_version, v.spec->>'model', r.state, r.reason FROM rollouts r "
+            "LEFT JOIN config_versions v ON v.service = r.service AND v.version = r.to_version ORDER BY r.started_at"
+        ).fetchall()
+    return [f"{s} -> {v} ({model}): {state} ({reason})" for s, v, model, state, reason in rows]
 
 
 def main(argv=None) -> None:

@@ -247,6 +247,11 @@ class OptimizationCycle:
             result_type=PreparedCanary,
             **ACTIVITY,
         )
+        if prepared.version == observation.active_version:
+            # The candidate's content is the live config's (same fingerprint): there is nothing to roll out.
+            record.outcome = f"{candidate.key} is the live version {prepared.version} already: nothing rolled out"
+            self.memory = memory_rules.after_rollout(self.memory, candidate.key, "promoted", workflow.now())
+            return
         await self._transition(CycleState.DEPLOYING, "decision")
         preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
         workflow_id = f"canary/{self.input.service}/{prepared.version}"
