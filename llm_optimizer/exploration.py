@@ -135,7 +135,11 @@ def floor_test(arm: QualityEstimate, reference: QualityEstimate, floor_ratio: fl
 
 
 def weighted_gain(
-    current_cost: float | None, current_quality: float | None, cost: float | None, quality: float | None, p
+    current_cost: float | None,
+    current_quality: float | None,
+    cost: float | None,
+    quality: float | None,
+    p: ExplorationPolicy,
 ) -> float:
     """The decision engine's weighted relative gain restricted to cost and quality (latency is the canary's)."""
     gain = 0.0
@@ -158,7 +162,8 @@ def settle(
     previous: dict[str, ArmResult] | None = None,
     final: bool = False,
 ) -> list[ArmResult]:
-    """Every arm's fate after this round. `previous` keeps settled arms settled; `final`: time is up."""
+    """Every arm's fate after this round. `previous` keeps arms settled for good (below the floor, no saving,
+    errors, unproven) settled; `final`: time is up."""
     previous = previous or {}
     z_crit = float(sps.norm.ppf(1 - policy.alpha))
     z_qualify = float(sps.norm.ppf(1 - policy.alpha / REPEATED_LOOKS))
