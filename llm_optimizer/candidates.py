@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.decision import Constraints, DecisionInput, Guards, Memory, Objectives, Profile
-from llm_optimizer.exploration import RETRYABLE, QualityEstimate
+from llm_optimizer.exploration import RETRYABLE, ArmResult, QualityEstimate
 from llm_optimizer.settings import ExplorationSettings, OptimizationSettings
 from llm_optimizer.strategies import StrategyPreset
 
@@ -93,37 +93,16 @@ def candidate_profiles(
         explored = memory.explored.get(candidate.name)
         qualified = explored is not None and explored.result.fate == "qualified"
         profile: Profile | None = None
+        provider = candidate.provider or current.provider
         if explored is not None and explored.result.fate in RETRYABLE:
             # Deferred: measured, not decided. It goes back to exploration, which pools what it already measured.
-            r = explored.result
-            profile = Profile(
-                model=model,
-                provider=candidate.provider or current.provider,
-                config_version=r.version,
-                requests=r.requests,
-                cost_per_request=r.cost_per_request,
-                price_source="measured by exploration (not decided yet)",
-            )
+            profile = _from_exploration(explored.result, model, provider, with_quality=False)
         elif qualified and explored.result.version in by_version:
             profile = by_version[explored.result.version]
         elif not changes and model in best_of_model:
             profile = best_of_model[model]
         elif explored is not None and explored.result.quality is not None:
-            r = explored.result
-            profile = Profile(
-                model=model,
-                provider=candidate.provider or current.provider,
-                config_version=r.version,
-                requests=r.requests,
-                quality_mean=r.quality.mean,
-                quality_sd=r.quality.sd,
-                quality_n=r.quality.n,
-                cost_per_request=r.cost_per_request,
-                tokens_in_mean=r.tokens_in_mean,
-                tokens_out_mean=r.tokens_out_mean,
-                latency_p95_ms=r.latency_p95_ms,
-                price_source="measured by exploration",
-            )
+            profile = _from_exploration(explored.result, model, provider, with_quality=True)
         if profile is None:
             quote = None if changes else price(model, tokens_in, tokens_out)
             profile = Profile(
@@ -140,6 +119,26 @@ def candidate_profiles(
     for model, p in best_of_model.items():
         profiles.setdefault(model, p.model_copy(update={"key": model}))
     return list(profiles.values())
+
+
+def _from_exploration(r: ArmResult, model: str, provider: str, *, with_quality: bool) -> Profile:
+    """What an exploration measured of a candidate; its quality only once decided (an undecided arm's quality is
+    left unknown, so it goes back to exploration rather than to the measured candidates)."""
+    quality = r.quality if with_quality else None
+    return Profile(
+        model=model,
+        provider=provider,
+        config_version=r.version,
+        requests=r.requests,
+        quality_mean=quality.mean if quality else None,
+        quality_sd=quality.sd if quality else None,
+        quality_n=quality.n if quality else 0,
+        cost_per_request=r.cost_per_request,
+        tokens_in_mean=r.tokens_in_mean if with_quality else None,
+        tokens_out_mean=r.tokens_out_mean if with_quality else None,
+        latency_p95_ms=r.latency_p95_ms if with_quality else None,
+        price_source="measured by exploration" if with_quality else "measured by exploration (not decided yet)",
+    )
 
 
 def reference_estimate(memory: Memory, current: Profile) -> QualityEstimate | None:

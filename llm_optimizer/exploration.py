@@ -181,16 +181,16 @@ def settle(
             tokens_out_mean=arm.tokens_out_mean,
             latency_p95_ms=arm.latency_p95_ms,
         )
-        z = ratio = None
+        z = ratio = low = None
         if arm.quality is not None and arm.quality.n >= 2 and reference.mean > 0:
             z = floor_test(arm.quality, reference, policy.floor_ratio)
             ratio = arm.quality.mean / reference.mean
+            low = (arm.quality.mean - z_crit * arm.quality.se) / reference.mean
         base.update(z_vs_floor=None if z is None else _round(z), quality_ratio=None if ratio is None else _round(ratio))
         if prior is not None and prior.fate in SETTLED and prior.fate not in ("qualified", *RETRYABLE):
             results[arm.key] = prior.model_copy(update=base)
             continue
-        if arm.quality is not None and arm.quality.n >= 2 and reference.mean > 0:
-            low = (arm.quality.mean - z_crit * arm.quality.se) / reference.mean
+        if low is not None:
             base["ratio_low"] = _round(low)
         fate, reason = _fate(arm, z, ratio, (z_crit, z_qualify), live, live_quality, policy, final)
         results[arm.key] = ArmResult(fate=fate, reason=reason, **base)
@@ -232,7 +232,7 @@ def _fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[A
     return "exploring", floor_note
 
 
-def _optimistic_quality(arm: ArmStats, z_crit: float) -> float | None:
+def _optimistic_quality(arm: ArmStats | ArmResult, z_crit: float) -> float | None:
     if arm.quality is None or arm.quality.n < 2:
         return None  # unknown quality counts as unchanged in the weighted gain
     return arm.quality.mean + z_crit * arm.quality.se
@@ -252,7 +252,7 @@ def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, p
     for key, r in list(results.items()):
         if key == best.key or r.fate not in ("exploring", "qualified") or r.cost_per_request is None:
             continue
-        optimistic = r.quality.mean + z_crit * r.quality.se if r.quality is not None and r.quality.n >= 2 else None
+        optimistic = _optimistic_quality(r, z_crit)
         gain = weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, optimistic, policy)
         if gain < best_gain:
             results[key] = r.model_copy(

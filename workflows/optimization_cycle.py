@@ -298,7 +298,7 @@ class OptimizationCycle:
             # Only a step that can never succeed fails a rollout (workflows/options.py): alert, count it as rolled
             # back so the candidate is not retried at once, and keep the loop going.
             self.rollout_handle, self.rollout = None, None
-            record.outcome = await self._alert(f"rollout {rollout_id} failed: {err.cause or err}")
+            record.outcome = await self._alert(f"rollout {rollout_id} failed: {err.cause or err}", "rollout")
             self.memory = memory_rules.after_rollout(self.memory, candidate.key, "rolled_back", workflow.now())
             return
         self.rollout_handle, self.rollout = None, None
@@ -371,7 +371,9 @@ class OptimizationCycle:
             outcome: ExplorationOutcome = await self.exploration_handle
         except ChildWorkflowError as err:
             self.exploration_handle = None
-            record.outcome = await self._alert(f"exploration {exploration_id} failed: {err.cause or err}")
+            record.outcome = await self._alert(
+                f"exploration {exploration_id} failed: {err.cause or err}", "exploration"
+            )
             return
         self.exploration_handle = None
         record.outcome = outcome.reason
@@ -404,7 +406,9 @@ class OptimizationCycle:
             # Only what can never succeed gets here (workflows/options.py TRAFFIC retries the rest): the split is
             # unchanged, and the cycle goes on with an alert instead of staying in ROLLING_BACK.
             record.rationale = reason
-            record.outcome = await self._alert(f"rollback to {target} failed, traffic unchanged: {err.cause or err}")
+            record.outcome = await self._alert(
+                f"rollback to {target} failed, traffic unchanged: {err.cause or err}", "rollback"
+            )
             return
         record.rationale, record.outcome = reason, f"rolled back to {target}"
         self._set_active(target)
@@ -475,9 +479,9 @@ class OptimizationCycle:
             self.seen_requests = [*self.seen_requests, request.request_id][-100:]
         return request, "accepted", None
 
-    async def _alert(self, text: str) -> str:
+    async def _alert(self, text: str, cause: str) -> str:
         self.alerts = [*self.alerts, text[:500]][-20:]
-        await self._audit("alert", "rollback", {"alert": text[:2000]})
+        await self._audit("alert", cause, {"alert": text[:2000]})
         return text
 
     async def _signal_rollout(self, name: str, payload: dict[str, Any]) -> None:
