@@ -28,6 +28,7 @@ from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("worker")
 
@@ -73,7 +74,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await ensure_search_attributes(client)
     except RPCError as err:  # e.g. Temporal Cloud, where a namespace admin registers them instead
-        log.warning("could not register the search attributes (%s); register Service, CycleState, ConfigVersion", err)
+        log.warning("could not register the search attributes (%s); register %s", err, ", ".join(SEARCH_ATTRIBUTES))
     async with serving(client, settings):
         log.info("worker serving task queue %s on %s", settings.temporal.task_queue, settings.temporal_address)
         await stop.wait()

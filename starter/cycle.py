@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from llm_optimizer import yamlsafe
@@ -42,8 +42,8 @@ from starter.client import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
 from workflows.optimization_cycle import cycle_workflow_id
+from workflows.search_attributes import SERVICE
 
-SERVICE = SearchAttributeKey.for_keyword("Service")
 SIGNALS = {"pause": "pause", "resume": "resume", "trigger": "trigger", "emergency-stop": "emergency_stop"}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -59,10 +59,8 @@ with workflow.unsafe.imports_passed_through():
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
     from workflows.exploration import Exploration
+    from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, SERVICE
 
-CYCLE_STATE = SearchAttributeKey.for_keyword("CycleState")
-CONFIG_VERSION = SearchAttributeKey.for_keyword("ConfigVersion")
-SERVICE = SearchAttributeKey.for_keyword("Service")
 
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20

@@ -1,0 +1,17 @@
+"""The project's custom search attributes: one place for their names, types and typed keys.
+
+Every workflow of a service carries `Service`; cycles add `CycleState` and `ConfigVersion` (the live version);
+canaries, explorations and experiments add `ConfigVersion` (the version on trial) and `RolloutState`.
+"""
+
+from temporalio.common import SearchAttributeKey
+
+SERVICE = SearchAttributeKey.for_keyword("Service")
+CYCLE_STATE = SearchAttributeKey.for_keyword("CycleState")
+CONFIG_VERSION = SearchAttributeKey.for_keyword("ConfigVersion")
+ROLLOUT_STATE = SearchAttributeKey.for_keyword("RolloutState")
+
+# Name -> Temporal's indexed value type, as `temporal server start-dev --search-attribute` and the operator API take.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    key.name: "Keyword" for key in (SERVICE, CYCLE_STATE, CONFIG_VERSION, ROLLOUT_STATE)
+}
