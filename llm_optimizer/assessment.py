@@ -1,8 +1,8 @@
 """Orient for one decision: the analyzers on the live config (its recent requests against its own earlier ones),
 then the rules, over the profile's metrics and the findings.
 
-What comes out feeds the decision as the seeds' decision flow says: critical findings (and `rollback` rules) lead
-to a rollback, high ones (and `backup_model` rules) to a backup model, `alert` rules to an alert; every finding and
+What comes out feeds the decision (`docs/architecture.md`): critical findings (and `rollback` rules) lead to a
+rollback, high ones (and `backup_model` rules) to a backup model, `alert` rules to an alert; every finding and
 every rule evaluated is recorded in the decision's checks. Drift, anomalies and trends describe; they are recorded
 and visible to rules, but act only through a rule (a faster model is drift too).
 """

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 
 class Permission(StrEnum):
-    """The seeds' permissions (seed 003, section 9.1)."""
+    """What an API key may do; the roles that grant each are in `docs/api.md`, "Keys, roles and limits"."""
 
     view_metrics = "view_metrics"
     view_config = "view_config"

@@ -35,7 +35,7 @@ class Action(StrEnum):
 
 
 class Objectives(BaseModel):
-    """Weights of the weighted score (seeds: cost 0.6, quality 0.4); they need not sum to one."""
+    """Weights of the weighted score (defaults: cost 0.6, quality 0.3, latency 0.1); they need not sum to one."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -565,7 +565,7 @@ def governance_breaches(candidate: Profile, constraints: Constraints) -> list[st
 
 
 class PolicyViolation(BaseModel):
-    """A governance policy that a proposed change breaks (seed 001's PolicyViolation)."""
+    """A governance policy a proposed change breaks, as the governance service reports it (docs/integrations.md)."""
 
     policy_id: str
     policy_name: str = ""

@@ -41,7 +41,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from llm_optimizer.errors import ValidationFailed
 
-# CloudEvents `type` of the events this project reads, and of Sentinel's anomaly alerts (seed 001).
+# CloudEvents `type` of the events this project reads, and of Sentinel's anomaly alerts (`docs/integrations.md`).
 LLM_REQUEST_EVENT_TYPE = "io.llm-optimizer.request.completed.v1"
 SENTINEL_ANOMALY_EVENT_TYPE = "com.llmdevops.sentinel.anomaly.v1"
 
@@ -339,7 +339,7 @@ class AnomalySeverity(StrEnum):
 
 
 class AnomalyAlert(Frozen):
-    """Sentinel's `llm.sentinel.anomaly.detected` payload (seed 001), as the control loop reads it."""
+    """Sentinel's `llm.sentinel.anomaly.detected` payload (`docs/integrations.md`), as the control loop reads it."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 

@@ -2,7 +2,7 @@
 
 CLOSED: calls go through; `failure_threshold` failures in a row open it. OPEN: calls are refused at once for
 `reset_after_s`. HALF_OPEN: trial calls go through; `recovery_successes` in a row close it, one failure opens it
-again. (The seeds: 5 failures, a 1-minute timeout, 3 successes to recover.)
+again. Defaults (`integrations` in `docs/configuration.md`): 5 failures, a 1-minute timeout, 3 successes to recover.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One typed settings object, read from defaults, an optional YAML file and environment variables.
 
-Precedence, highest first: keyword arguments, ``OPTIMIZER_<SECTION>__<KEY>`` variables, the seed-style
+Precedence, highest first: keyword arguments, ``OPTIMIZER_<SECTION>__<KEY>`` variables, the
 short variables (``DATABASE_URL``, ``KAFKA_BROKERS``, ``TEMPORAL_ADDRESS``, ``LOG_LEVEL``), the YAML file named by
-``OPTIMIZER_CONFIG_FILE`` (shaped like the seeds' ``config.yaml``), defaults. ``docs/configuration.md`` lists
+``OPTIMIZER_CONFIG_FILE`` (``docs/configuration.md`` shows one), defaults. ``docs/configuration.md`` lists
 every key; a test keeps the two in step.
 """
 
@@ -28,7 +28,7 @@ from llm_optimizer.patterns import checked_regex
 ENV_PREFIX = "OPTIMIZER_"
 CONFIG_FILE_ENV = "OPTIMIZER_CONFIG_FILE"
 
-# Short variables of the seeds' user guide, kept because operators already use them.
+# Short variables that platform tooling commonly sets (`docs/configuration.md`).
 SHORT_ENV_ALIASES: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("database", "url"),
     "KAFKA_BROKERS": ("kafka", "brokers"),
@@ -197,7 +197,7 @@ class IntegrationSettings(Section):
     governance_fail_open: bool = False
     timeout_s: PositiveFloat = 5.0
     retries: Annotated[int, Field(ge=0)] = 2
-    # Circuit breaker of each integration (the seeds: 5 failures open it for a minute).
+    # Circuit breaker of each integration: 5 failures in a row open it for a minute.
     failure_threshold: PositiveInt = 5
     reset_after_s: PositiveFloat = 60.0
 

@@ -1,4 +1,7 @@
-"""Strategy presets of the seeds: how much improvement and confidence a change needs, and how it rolls out."""
+"""Strategy presets: how much improvement and confidence a change needs, and how it rolls out.
+
+`optimization.strategy` in `docs/configuration.md` picks one.
+"""
 
 from __future__ import annotations
 
