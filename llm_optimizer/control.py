@@ -193,6 +193,20 @@ class CycleRecord(BaseModel):
     outcome: str | None = None
 
 
+class RolloutLink(BaseModel):
+    """A rollout or exploration the cycle started, by workflow id and run: `status` lists the last ones, across
+    continue-as-new, so an operator goes from the cycle to each of its children."""
+
+    kind: Literal["canary", "exploration"]
+    workflow_id: str
+    run_id: str | None = None
+    rollout_id: str
+    target: str  # the version on trial, or the arms of an exploration
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str | None = None
+
+
 class CycleInput(BaseModel):
     service: str
     strategy: Strategy = Strategy.balanced
@@ -216,6 +230,7 @@ class CycleInput(BaseModel):
     seen_request_ids: list[str] = Field(default_factory=list)
     refusals: list[str] = Field(default_factory=list)
     cycles_done: int = 0
+    rollouts: list[RolloutLink] = Field(default_factory=list)
 
 
 class RolloutProgress(BaseModel):
@@ -241,6 +256,8 @@ class CycleStatus(BaseModel):
     cycles_done: int
     # What needs an operator: a rollback that could not be applied (docs/operations.md). Kept for this run only.
     alerts: list[str] = Field(default_factory=list)
+    # The last rollouts and explorations, newest last, each with its workflow id (docs/operations.md).
+    rollouts: list[RolloutLink] = Field(default_factory=list)
 
 
 class ControlAck(BaseModel):
@@ -267,6 +284,7 @@ class Observation(BaseModel):
     active_version: str | None
     parent_version: str | None
     canary_version: str | None
+    active_model: str | None = None  # the live version's model, for what the Temporal UI shows
 
 
 class ThresholdRequest(BaseModel):
@@ -281,6 +299,41 @@ class ThresholdCheck(BaseModel):
 
     violated: bool
     reasons: list[str] = Field(default_factory=list)
+
+
+class ThresholdWatch(BaseModel):
+    """What the threshold watcher needs of a cycle, kept in the cycle's memo under `thresholds`."""
+
+    service: str
+    constraints: Constraints
+    window_s: float = Field(gt=0)  # the fast path's window (and how often it is checked), time scale applied
+
+
+class ThresholdBreach(BaseModel):
+    """The watcher's signal to a cycle whose live config broke a hard limit or got a Sentinel alert."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reasons: list[str] = Field(min_length=1, max_length=50)
+    request_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class WatchInput(BaseModel):
+    """Input of `ThresholdWatcher`: one per task queue, watching every running cycle on it."""
+
+    task_queue: str
+    list_every_s: float = Field(default=10, gt=0)  # how often the running cycles are listed again
+    run_s: float = Field(default=3600, gt=0)  # one watch activity's length; the workflow starts the next
+    runs_done: int = 0
+    breaches: int = 0
+
+
+class WatchReport(BaseModel):
+    """What one watch activity did: checks made, breaches signalled (service and reasons), cycles watched."""
+
+    checks: int = 0
+    cycles: list[str] = Field(default_factory=list)
+    breaches: list[str] = Field(default_factory=list)
 
 
 class DecideRequest(BaseModel):
@@ -513,6 +566,10 @@ class MaintenanceRequest(BaseModel):
     now: datetime
     lateness_s: float = Field(default=60, ge=0, description="events may arrive this late; newer buckets wait")
     retention_days: float = Field(default=7, gt=0)
+    # Set: one long-running workflow that runs every `every_s` (its own timer, continue-as-new), instead of one
+    # workflow per run: the workflow list stays readable (docs/operations.md).
+    every_s: float | None = Field(default=None, gt=0)
+    runs_done: int = 0
 
 
 class MaintenanceReport(BaseModel):
@@ -528,6 +585,9 @@ class EvaluationRound(BaseModel):
 
     services: list[str]
     lookback_s: float = Field(default=3600, gt=0, description="events older than this are left alone")
+    # Set: one long-running workflow that runs a round every `every_s` (see MaintenanceRequest.every_s).
+    every_s: float | None = Field(default=None, gt=0)
+    rounds_done: int = 0
 
 
 class QualityRequest(BaseModel):
