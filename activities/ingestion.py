@@ -16,7 +16,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import polars as pl
 import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -29,10 +32,48 @@ from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.ingest import ConsumeReport, ConsumeRequest, DecodedBatch, Decoder, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
+from storage import watermarks_repo
 from storage.db import psycopg_url
 from storage.events_repo import DB_REFUSED, land
 
 log = logging.getLogger(__name__)
+
+# A caught-up consumer's fetch answers may be this old (the broker holds a fetch up to fetch_max_wait_ms, 500 ms by
+# default): the watermark it records stays this far behind the moment it checked.
+CAUGHT_UP_MARGIN_S = 1.0
+CAUGHT_UP_EVERY_S = 1.0  # how often an idle consumer moves its watermarks forward
+
+
+@dataclass
+class _Marks:
+    """What a batch tells the watermarks (storage.watermarks_repo): per partition, the next offset and the newest
+    Kafka timestamp landed."""
+
+    topic: str
+    partitions: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fetched: dict) -> _Marks | None:
+        marks = None
+        for tp, batch in fetched.items():
+            stamps = [r.timestamp for r in batch if r.timestamp is not None and r.timestamp >= 0]
+            if not batch or not stamps:
+                continue
+            marks = marks or cls(topic=tp.topic)
+            marks.partitions[tp.partition] = (batch[-1].offset + 1, datetime.fromtimestamp(max(stamps) / 1000, UTC))
+        return marks
+
+
+def _feeds(batch: DecodedBatch) -> dict[str, datetime]:
+    """The newest event time of each service in the batch."""
+    newest: dict[str, datetime] = {}
+    if batch.rows.height:
+        for service, ts in batch.rows.group_by("service").agg(pl.col("ts").max()).iter_rows():
+            newest[service] = ts
+    for event in batch.events:
+        if event.service not in newest or event.ts > newest[event.service]:
+            newest[event.service] = event.ts
+    return newest
 
 
 class _Progress:
@@ -101,6 +142,7 @@ class IngestionActivities:
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
         landing: asyncio.Task | None = None
+        last_caught_up = 0.0
         # A fresh consumer fetches from the committed offsets: the lag it sees then is the lag as committed, which
         # the gauge shows at once (a run failing before any commit would leave the gauge as it was, maybe 0).
         fresh = (request.topic, request.group_id) in self._fresh
@@ -108,6 +150,7 @@ class IngestionActivities:
         try:
             while time.monotonic() < deadline or landing is not None:
                 fetched = {}
+                asked_at = time.time()
                 if time.monotonic() < deadline:
                     fetched = await consumer.getmany(
                         timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events
@@ -125,9 +168,13 @@ class IngestionActivities:
                     landing = None
                 if decoded is not None:  # Postgres goes on with the next batch while the offsets are committed
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
-                    landing = asyncio.create_task(self._land_async(conn, decoded, offsets))
+                    landing = asyncio.create_task(self._land_async(conn, decoded, offsets, _Marks.of(fetched)))
                 if landed is not None:
                     await self._finish(consumer, progress, *landed)
+                if not records and landing is None and time.monotonic() - last_caught_up >= CAUGHT_UP_EVERY_S:
+                    # Nothing fetched and everything committed: the partitions at their ends are complete up to now.
+                    last_caught_up = time.monotonic()
+                    await self._caught_up(consumer, conn, asked_at - CAUGHT_UP_MARGIN_S)
         finally:
             if landing is not None:
                 # Leaving early (cancelled, or a failure): the transaction in flight ends (its thread cannot be
@@ -148,12 +195,26 @@ class IngestionActivities:
     def _decode(self, records: list) -> DecodedBatch:
         return self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
 
-    async def _land_async(self, conn: psycopg.Connection, batch: DecodedBatch, offsets: dict) -> tuple:
-        return await asyncio.to_thread(self._land, conn, batch), offsets
+    async def _caught_up(self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, until: float) -> None:
+        at_end: dict[str, list[int]] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and await consumer.position(tp) >= highwater:
+                at_end.setdefault(tp.topic, []).append(tp.partition)
+        when = datetime.fromtimestamp(until, UTC)
+        for topic, partitions in at_end.items():
+            await asyncio.to_thread(watermarks_repo.caught_up, conn, topic, partitions, when)
 
-    def _land(self, conn: psycopg.Connection, batch: DecodedBatch) -> IngestCounts:
+    async def _land_async(
+        self, conn: psycopg.Connection, batch: DecodedBatch, offsets: dict, marks: _Marks | None
+    ) -> tuple:
+        return await asyncio.to_thread(self._land, conn, batch, marks), offsets
+
+    def _land(self, conn: psycopg.Connection, batch: DecodedBatch, marks: _Marks | None = None) -> IngestCounts:
         with conn.transaction():
             counts = land(conn, batch, source="kafka", texts=self.texts)
+            if marks is not None:  # in the same transaction: a watermark never claims rows that are not there
+                watermarks_repo.landed(conn, marks.topic, marks.partitions, _feeds(batch))
         metrics.record_landed("kafka", batch, counts)
         refused = sum(1 for d in batch.dead_letters if d.reason.startswith(DB_REFUSED))
         if refused:
