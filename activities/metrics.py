@@ -6,6 +6,8 @@ exported separately by the worker (see `worker.py`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge
 
 from llm_optimizer.control import QualityReport
@@ -62,6 +64,22 @@ def record_landed(source: str, batch: DecodedBatch, counts: IngestCounts) -> Non
     EVENTS_DUPLICATE.labels(source).inc(counts.duplicates)
     for dead in batch.dead_letters:
         DEAD_LETTERS.labels(source, dead_letter_kind(dead.reason)).inc()
+
+
+# Every span an OTLP export carries, by what became of it (api/otlp.py): landed or duplicate (reason ""),
+# dead_lettered (reason: `dead_letter_kind`), ignored (reason: not_genai, agent, workflow, tool, ...).
+OTLP_SPANS = Counter(
+    "optimizer_otlp_spans_total", "Spans received on /v1/traces, by outcome and reason", ["outcome", "reason"]
+)
+
+
+def record_otlp_spans(landed: int, duplicates: int, dead_letter_reasons: list[str], ignored: Mapping[str, int]) -> None:
+    OTLP_SPANS.labels("landed", "").inc(landed)
+    OTLP_SPANS.labels("duplicate", "").inc(duplicates)
+    for reason in dead_letter_reasons:
+        OTLP_SPANS.labels("dead_lettered", dead_letter_kind(reason)).inc()
+    for reason, count in ignored.items():
+        OTLP_SPANS.labels("ignored", reason).inc(count)
 
 
 def record_evaluations(report: QualityReport) -> None:

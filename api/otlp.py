@@ -1,15 +1,20 @@
-"""OTLP/HTTP trace ingestion: spans that follow the OpenTelemetry GenAI semantic conventions become LLM events.
+"""OTLP/HTTP trace ingestion: model-call spans, in any GenAI dialect teams already emit, become LLM events.
 
-Both OTLP encodings are read into the same dict shape (the OTLP JSON mapping: camelCase, hex ids), then mapped.
-A span is a GenAI span when it carries a `gen_ai.*` request attribute; other spans are counted and ignored.
-A GenAI span that does not make a valid event becomes a dead letter (position `otlp/<trace>/<span>`, or
-`otlp/invalid/<hash of the span>` when its ids are not hex). A request whose shape is not an OTLP export (a list
-where an object belongs, a span that is not an object) is refused whole with the path of the first problem; a
-span whose own fields are malformed (attributes, ids, times, status, a NUL character in a value it carries) is
-refused alone, with the field named.
+Both OTLP encodings are read into the same dict shape (the OTLP JSON mapping: camelCase, hex ids), then sorted, every
+span into one outcome (`optimizer_otlp_spans_total{outcome,reason}` counts them, the export answer says them):
+- a model call (chat, completion, embeddings: `llm_optimizer.genai_dialects` reads the OTel GenAI conventions,
+  OpenLLMetry and OpenInference) becomes an event, landed or found a duplicate;
+- a model call that does not make a valid event becomes a dead letter (position `otlp/<trace>/<span>`, or
+  `otlp/invalid/<hash of the span>` when its ids are not hex), counted in `partialSuccess.rejectedSpans`;
+- any other span (agent, workflow, tool, retriever, chain spans; spans that are not GenAI at all) is ignored, with
+  the reason.
+A request whose shape is not an OTLP export (a list where an object belongs, a span that is not an object) is
+refused whole with the path of the first problem; a span whose own fields are malformed (attributes, ids, times,
+status, events, a NUL character in a value it carries) is refused alone, with the field named.
 
 Our own attributes, for what the conventions do not cover: `llm_optimizer.config_version`, `.variant`,
-`.request_key`, `.quality_score`, `.user_feedback`, `.cost_usd`, `.service` (else the resource's `service.name`).
+`.request_key`, `.quality_score`, `.user_feedback`, `.cost_usd`, `.ttft_ms`, `.service` (else the resource's
+`service.name`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import base64
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,9 +36,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from llm_optimizer import genai_dialects
 from llm_optimizer.errors import ValidationFailed
 
-GENAI_MARKERS = ("gen_ai.request.model", "gen_ai.system", "gen_ai.provider.name", "gen_ai.operation.name")
 STATUS_CODE_ERROR = 2
 OURS = "llm_optimizer."
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -65,10 +71,47 @@ def parse_protobuf(body: bytes) -> dict[str, Any]:
     return document
 
 
+@dataclass
+class Sorted:
+    """Every span of an export in one outcome: an event document to decode, a dead letter, or ignored (by reason)."""
+
+    documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (position, event document)
+    refused: list[tuple[RawSpan, str]] = field(default_factory=list)  # (span, reason)
+    ignored: Counter[str] = field(default_factory=Counter)
+
+
+def sort_spans(found: list[RawSpan]) -> Sorted:
+    """Model calls become event documents (or refusals naming the field); other spans are ignored with a reason."""
+    result = Sorted()
+    for span in found:
+        try:
+            kind = genai_dialects.classify(span.attributes)
+            if kind is None:
+                result.ignored["not_genai"] += 1
+            elif isinstance(kind, genai_dialects.Ignored):
+                result.ignored[kind.reason] += 1
+            else:
+                result.documents.append((span.position, event_document(span, kind.endpoint)))
+        except ValidationFailed as exc:
+            result.refused.append((span, str(exc)))
+    return result
+
+
+def answer(landed: int, duplicates: int, dead_letters: list[tuple[str, str]], ignored: Counter[str]) -> str:
+    """What became of an export's spans, for `partialSuccess.errorMessage`: the counts, then the first refusals."""
+    parts = [f"landed {landed}", f"duplicate {duplicates}", f"dead-lettered {len(dead_letters)}"]
+    kinds = ", ".join(f"{reason} {n}" for reason, n in sorted(ignored.items()))
+    parts.append(f"ignored {sum(ignored.values())}" + (f" ({kinds})" if kinds else ""))
+    refusals = "; ".join(f"{position}: {reason}" for position, reason in dead_letters[:10])
+    more = f" (and {len(dead_letters) - 10} more)" if len(dead_letters) > 10 else ""
+    return ", ".join(parts) + (f". Rejected: {refusals}{more}" if refusals else "")
+
+
 def response_body(rejected: int, message: str, *, protobuf: bool) -> bytes | dict[str, Any]:
-    """An ExportTraceServiceResponse, with `partialSuccess` when some spans were rejected."""
+    """An ExportTraceServiceResponse. `partialSuccess` when some spans were rejected (dead-lettered), or, with
+    `rejectedSpans` 0 (a warning, in OTLP's terms), when some were ignored; unset when every span landed."""
     response = ExportTraceServiceResponse()
-    if rejected:
+    if message:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
     return response.SerializeToString() if protobuf else MessageToDict(response)
@@ -120,12 +163,9 @@ def _position(raw: dict[str, Any]) -> str:
     return f"otlp/invalid/{digest}"
 
 
-def is_genai(span: RawSpan) -> bool:
-    return any(marker in span.attributes for marker in GENAI_MARKERS)
-
-
-def event_document(span: RawSpan) -> dict[str, Any]:
-    """The bare event document of a GenAI span; `parse_event` then validates it like any other event."""
+def event_document(span: RawSpan, endpoint: str | None) -> dict[str, Any]:
+    """The bare event document of a model-call span; `parse_event` then validates it like any other event. Fields
+    the span does not carry (tokens of a stream sent without usage) are left out, so they stay unknown."""
     a = span.attributes
     trace_id, span_id = _id(span.raw, "traceId", 32), _id(span.raw, "spanId", 16)
     start_ns, end_ns = _nanos(span.raw, "startTimeUnixNano"), _nanos(span.raw, "endTimeUnixNano")
@@ -133,33 +173,51 @@ def event_document(span: RawSpan) -> dict[str, Any]:
         raise ValidationFailed(
             f"endTimeUnixNano = {end_ns}: before startTimeUnixNano ({start_ns})", field="endTimeUnixNano"
         )
-    status, error_type = "ok", None
+    events = _span_events(span.raw)
+    error = None
     if _status_code(span.raw.get("status", {})) == STATUS_CODE_ERROR:
-        error_type = str(a.get("error.type", "error"))
-        lowered = error_type.lower()
-        status = "timeout" if "timeout" in lowered else "rate_limited" if "rate" in lowered else "error"
+        exceptions = [attributes.get("exception.type") for name, _, attributes in events if name == "exception"]
+        error = genai_dialects.error_type(a, exceptions)
+    call = genai_dialects.model_call(a, endpoint, start_ns, [(name, at) for name, at, _ in events], error)
     document = {
         "event_id": f"otel-{trace_id}-{span_id}",
         "timestamp": datetime.fromtimestamp(end_ns / 1e9, UTC).isoformat(),
         "service": a.get(OURS + "service", span.service),
-        "endpoint": a.get("gen_ai.operation.name"),
-        "model": a.get("gen_ai.request.model", a.get("gen_ai.response.model")),
-        "provider": a.get("gen_ai.provider.name", a.get("gen_ai.system")),
+        "endpoint": call.endpoint,
+        "model": call.model,
+        "provider": call.provider,
         "latency_ms": (end_ns - start_ns) / 1e6,
-        "tokens_in": a.get("gen_ai.usage.input_tokens", a.get("gen_ai.usage.prompt_tokens", 0)),
-        "tokens_out": a.get("gen_ai.usage.output_tokens", a.get("gen_ai.usage.completion_tokens", 0)),
-        "status": status,
-        "error_type": error_type,
+        "ttft_ms": call.ttft_ms,
+        "tokens_in": call.tokens_in,
+        "tokens_out": call.tokens_out,
+        "status": genai_dialects.status_of(call.error_type),
+        "error_type": call.error_type,
         "attributes": {"trace_id": trace_id, "span_id": span_id},
     }
-    if "gen_ai.response.model" in a and a["gen_ai.response.model"] != document["model"]:
-        document["attributes"]["response_model"] = a["gen_ai.response.model"]
+    if call.response_model is not None:
+        document["attributes"]["response_model"] = call.response_model
     for name in ("config_version", "variant", "request_key", "quality_score", "user_feedback", "cost_usd", "ttft_ms"):
         if OURS + name in a:
             document[name] = a[OURS + name]
     document = {k: v for k, v in document.items() if v is not None}
     _refuse_nul(document, "")
     return document
+
+
+def _span_events(raw: dict[str, Any]) -> list[tuple[Any, int | None, dict[str, Any]]]:
+    """(name, time in ns, attributes) of each of a span's events; the time None when the event has none (0 is
+    protobuf's default, which its JSON mapping leaves out)."""
+    found = []
+    for index, event in enumerate(_objects(raw, "events", "events")):
+        where = f"events[{index}]"
+        found.append(
+            (
+                event.get("name"),
+                _nanos(event, "timeUnixNano", where) if event.get("timeUnixNano") not in (None, 0, "0") else None,
+                _attributes(event.get("attributes", []), f"{where}.attributes"),
+            )
+        )
+    return found
 
 
 def _is_id(value: Any, length: int) -> bool:
@@ -186,9 +244,10 @@ def _refuse_nul(value: Any, where: str) -> None:
             _refuse_nul(item, f"{where}[{index}]")
 
 
-def _nanos(raw: dict[str, Any], name: str) -> int:
+def _nanos(raw: dict[str, Any], name: str, where: str = "") -> int:
     """A fixed64 time: an integer (or its decimal string, the OTLP JSON mapping) within 0 .. 2**64 - 1."""
     value = raw.get(name)
+    name = f"{where}.{name}" if where else name
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and value.isascii() and value.isdigit():

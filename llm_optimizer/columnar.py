@@ -223,8 +223,8 @@ def _checked(frame: pl.DataFrame, structured: bool) -> pl.DataFrame:
         variant=c("variant"),
         latency_ms=latency,
         ttft_ms=ttft,
-        tokens_in=c("tokens_in").fill_null(0),
-        tokens_out=c("tokens_out").fill_null(0),
+        tokens_in=c("tokens_in"),  # absent stays null (unknown), as in `LLMEvent`
+        tokens_out=c("tokens_out"),
         cost_usd=c("cost_usd"),
         status=status,
         error_type=error_type,
@@ -275,7 +275,8 @@ def _within(number: pl.Expr, low: float, high: float, *, required: bool = False)
 
 
 def _with_cost(rows: pl.DataFrame, catalog: Prices) -> pl.DataFrame:
-    """`cost_usd` where the event has none and its model can be priced, rounded as `ModelPrice.cost`."""
+    """`cost_usd` where the event has none, its model can be priced and both token counts are known (a null count
+    makes the sum null, as `PricingCatalog.fill_cost` leaves it), rounded as `ModelPrice.cost`."""
     if rows.is_empty():
         return rows
     # The prices of the models this batch needs, asked one by one: a price book cannot list every name it prices.

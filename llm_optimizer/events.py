@@ -170,8 +170,9 @@ class LLMEvent(Frozen):
     variant: Variant | None = None
     latency_ms: Ms
     ttft_ms: Ms | None = Field(default=None, description="time to first token")
-    tokens_in: Tokens = 0
-    tokens_out: Tokens = 0
+    # None: the source did not say (a stream sent without usage). Never read as 0: unknown usage is not free.
+    tokens_in: Tokens | None = None
+    tokens_out: Tokens | None = None
     cost_usd: Usd | None = Field(default=None, description="None: computed from the pricing catalog")
     status: Status = Status.ok
     error_type: ShortText | None = None
@@ -277,8 +278,8 @@ class _OnePassEvent(Frozen):
     variant: Variant | None = None
     latency_ms: Annotated[_BareMs, Strict()]
     ttft_ms: Annotated[_BareMs, Strict()] | None = None
-    tokens_in: Annotated[_BareTokens, Strict()] = 0
-    tokens_out: Annotated[_BareTokens, Strict()] = 0
+    tokens_in: Annotated[_BareTokens, Strict()] | None = None
+    tokens_out: Annotated[_BareTokens, Strict()] | None = None
     cost_usd: Annotated[_BareUsd, Strict()] | None = None
     status: Status = Status.ok
     error_type: _BareShortText | None = None

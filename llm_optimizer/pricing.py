@@ -73,6 +73,8 @@ class _Costing:
     def fill_cost(self, event: LLMEvent) -> LLMEvent:
         """`with_cost` for an event the caller has just validated and not shared: filled in place, because a copy
         per event was a third of decoding."""
+        if event.tokens_in is None or event.tokens_out is None:  # unknown usage: the cost is unknown, not zero
+            return event
         if event.cost_usd is None and (entry := self.price(event.model)) is not None:
             event.__dict__["cost_usd"] = entry.cost(event.tokens_in, event.tokens_out)
             event.model_fields_set.add("cost_usd")

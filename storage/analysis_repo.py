@@ -45,8 +45,8 @@ def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datet
             quality_n=r[8],
             cost_per_request=_float(r[9]),
             cost_sd=_float(r[10]),
-            tokens_in_mean=float(r[11]),
-            tokens_out_mean=float(r[12]),
+            tokens_in_mean=_float(r[11]),
+            tokens_out_mean=_float(r[12]),
         )
         for r in rows
     ]

@@ -37,7 +37,8 @@ def roll_up(conn: psycopg.Connection, rollup: str, until: datetime) -> int:
         SELECT date_trunc(%(unit)s, ts), service, model, coalesce(config_version, ''), coalesce(variant, ''),
                count(*), count(*) FILTER (WHERE status <> 'ok'), count(*) FILTER (WHERE status = 'timeout'),
                sum(latency_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
-               sum(tokens_in), sum(tokens_out), coalesce(sum(cost_usd), 0), coalesce(sum(quality_score), 0),
+               coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0),  -- the known counts (NULL: unreported)
+               coalesce(sum(cost_usd), 0), coalesce(sum(quality_score), 0),
                count(quality_score), count(user_feedback)
         FROM events
         WHERE ts >= date_trunc(%(unit)s, %(start)s::timestamptz) AND ts < %(until)s

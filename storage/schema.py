@@ -69,8 +69,8 @@ events = Table(
     Column("variant", Text),
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float),
-    Column("tokens_in", Integer, nullable=False),
-    Column("tokens_out", Integer, nullable=False),
+    Column("tokens_in", Integer),  # NULL: the source did not report usage (migration 0007)
+    Column("tokens_out", Integer),
     Column("cost_usd", Float),
     Column("status", Text, nullable=False),
     Column("error_type", Text),

@@ -124,11 +124,16 @@ def test_rows_carry_the_same_timestamps_costs_and_defaults_as_events():
     event = EVENTS[2].model_dump(mode="json", exclude_none=True)
     event.pop("tokens_in")
     event["timestamp"] = "2026-11-01T12:00:00.25+05:30"
-    columnar, _ = both_ways([json.dumps(event).encode()])
-    [row] = columnar.rows.to_dicts()
+    event.pop("cost_usd", None)
+    priced = {**event, "tokens_in": 7}
+    columnar, general = both_ways([json.dumps(event).encode(), json.dumps(priced).encode()])
+    assert_same_decisions(columnar, general)
+    [row, priced_row] = columnar.rows.to_dicts()
     assert row["ts"].isoformat() == "2026-11-01T06:30:00.250000+00:00"
-    assert row["tokens_in"] == 0 and row["status"] == "ok" and row["attributes"] == "{}"
-    assert row["cost_usd"] == CATALOG.price(event["model"]).cost(0, event["tokens_out"])
+    # Usage not reported stays unknown, and so does the cost it would have made: never 0, never free.
+    assert row["tokens_in"] is None and row["cost_usd"] is None
+    assert row["status"] == "ok" and row["attributes"] == "{}"
+    assert priced_row["cost_usd"] == CATALOG.price(event["model"]).cost(7, event["tokens_out"])
     assert pl.DataFrame([row]).columns == list(columnar.rows.columns)
 
 

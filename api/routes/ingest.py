@@ -123,7 +123,7 @@ async def report_events(request: Request, idempotency_key: str | None = Header(d
 
 @router.post("/v1/traces", dependencies=[allowed(Permission.report_events)], tags=["opentelemetry"])
 async def otlp_traces(request: Request) -> Response:
-    """OTLP/HTTP trace export (protobuf or JSON): GenAI spans become events; others are ignored."""
+    """OTLP/HTTP trace export (protobuf or JSON): model-call spans become events; every span is accounted for."""
     protobuf = request.headers.get("content-type", "").split(";")[0].strip() == PROTOBUF
     body = await request.body()
     try:
@@ -133,18 +133,18 @@ async def otlp_traces(request: Request) -> Response:
         return JSONResponse({"detail": f"not an OTLP trace export: {exc}"}, status_code=400)
     backend: Backend = request.app.state.backend
     decoder = backend.decoders["otlp"]
-    documents, refused = [], []
-    for span in spans:
-        try:
-            if otlp.is_genai(span):
-                documents.append((span.position, otlp.event_document(span)))
-        except ValidationFailed as exc:
-            refused.append(DeadLetter(source="otlp", position=span.position, reason=str(exc), raw=_json(span.raw)))
-    batch = decoder.decode_documents(documents)
-    batch.dead_letters.extend(refused)
-    await backend.land(batch, "otlp")
-    message = "; ".join(f"{d.position}: {d.reason}" for d in batch.dead_letters[:10])
-    answer = otlp.response_body(len(batch.dead_letters), message, protobuf=protobuf)
+    sorted_spans = otlp.sort_spans(spans)
+    batch = decoder.decode_documents(sorted_spans.documents)
+    batch.dead_letters.extend(
+        DeadLetter(source="otlp", position=span.position, reason=reason, raw=_json(span.raw))
+        for span, reason in sorted_spans.refused
+    )
+    counts = await backend.land(batch, "otlp")
+    dead = [(d.position, d.reason) for d in batch.dead_letters]
+    metrics.record_otlp_spans(counts.accepted, counts.duplicates, [reason for _, reason in dead], sorted_spans.ignored)
+    everything_landed = not dead and not sorted_spans.ignored
+    message = "" if everything_landed else otlp.answer(counts.accepted, counts.duplicates, dead, sorted_spans.ignored)
+    answer = otlp.response_body(len(dead), message, protobuf=protobuf)
     if protobuf:
         return Response(answer, media_type=PROTOBUF)
     return JSONResponse(answer)
