@@ -30,7 +30,7 @@ SIGNALS = ("rating", "thumbs", "retried", "correction")
 _PENDING = """
 SELECT e.event_id, e.config_version, t.request_text, t.response_text, t.reference_text, e.user_feedback, e.attributes
 FROM events e
-LEFT JOIN event_texts t ON t.event_id = e.event_id
+LEFT JOIN event_texts t ON t.event_id = e.event_id AND t.ts = e.ts
 WHERE e.service = %(service)s AND e.ts >= %(since)s AND e.quality_score IS NULL
   AND (hashtext(e.event_id) & 2147483647) %% 10000 < %(per_10k)s
   AND NOT EXISTS (SELECT 1 FROM quality_evaluations q WHERE q.event_id = e.event_id AND q.evaluator = %(evaluator)s)

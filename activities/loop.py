@@ -67,7 +67,7 @@ from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
 from llm_optimizer.tuning import TaskType, tune
-from storage import analysis_repo, audit_repo, configs_repo, prices_repo, rollups_repo, rules_repo
+from storage import analysis_repo, audit_repo, configs_repo, partitions_repo, prices_repo, rollups_repo, rules_repo
 from storage.db import psycopg_url
 
 T = TypeVar("T")
@@ -452,10 +452,16 @@ class LoopActivities:
 
     @activity.defn(name="maintain_storage")
     async def maintain_storage(self, request: MaintenanceRequest) -> MaintenanceReport:
-        """Roll up to `now - lateness`, then expire raw events past the retention (idempotent)."""
+        """Make the partitions of events ahead of `now`, roll up to `now - lateness`, then expire raw events past
+        the retention, whole partitions at a time (idempotent)."""
         until = request.now - timedelta(seconds=request.lateness_s)
+        unit = self.settings.database.event_partition
+        ahead = partitions_repo.UNITS[unit] * self.settings.database.event_partitions_ahead
 
         def work(conn: psycopg.Connection) -> MaintenanceReport:
+            made = partitions_repo.ensure(conn, request.now, request.now + ahead, unit)
+            if made:
+                activity.logger.info("made partitions of events: %s", ", ".join(made))
             rows = {rollup: rollups_repo.roll_up(conn, rollup, until) for rollup in rollups_repo.ROLLUPS}
             expired = rollups_repo.expire(conn, request.now, timedelta(days=request.retention_days))
             return MaintenanceReport(rollup_rows=rows, expired_events=expired)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -82,6 +82,9 @@ class DatabaseSettings(Section):
     pool_size: PositiveInt = 10
     connect_timeout_s: PositiveFloat = 5.0
     event_retention_days: PositiveInt = 7
+    # `events` is partitioned by range of time: a partition a day, or an hour (at millions of events an hour).
+    event_partition: Literal["day", "hour"] = "day"
+    event_partitions_ahead: PositiveInt = 3  # partitions StorageMaintenance keeps made ahead of now
 
     @field_validator("url")
     @classmethod

@@ -2,7 +2,9 @@
 
 A batch's events are COPYed straight into `events` (as fast as a plain COPY); if some of their ids are already
 there (a redelivered batch), that COPY is undone and the batch goes through a temporary staging table and
-`INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event id is written once. `land` writes a whole batch in one
+`INSERT .. ON CONFLICT DO NOTHING`, so a redelivered event is written once. An event is identified by its id and
+its time, (event_id, ts): the key of the partitioned `events` must hold the partition key, and a redelivery carries
+the same time (docs/deployment.md, "Partitioned events"). `land` writes a whole batch in one
 transaction block (a savepoint inside the caller's transaction, if one is open): Kafka offsets are committed only
 after the caller's transaction commits.
 
@@ -118,7 +120,7 @@ def _land_items(conn: psycopg.Connection, batch: DecodedBatch, source: str, text
     """The events (and their texts) and anomalies of `batch`; its dead letters are the caller's."""
     accepted = _land_rows(conn, event_rows(batch), source) if batch.event_count else 0
     if texts is not None and texts.store:
-        _land_texts(conn, [row for e in batch.events if (row := texts.row(e)) is not None])
+        _land_texts(conn, [(*row, e.timestamp) for e in batch.events if (row := texts.row(e)) is not None])
     anomalies = _land_anomalies(conn, batch.anomalies) if batch.anomalies else 0
     return _Landed(events=batch.event_count, accepted=accepted, anomalies=anomalies)
 
@@ -210,7 +212,8 @@ def land_events(conn: psycopg.Connection, events: Sequence[LLMEvent], *, source:
 
 
 def _land_rows(conn: psycopg.Connection, rows: pl.DataFrame, source: str) -> int:
-    rows = rows.unique("event_id", keep="first", maintain_order=True)  # the same id twice in a batch: written once
+    # The same event twice in a batch (id and time: its identity) is written once.
+    rows = rows.unique(["event_id", "ts"], keep="first", maintain_order=True)
     csv = rows.with_columns(source=pl.lit(source)).write_csv(
         include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z"
     )
@@ -229,7 +232,9 @@ def _land_rows(conn: psycopg.Connection, rows: pl.DataFrame, source: str) -> int
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events INCLUDING DEFAULTS)")
         with cur.copy(f"COPY events_stage ({_COLS}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(csv)
-        cur.execute(f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM events_stage ON CONFLICT (event_id) DO NOTHING")
+        cur.execute(
+            f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM events_stage ON CONFLICT (event_id, ts) DO NOTHING"
+        )
         inserted = cur.rowcount
         cur.execute("TRUNCATE events_stage")
     return inserted
@@ -239,8 +244,8 @@ def _land_texts(conn: psycopg.Connection, rows: list[tuple]) -> None:
     if rows:
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO event_texts (event_id, request_text, response_text, reference_text) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                "INSERT INTO event_texts (event_id, request_text, response_text, reference_text, ts) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id, ts) DO NOTHING",
                 rows,
             )
 

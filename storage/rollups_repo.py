@@ -2,7 +2,8 @@
 
 Each run recomputes whole buckets from the previous watermark on (so a bucket that was still filling last time is
 completed, and a re-run writes the same rows), then moves the watermark. Raw events older than the retention and
-than every watermark are deleted: what they said stays in the rollups.
+than every watermark go, a whole partition at a time (storage/partitions_repo.py): what they said stays in the
+rollups.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import psycopg
+
+from storage import partitions_repo
 
 ROLLUPS = {"rollups_1m": "minute", "rollups_1h": "hour"}
 
@@ -58,9 +61,9 @@ def roll_up(conn: psycopg.Connection, rollup: str, until: datetime) -> int:
 
 
 def expire(conn: psycopg.Connection, now: datetime, retention: timedelta) -> int:
-    """Delete raw events older than the retention that every rollup already covers."""
+    """Drop the partitions of raw events that end before the retention's cutoff and before every rollup's
+    watermark (a partition waits until all of it may go); returns the events gone."""
     marks = [watermark(conn, r) for r in ROLLUPS]
     if any(m is None for m in marks):
         return 0
-    cutoff = min([now - retention, *marks])
-    return conn.execute("DELETE FROM events WHERE ts < %s", (cutoff,)).rowcount
+    return partitions_repo.drop_before(conn, min([now - retention, *marks]))

@@ -43,7 +43,8 @@ def _now(name: str) -> Column:
     return _ts(name, nullable=False, server_default=func.now())
 
 
-# One row per LLM request. event_id is unique: a redelivered event is written once.
+# One row per LLM request, identified by (event_id, ts): a redelivered event (same id, same time) is written once.
+# Partitioned by range of ts (storage/partitions_repo.py; a key of a partitioned table must hold the partition key).
 PROFILE_COLUMNS = [
     "model",
     "provider",
@@ -60,7 +61,7 @@ events = Table(
     "events",
     metadata,
     Column("event_id", Text, primary_key=True),
-    _ts("ts", nullable=False),
+    _ts("ts", primary_key=True),
     Column("service", Text, nullable=False),
     Column("endpoint", Text),
     Column("model", Text, nullable=False),
@@ -84,8 +85,8 @@ events = Table(
     # instead of one heap page per event, since services' events interleave in the heap.
     Index(None, "service", "ts", postgresql_include=PROFILE_COLUMNS),
     Index(None, "ts"),
-    # Vacuum after every 50,000 inserts (not 20% of the table): keeps recent pages all-visible for those scans.
-    postgresql_with={"autovacuum_vacuum_insert_threshold": "50000", "autovacuum_vacuum_insert_scale_factor": "0"},
+    # Each partition vacuums after every 50,000 inserts (partitions_repo.STORAGE): recent pages stay all-visible.
+    postgresql_partition_by="RANGE (ts)",
 )
 
 # Input that could not become an event, kept with the reason. (source, position) makes a redelivered
@@ -315,9 +316,10 @@ event_texts = Table(
     metadata,
     Column("event_id", Text, primary_key=True),
     Column("request_text", Text),
+    _ts("ts", primary_key=True),
     Column("response_text", Text),
     Column("reference_text", Text),
-    ForeignKeyConstraint(["event_id"], ["events.event_id"], ondelete="CASCADE"),
+    Index(None, "ts"),
 )
 
 # Quality scores produced by evaluators (seed table quality_evaluations); the score is also written into the event.

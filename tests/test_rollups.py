@@ -1,4 +1,5 @@
-"""Rollups equal the raw aggregates, are idempotent, and raw events expire only once rolled up."""
+"""Rollups equal the raw aggregates and are idempotent; the maintenance workflow runs them (expiry, a partition at a
+time: tests/test_partitions.py)."""
 
 from __future__ import annotations
 
@@ -64,22 +65,6 @@ async def test_rollups_match_the_raw_events_and_a_rerun_changes_nothing(loaded, 
     before = rows(database_url, "SELECT * FROM rollups_1m ORDER BY 1, 2, 3, 4, 5")
     await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=7))
     assert rows(database_url, "SELECT * FROM rollups_1m ORDER BY 1, 2, 3, 4, 5") == before
-
-
-async def test_raw_events_expire_only_past_the_retention_and_once_rolled_up(loaded, database_url):
-    env = ActivityEnvironment()
-    report = await env.run(loaded.maintain_storage, MaintenanceRequest(now=NOW, retention_days=85 / 1440))
-    # Events go once past the retention AND inside a complete bucket of every rollup (the hour rollup is complete
-    # up to the start of the hour the run happened in, which is later than the retention's cutoff here).
-    until = NOW - timedelta(seconds=60)
-    cutoff = min(NOW - timedelta(minutes=85), until.replace(minute=0, second=0, microsecond=0))
-    expected = sum(START + timedelta(seconds=0.6 * i) < cutoff for i in range(3000))
-    assert 0 < expected < 3000
-    assert report.expired_events == expected
-    oldest = rows(database_url, "SELECT min(ts) FROM events")[0][0]
-    assert oldest >= cutoff
-    assert rows(database_url, "SELECT count(*) FROM events")[0][0] == 3000 - expected
-    assert rows(database_url, "SELECT sum(requests) FROM rollups_1m")[0][0] == 3000  # nothing lost
 
 
 async def test_the_maintenance_workflow(time_skipping_env, loaded):
