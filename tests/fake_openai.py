@@ -1,5 +1,6 @@
 """A small OpenAI-compatible HTTP server for the conformance tests: chat completions (plain and streamed, with usage
-on the last chunk when `stream_options.include_usage` asks), embeddings, and errors chosen by the model name.
+on the last chunk when `stream_options.include_usage` asks), embeddings, and errors and delays chosen by the model
+name.
 
 The real `openai` client talks to it as to the real service; the instrumentation libraries under test then see
 genuine responses (ids, response model, usage) and record them as they would in production.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +23,7 @@ EMBEDDING_TOKENS = 4
 ANSWER = ["Paris", " is", " the", " capital", "."]
 # Requests for these models fail with that status (a rate limit, a server error).
 FAILING = {"rate-limited": (429, "rate_limit_exceeded"), "broken": (500, "server_error")}
+SLOW_S = 2.0  # the "slow" model answers this late: longer than a client's timeout
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,6 +35,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         model = body.get("model", "")
+        if model == "slow":
+            time.sleep(SLOW_S)
         if model in FAILING:
             status, code = FAILING[model]
             self._json(status, {"error": {"message": f"fake {code}", "type": code, "code": code}})

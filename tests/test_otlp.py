@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
+from prometheus_client import REGISTRY
 
 from optimizer_client.otel import record_llm_call
 
@@ -128,3 +129,139 @@ async def test_otlp_json_with_a_bad_span_reports_partial_success(api, database_u
         ("otlp", "otlp/5b8efff798038103d269b633813fc60c/eee19b7ec3c1b175"),
         ("otlp", "otlp/5b8efff798038103d269b633813fc60c/eee19b7ec3c1b176"),
     ]
+
+
+def _otlp_span(span_id: str, attributes: dict, *, events: list | None = None, error: bool = False) -> dict:
+    now = time.time_ns()
+    values = []
+    for key, value in attributes.items():
+        kind = "intValue" if isinstance(value, int) else "stringValue"
+        values.append({"key": key, "value": {kind: str(value) if kind == "intValue" else value}})
+    span = {
+        "traceId": "6b8efff798038103d269b633813fc60c",
+        "spanId": span_id,
+        "name": "span",
+        "startTimeUnixNano": str(now - 200_000_000),
+        "endTimeUnixNano": str(now),
+        "attributes": values,
+        "events": events or [],
+    }
+    if error:
+        span["status"] = {"code": 2}
+    return span
+
+
+def _export(spans: list[dict]) -> dict:
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "dialects"}}]}
+    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}
+
+
+async def test_older_dialects_land_and_agent_spans_are_ignored_and_counted(api, database_url):
+    start = time.time_ns() - 200_000_000
+    spans = [
+        # OpenLLMetry 0.47: llm.request.type for the operation, gen_ai.system capitalized, the prompt/completion names.
+        _otlp_span(
+            "aaa19b7ec3c1b101",
+            {
+                "llm.request.type": "chat",
+                "gen_ai.system": "OpenAI",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.usage.prompt_tokens": 30,
+                "gen_ai.usage.completion_tokens": 7,
+                "llm.usage.total_tokens": 37,
+            },
+        ),
+        # OpenInference, a failed call: the error only in the exception event; the model only in the parameters.
+        _otlp_span(
+            "aaa19b7ec3c1b102",
+            {
+                "openinference.span.kind": "LLM",
+                "llm.system": "openai",
+                "llm.provider": "azure",
+                "llm.invocation_parameters": '{"model": "gpt-4o", "temperature": 0}',
+            },
+            events=[
+                {
+                    "name": "exception",
+                    "timeUnixNano": str(start),
+                    "attributes": [{"key": "exception.type", "value": {"stringValue": "openai.APITimeoutError"}}],
+                }
+            ],
+            error=True,
+        ),
+        # A stream without usage, whose first token the span's event marks (OpenInference).
+        _otlp_span(
+            "aaa19b7ec3c1b103",
+            {"openinference.span.kind": "LLM", "llm.system": "openai", "llm.model_name": "gpt-4o-mini"},
+            events=[{"name": "First Token Stream Event", "timeUnixNano": str(start + 40_000_000)}],
+        ),
+        # The GenAI agent conventions: an agent with a provider, a tool, a workflow; none of them a model call.
+        _otlp_span("aaa19b7ec3c1b104", {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai"}),
+        _otlp_span("aaa19b7ec3c1b105", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather"}),
+        _otlp_span("aaa19b7ec3c1b106", {"gen_ai.operation.name": "invoke_workflow"}),
+        _otlp_span("aaa19b7ec3c1b107", {"openinference.span.kind": "RETRIEVER"}),
+        _otlp_span("aaa19b7ec3c1b108", {"http.method": "GET"}),  # not GenAI at all
+        _otlp_span("aaa19b7ec3c1b109", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}),  # no model
+    ]
+    spans[2]["startTimeUnixNano"] = str(start)
+    before = {
+        (outcome, reason): REGISTRY.get_sample_value(
+            "optimizer_otlp_spans_total", {"outcome": outcome, "reason": reason}
+        )
+        or 0.0
+        for outcome, reason in [
+            ("landed", ""),
+            ("dead_lettered", "schema"),
+            ("ignored", "agent"),
+            ("ignored", "tool"),
+            ("ignored", "workflow"),
+            ("ignored", "retriever"),
+            ("ignored", "not_genai"),
+        ]
+    }
+    async with httpx.AsyncClient(base_url=api.url, headers=api.auth("viewer")) as http:
+        answer = (await http.post("/v1/traces", json=_export(spans))).json()
+    partial = answer["partialSuccess"]
+    assert partial["rejectedSpans"] == "1"  # the chat span that names no model
+    message = partial["errorMessage"]
+    assert message.startswith("landed 3, duplicate 0, dead-lettered 1, ignored 5")
+    assert "agent 1" in message and "not_genai 1" in message and "aaa19b7ec3c1b109: model" in message
+    after = {
+        key: REGISTRY.get_sample_value("optimizer_otlp_spans_total", {"outcome": key[0], "reason": key[1]})
+        for key in before
+    }
+    assert {key: after[key] - before[key] for key in before} == {
+        ("landed", ""): 3,
+        ("dead_lettered", "schema"): 1,
+        ("ignored", "agent"): 1,
+        ("ignored", "tool"): 1,
+        ("ignored", "workflow"): 1,
+        ("ignored", "retriever"): 1,
+        ("ignored", "not_genai"): 1,
+    }
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT endpoint, model, provider, tokens_in, tokens_out, cost_usd, status, error_type, ttft_ms "
+            "FROM events ORDER BY event_id"
+        ).fetchall()
+    old, failed, stream = rows
+    assert old[:5] == ("chat", "gpt-4o-mini", "openai", 30, 7) and old[5] > 0 and old[6] == "ok"
+    assert failed[:3] == ("chat", "gpt-4o", "openai")  # llm.system before llm.provider (docs/integrations.md)
+    assert failed[3:8] == (None, None, None, "timeout", "openai.APITimeoutError")
+    assert stream[3:6] == (None, None, None) and stream[8] == pytest.approx(40.0)
+
+
+async def test_a_fully_landed_export_has_no_partial_success(api):
+    span = _otlp_span("bbb19b7ec3c1b101", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+    span["attributes"].append({"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}})
+
+    def duplicates() -> float:
+        return REGISTRY.get_sample_value("optimizer_otlp_spans_total", {"outcome": "duplicate", "reason": ""}) or 0.0
+
+    async with httpx.AsyncClient(base_url=api.url, headers=api.auth("viewer")) as http:
+        assert (await http.post("/v1/traces", json=_export([span]))).json() == {}
+        before = duplicates()
+        # A retried export is accepted whole too: its span is already there, counted as a duplicate.
+        assert (await http.post("/v1/traces", json=_export([span]))).json() == {}
+    assert duplicates() - before == 1
