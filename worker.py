@@ -16,11 +16,13 @@ from datetime import timedelta
 
 import prometheus_client
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import ActivityRegistry
+from llm_optimizer.control import WatchInput
 from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.logs import configure_logging
 from llm_optimizer.pricing import price_book
@@ -29,6 +31,7 @@ from starter.client import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
 from workflows.search_attributes import SEARCH_ATTRIBUTES
+from workflows.threshold_watcher import ThresholdWatcher, watcher_workflow_id
 
 log = logging.getLogger("worker")
 
@@ -46,9 +49,27 @@ async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     )
     try:
         async with worker:
+            await start_watcher(client, settings)
             yield worker
     finally:
         await registry.close()
+
+
+async def start_watcher(client: Client, settings: Settings) -> None:
+    """The task queue's ThresholdWatcher (the cycles' fast path); idempotent: a running one is kept."""
+    queue = settings.temporal.task_queue
+    opt = settings.optimization
+    await client.start_workflow(
+        ThresholdWatcher.run,
+        WatchInput(task_queue=queue, list_every_s=min(10.0, opt.fast_path_interval_s * opt.time_scale)),
+        id=watcher_workflow_id(queue),
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"Threshold watcher: the fast path of every cycle on {queue}",
+        static_details="Checks each idle cycle's live config against its hard limits (and its Sentinel alerts) once "
+        "per fast-path window and signals `threshold_breached` to a cycle with a breach, so that a quiet cycle's "
+        "history stays short (docs/architecture.md).",
+    )
 
 
 def start_metrics(settings: Settings) -> Runtime | None:

@@ -7,12 +7,18 @@ decision id, rollout id and stage, or audit id), so a retry after a crash writes
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import hashlib
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar, get_args
 
 import psycopg
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities import metrics, orchestrator
 from integrations.governance import GovernanceClient
@@ -29,6 +35,7 @@ from llm_optimizer.candidates import (
 )
 from llm_optimizer.control import (
     AuditRecord,
+    CycleState,
     DecideRequest,
     EvaluateRequest,
     ExplorationArm,
@@ -44,9 +51,13 @@ from llm_optimizer.control import (
     PreparedCanary,
     RolloutRecord,
     StageVerdict,
+    ThresholdBreach,
     ThresholdCheck,
     ThresholdRequest,
+    ThresholdWatch,
     TrafficRequest,
+    WatchInput,
+    WatchReport,
 )
 from llm_optimizer.decision import (
     Check,
@@ -60,17 +71,57 @@ from llm_optimizer.decision import (
 )
 from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.exploration import ArmResult, ArmStats, settle
-from llm_optimizer.judge import CanaryVerdict, judge
+from llm_optimizer.judge import CanaryVerdict, judge, late
 from llm_optimizer.pricing import Prices, as_book
 from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
 from llm_optimizer.tuning import TaskType, tune
-from storage import analysis_repo, audit_repo, configs_repo, partitions_repo, prices_repo, rollups_repo, rules_repo
+from storage import (
+    analysis_repo,
+    audit_repo,
+    configs_repo,
+    partitions_repo,
+    prices_repo,
+    rollups_repo,
+    rules_repo,
+    watermarks_repo,
+)
 from storage.db import psycopg_url
+from workflows.search_attributes import CYCLE_STATE
 
 T = TypeVar("T")
+
+BEAT_EVERY_S = 1.0  # well inside workflows/options.py HEARTBEAT, so one late beat is never a timeout
+LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
+_beat_details: contextvars.ContextVar[list] = contextvars.ContextVar("beat_details")
+
+
+def heartbeating(fn: Callable) -> Callable:
+    """Heartbeat from a side task while the activity runs, when its options ask for heartbeats: a worker that dies
+    stops heartbeating, and Temporal retries its work after the heartbeat timeout (seconds) instead of the
+    start-to-close timeout. What the activity puts in `_beat_details` goes with each beat (a retry reads it)."""
+
+    @functools.wraps(fn)
+    async def run(*args, **kwargs):
+        if not activity.info().heartbeat_timeout:
+            return await fn(*args, **kwargs)
+        details: list = list(activity.info().heartbeat_details)
+        _beat_details.set(details)
+
+        async def beat() -> None:
+            while True:
+                activity.heartbeat(*details)
+                await asyncio.sleep(BEAT_EVERY_S)
+
+        beats = asyncio.create_task(beat())
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            beats.cancel()
+
+    return run
 
 
 class LoopActivities:
@@ -101,18 +152,49 @@ class LoopActivities:
 
     # ---- OptimizationCycle ----
 
+    async def _landed(self, service: str, until: datetime, wait_s: float) -> tuple[watermarks_repo.Completeness, str]:
+        """Wait, at most `wait_s` over all attempts, until `service`'s events up to `until` have landed
+        (docs/architecture.md "Complete windows"). Returns the completeness and, if still late, why."""
+        details = _beat_details.get(None)
+        waited = float(details[0]) if details and isinstance(details[0], int | float) else 0.0
+        started = time.monotonic() - waited
+        while True:
+            done = await self._db(lambda conn: watermarks_repo.for_service(conn, service))
+            waited = time.monotonic() - started
+            if done.covers(until) or waited >= wait_s:
+                break
+            if details is not None:
+                details[:] = [waited]  # a retry after a dead worker waits only what is left
+            await asyncio.sleep(min(LANDED_POLL_S, wait_s - waited))
+        behind = done.behind(until)
+        metrics.DATA_LATE_SECONDS.labels(service).set(behind)
+        if behind <= 0:
+            return done, ""
+        assert done.complete_until is not None
+        return done, (
+            f"topic {done.topic} has landed {service}'s events up to {done.complete_until:%H:%M:%S}, "
+            f"{behind:.0f} s before the window's end {until:%H:%M:%S} (waited {waited:.0f} s)"
+        )
+
     @activity.defn(name="observe")
+    @heartbeating
     async def observe(self, request: ObserveRequest) -> Observation:
+        """The registry's view of the service, once the observation window's events have landed (or the wait for
+        them is over: then `data_late` says why)."""
+        _, why_late = await self._landed(request.service, request.window_end, request.data_wait_s)
+
         def work(conn: psycopg.Connection) -> Observation:
             assignment = configs_repo.get_assignment(conn, request.service)
-            parent = None
+            live = None
             if assignment is not None:
-                parent = configs_repo.get_version(conn, request.service, assignment.active_version).parent_version
+                live = configs_repo.get_version(conn, request.service, assignment.active_version)
             return Observation(
                 service=request.service,
                 active_version=assignment.active_version if assignment else None,
-                parent_version=parent,
+                parent_version=live.parent_version if live else None,
                 canary_version=assignment.canary_version if assignment else None,
+                active_model=live.spec.model if live else None,
+                data_late=why_late or None,
             )
 
         return await self._db(work)
@@ -131,6 +213,55 @@ class LoopActivities:
             return ThresholdCheck(violated=bool(reasons), reasons=reasons)
 
         return await self._db(work)
+
+    @activity.defn(name="watch_thresholds")
+    async def watch_thresholds(self, request: WatchInput) -> WatchReport:
+        """The fast path of every running cycle on a task queue, off their histories (`ThresholdWatcher`): each
+        idle cycle's live config is checked against its hard limits, and its Sentinel alerts looked at, every
+        `window_s` of its memo; only a cycle with a breach is signalled (`threshold_breached`). Runs `run_s`,
+        heartbeating; a retry after a crash starts over (a breach is signalled again at worst, and the cycle
+        ignores a repeated `request_id`)."""
+        client = activity.client()
+        clock = asyncio.get_running_loop().time
+        report = WatchReport()
+        end, next_list = clock() + request.run_s, 0.0
+        due: dict[str, float] = {}
+        cycles: dict[str, tuple[ThresholdWatch, str | None]] = {}
+        while (now := clock()) < end:
+            if now >= next_list:
+                cycles = await _watched_cycles(client, request.task_queue)
+                next_list = now + request.list_every_s
+                due = {wid: due.get(wid, now + watch.window_s) for wid, (watch, _) in cycles.items()}
+            for wid, (watch, state) in cycles.items():
+                if state not in (None, CycleState.IDLE.value):  # busy: its next check is a window after it idles
+                    due[wid] = now + watch.window_s
+                    continue
+                if due[wid] > now:
+                    continue
+                due[wid] = now + watch.window_s
+                report.checks += 1
+                breach, anomaly_ids = await self._db(lambda conn, w=watch: _breach(conn, w))
+                if breach is None:
+                    continue
+                try:
+                    await client.get_workflow_handle(wid).signal("threshold_breached", breach)
+                except RPCError as err:  # closed meanwhile: its alerts stay unclaimed for the next cycle
+                    activity.logger.warning("could not signal %s: %s", wid, err)
+                    continue
+                if anomaly_ids:
+                    await self._db(lambda conn, w=wid, ids=anomaly_ids: _claim_anomalies(conn, ids, w))
+                report.breaches = [*report.breaches, f"{watch.service}: {'; '.join(breach.reasons)}"[:300]][-20:]
+            activity.heartbeat(report.checks)
+            try:  # a worker shutting down ends the watch at once (the workflow starts the next on another worker)
+                await asyncio.wait_for(
+                    activity.wait_for_worker_shutdown(),
+                    timeout=max(0.05, min([next_list, end, *due.values()]) - clock()),
+                )
+                break
+            except TimeoutError:
+                pass
+        report.cycles = sorted(watch.service for watch, _ in cycles.values())
+        return report
 
     @activity.defn(name="decide")
     async def decide(self, request: DecideRequest) -> Decision:
@@ -359,19 +490,35 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="audit")
-    async def audit(self, record: AuditRecord) -> None:
-        await self._db(lambda conn: audit_repo.record_event(conn, record))
-        if record.event_type == "signal" and record.details.get("outcome") == "accepted":
-            if record.triggered_by == "emergency_stop":
-                metrics.EMERGENCY_STOPS.labels(record.service).inc()
-            elif record.triggered_by == "rollback":
-                metrics.ROLLBACKS.labels(record.service).inc()
+    async def audit(self, record: AuditRecord) -> int:
+        """One row (the cycles recorded before `audit_batch`); answers how many rows it wrote."""
+        return await self.audit_batch([record])
+
+    @activity.defn(name="audit_batch")
+    async def audit_batch(self, records: list[AuditRecord]) -> int:
+        """A cycle's audit rows of one step (its transitions, a signal), in one transaction: one local activity
+        in the history instead of one per row. Idempotent by record id; answers how many rows it was given."""
+
+        def work(conn: psycopg.Connection) -> None:
+            for record in records:
+                audit_repo.record_event(conn, record)
+
+        await self._db(work)
+        for record in records:
+            if record.event_type == "signal" and record.details.get("outcome") == "accepted":
+                if record.triggered_by == "emergency_stop":
+                    metrics.EMERGENCY_STOPS.labels(record.service).inc()
+                elif record.triggered_by == "rollback":
+                    metrics.ROLLBACKS.labels(record.service).inc()
+        return len(records)
 
     # ---- CanaryRollout ----
 
     @activity.defn(name="set_traffic")
+    @heartbeating
     async def set_traffic(self, request: TrafficRequest) -> None:
-        """Write the split to the registry, then push it to the orchestrator if one is configured."""
+        """Write the split to the registry (with the rollout's final record, if any, in the same transaction), then
+        push it to the orchestrator if one is configured."""
         assignment = Assignment(
             service=request.service,
             active_version=request.active_version,
@@ -384,6 +531,8 @@ class LoopActivities:
             for arm in request.explore:  # JSON names them: no foreign key does this check
                 configs_repo.get_version(conn, request.service, arm)
             configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id)
+            if request.record is not None:
+                audit_repo.record_rollout(conn, request.record)
             active = configs_repo.get_version(conn, request.service, request.active_version)
             canary = (
                 configs_repo.get_version(conn, request.service, request.canary_version)
@@ -393,6 +542,8 @@ class LoopActivities:
             return orchestrator.payload(request, active, canary)
 
         body = await self._db(work)
+        if request.record is not None:
+            _count_rollout(request.record)
         integrations = self.settings.integrations
         if integrations.orchestrator_url:
             await orchestrator.push(
@@ -400,14 +551,32 @@ class LoopActivities:
             )
 
     @activity.defn(name="judge_stage")
+    @heartbeating
     async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:
+        """Judge the stage once its window has landed; `inconclusive: data late` if it has not within
+        `data_wait_s`, or if the sample is the previous judgement's again (no event landed since)."""
+        _, why_late = await self._landed(request.service, request.window_end, request.data_wait_s)
+
         def work(conn: psycopg.Connection) -> CanaryVerdict:
-            base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
-            baseline = analysis_repo.arm_sample(conn, request.service, request.baseline_version, base_start, base_end)
-            canary = analysis_repo.arm_sample(
-                conn, request.service, request.canary_version, request.window_start, request.window_end
-            )
-            verdict = judge(baseline, canary, request.thresholds)
+            if why_late:
+                verdict = late(why_late)
+            else:
+                base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
+                baseline = analysis_repo.arm_sample(
+                    conn, request.service, request.baseline_version, base_start, base_end
+                )
+                canary = analysis_repo.arm_sample(
+                    conn, request.service, request.canary_version, request.window_start, request.window_end
+                )
+                if request.previous_requests == (baseline.requests, canary.requests):
+                    verdict = late(
+                        f"the same {baseline.requests} baseline / {canary.requests} canary requests as the stage's "
+                        "previous judgement: no event landed since",
+                        baseline.requests,
+                        canary.requests,
+                    )
+                else:
+                    verdict = judge(baseline, canary, request.thresholds)
             audit_repo.record_verdict(
                 conn,
                 request.rollout_id,
@@ -469,12 +638,10 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="record_rollout")
+    @heartbeating
     async def record_rollout(self, record: RolloutRecord) -> None:
         await self._db(lambda conn: audit_repo.record_rollout(conn, record))
-        outcome = "started" if record.state == "running" else record.state
-        metrics.ROLLOUTS.labels(record.service, outcome).inc()
-        if record.state == "rolled_back":
-            metrics.ROLLBACKS.labels(record.service).inc()
+        _count_rollout(record)
 
     @activity.defn(name="version_exists")
     async def version_exists(self, service: str, version: str) -> bool:
@@ -490,11 +657,13 @@ class LoopActivities:
         return [
             self.observe,
             self.check_thresholds,
+            self.watch_thresholds,
             self.decide,
             self.prepare_canary,
             self.prepare_arms,
             self.explore_round,
             self.audit,
+            self.audit_batch,
             self.set_traffic,
             self.judge_stage,
             self.record_rollout,
@@ -502,6 +671,48 @@ class LoopActivities:
             self.maintain_storage,
             self.version_exists,
         ]
+
+
+async def _watched_cycles(client: Client, task_queue: str) -> dict[str, tuple[ThresholdWatch, str | None]]:
+    """Running cycles on `task_queue` that publish what to watch (memo `thresholds`), with their CycleState."""
+    query = f'WorkflowType = "OptimizationCycle" AND ExecutionStatus = "Running" AND TaskQueue = "{task_queue}"'
+    cycles = {}
+    async for execution in client.list_workflows(query):
+        watch = await execution.memo_value("thresholds", None, type_hint=ThresholdWatch)
+        if watch is not None:  # a cycle started before the watcher existed watches itself
+            cycles[execution.id] = (watch, execution.typed_search_attributes.get(CYCLE_STATE))
+    return cycles
+
+
+def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdBreach | None, list[str]]:
+    """The cycle's breach (hard limits of the live config over the last window, unclaimed high and critical
+    Sentinel alerts), with the ids of those alerts; (None, []) when all is well."""
+    rows = conn.execute(
+        "SELECT anomaly_id, anomaly_type, severity FROM anomalies WHERE service = %s AND handled_by IS NULL "
+        "AND severity IN ('high', 'critical') ORDER BY anomaly_id",
+        (watch.service,),
+    ).fetchall()
+    reasons = [f"Sentinel: {severity} {kind}" for _, kind, severity in rows]
+    assignment = configs_repo.get_assignment(conn, watch.service)
+    if assignment is not None:
+        until = datetime.now(UTC)
+        since = until - timedelta(seconds=watch.window_s)
+        for p in analysis_repo.profiles(conn, watch.service, since, until):
+            if p.config_version == assignment.active_version and p.requests >= 50:
+                reasons += violations(p, watch.constraints, None)
+    if not reasons:
+        return None, []
+    ids = [anomaly_id for anomaly_id, _, _ in rows]
+    # The same alerts signalled twice (a retried watch) are one request for the cycle.
+    request_id = "alerts/" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] if ids else None
+    return ThresholdBreach(reasons=reasons[:50], request_id=request_id), ids
+
+
+def _claim_anomalies(conn: psycopg.Connection, ids: list[str], handler: str) -> None:
+    """Each alert is acted on once: by the cycle it was signalled to."""
+    conn.execute(
+        "UPDATE anomalies SET handled_by = %s WHERE anomaly_id = ANY(%s) AND handled_by IS NULL", (handler, ids)
+    )
 
 
 def _take_anomalies(conn: psycopg.Connection, service: str, handler: str) -> list[str]:
@@ -512,3 +723,10 @@ def _take_anomalies(conn: psycopg.Connection, service: str, handler: str) -> lis
         (handler, service),
     ).fetchall()
     return [f"Sentinel: {severity} {kind}" for kind, severity in rows]
+
+
+def _count_rollout(record: RolloutRecord) -> None:
+    outcome = "started" if record.state == "running" else record.state
+    metrics.ROLLOUTS.labels(record.service, outcome).inc()
+    if record.state == "rolled_back":
+        metrics.ROLLBACKS.labels(record.service).inc()

@@ -39,15 +39,32 @@ def exit_process(code: int) -> NoReturn:
 
 
 async def ensure_schedule(
-    client: Client, schedule_id: str, workflow: str, inp: Any, *, workflow_id: str, task_queue: str, every: timedelta
+    client: Client,
+    schedule_id: str,
+    workflow: str,
+    inp: Any,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    every: timedelta,
+    summary: str | None = None,
+    details: str | None = None,
 ) -> bool:
-    """A Schedule starting `workflow` every `every`; idempotent (a Job or a script may run it again): an existing
-    schedule is kept as it is. True if it was created now."""
+    """A Schedule starting `workflow` every `every`, each run with `summary` and `details` for the Temporal UI;
+    idempotent (a Job or a script may run it again): an existing schedule is kept as it is. True if it was created
+    now."""
     try:
         await client.create_schedule(
             schedule_id,
             Schedule(
-                action=ScheduleActionStartWorkflow(workflow, inp, id=workflow_id, task_queue=task_queue),
+                action=ScheduleActionStartWorkflow(
+                    workflow,
+                    inp,
+                    id=workflow_id,
+                    task_queue=task_queue,
+                    static_summary=summary,
+                    static_details=details,
+                ),
                 spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             ),
         )

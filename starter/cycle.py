@@ -10,8 +10,10 @@
     python -m starter.cycle set-objectives --service chat --json '{"strategy": "conservative"}'
     python -m starter.cycle schedule create|list|delete --service chat [--every 15m]
 
-The same controls work from the `temporal` CLI (docs/operations.md), e.g.
-    temporal workflow signal --workflow-id optimization-cycle/chat --name pause --input '{"reason": "maintenance"}'
+Each control is the cycle's `control` update: it prints what the cycle answered, and a refusal's one-line reason
+(exit code 1). The same from the `temporal` CLI (docs/operations.md), e.g.
+    temporal workflow update execute --workflow-id optimization-cycle/chat --name control \
+        --input '{"name": "pause", "payload": {"reason": "maintenance"}}'
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from llm_optimizer import yamlsafe
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
+from llm_optimizer.control import ControlAck, CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.events import describe_validation_error
 from llm_optimizer.resolution import Assignment
@@ -41,10 +43,19 @@ from llm_optimizer.settings import Settings, load_settings
 from starter.client import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
+from workflows.details import minutes
 from workflows.optimization_cycle import cycle_workflow_id
 from workflows.search_attributes import SERVICE
 
-SIGNALS = {"pause": "pause", "resume": "resume", "trigger": "trigger", "emergency-stop": "emergency_stop"}
+# Command-line name -> the control's name (the `control` update's "name", and the signal of the same name).
+CONTROLS = {
+    "pause": "pause",
+    "resume": "resume",
+    "trigger": "trigger",
+    "emergency-stop": "emergency_stop",
+    "rollback": "rollback",
+    "set-objectives": "set_objectives",
+}
 
 
 def load_candidate_configs(path: str | None) -> list[CandidateConfig]:
@@ -80,8 +91,36 @@ def cycle_input_from_settings(
     )
 
 
+def cycle_summary(inp: CycleInput) -> tuple[str, str]:
+    """What the Temporal UI says of a cycle from its start: a one-line summary and Markdown details."""
+    scale = inp.time_scale
+    candidates = [*inp.candidate_models, *(c.name for c in inp.candidate_configs)]
+    c = inp.constraints
+    limits = [f"quality floor {c.quality_floor_ratio:g} x the reference"]
+    if c.p95_latency_max_ms is not None:
+        limits.append(f"p95 latency at most {c.p95_latency_max_ms:g} ms")
+    if c.error_rate_max is not None:
+        limits.append(f"error rate at most {c.error_rate_max * 100:g}%")
+    kind = "One-shot optimization cycle" if inp.run_once else "Optimization loop"
+    details = "\n".join(
+        [
+            f"**{kind} of `{inp.service}`**: observe the live config's traffic, decide whether another config is "
+            "cheaper, faster or better within the limits, and roll it out in judged stages (CanaryRollout children).",
+            "",
+            f"- Every {minutes(inp.interval_s * scale)} (strategy {inp.strategy.value}); the threshold watcher checks "
+            f"the hard limits every {minutes(inp.fast_path_s * scale)} and triggers a cycle on a breach.",
+            f"- Limits: {'; '.join(limits)}.",
+            f"- Candidates: {', '.join(candidates) or 'none offered'}.",
+            "- Controls: the `control` update (answers), or the signals of the same names; `status` and `history` "
+            "queries (docs/operations.md).",
+        ]
+    )
+    return f"{kind} of {inp.service} ({inp.strategy.value}, every {minutes(inp.interval_s * scale)})", details
+
+
 async def start_cycle(client: Client, task_queue: str, inp: CycleInput) -> WorkflowHandle:
     """Start the service's cycle; idempotent: a running cycle is kept as it is."""
+    summary, details = cycle_summary(inp)
     return await client.start_workflow(
         "OptimizationCycle",
         inp,
@@ -89,7 +128,38 @@ async def start_cycle(client: Client, task_queue: str, inp: CycleInput) -> Workf
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([SearchAttributePair(SERVICE, inp.service)]),
+        static_summary=summary,
+        static_details=details,
     )
+
+
+async def send_control(handle: WorkflowHandle, name: str, payload: dict) -> int:
+    """Run one control as the cycle's `control` update; print its answer, or the refusal's one line (exit 1)."""
+    try:
+        ack = await handle.execute_update("control", {"name": name, "payload": payload}, result_type=ControlAck)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        print(f"error: {getattr(cause, 'message', None) or cause or err}", file=sys.stderr)
+        return 1
+    status = ack.status
+    print(f"{name} {ack.outcome} by {handle.id}: state {status.state.value}, live {status.active_version or '-'}")
+    return 0
+
+
+def control_payload(args: argparse.Namespace) -> dict:
+    """The control's payload from the command line; a request_id makes a retried command count once."""
+    if args.command == "set-objectives":
+        try:
+            payload = json.loads(args.json)
+        except json.JSONDecodeError as exc:
+            raise OptimizerError(f"--json {args.json!r}: not JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(payload, dict):
+            raise OptimizerError(f"--json {args.json!r}: expected a JSON object such as {{\"strategy\": \"balanced\"}}")
+        return payload
+    payload = {"reason": args.reason, "request_id": str(uuid.uuid4())}
+    if args.command == "rollback" and args.target:
+        payload["target_version"] = args.target
+    return payload
 
 
 def register_initial(settings: Settings, service: str, spec: ConfigSpec) -> str:
@@ -134,16 +204,8 @@ async def main_async(args: argparse.Namespace) -> int:
     elif args.command == "history":
         records = await handle.query("history", result_type=list[CycleRecord])
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
-    elif args.command in SIGNALS:
-        await handle.signal(SIGNALS[args.command], {"reason": args.reason, "request_id": str(uuid.uuid4())})
-        print(f"sent {SIGNALS[args.command]} to {handle.id}")
-    elif args.command == "rollback":
-        payload = {"reason": args.reason, "target_version": args.target, "request_id": str(uuid.uuid4())}
-        await handle.signal("rollback", payload)
-        print(f"sent rollback to {handle.id}")
-    elif args.command == "set-objectives":
-        await handle.signal("set_objectives", json.loads(args.json))
-        print(f"sent set_objectives to {handle.id}; refusals, if any, show in `status`")
+    elif args.command in CONTROLS:
+        return await send_control(handle, CONTROLS[args.command], control_payload(args))
     elif args.command == "schedule":
         return await schedule(client, settings, args, candidates)
     return 0
@@ -154,6 +216,7 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
     schedule_id = f"optimization-schedule/{args.service}"
     if args.action == "create":
         inp = cycle_input_from_settings(settings, args.service, candidates).model_copy(update={"run_once": True})
+        summary, details = cycle_summary(inp)
         created = await ensure_schedule(
             client,
             schedule_id,
@@ -162,6 +225,8 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
             workflow_id=f"optimization-batch/{args.service}",
             task_queue=settings.temporal.task_queue,
             every=parse_every(args.every),
+            summary=f"{summary.split(' (')[0]}, every {args.every} (Schedule {schedule_id})",
+            details=details,
         )
         if not created:
             print(f"schedule {schedule_id} exists; left as it is")
@@ -182,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["register", "start", "status", "history", "rollback", "set-objectives", "schedule", *SIGNALS],
+        choices=["register", "start", "status", "history", "schedule", *CONTROLS],
     )
     parser.add_argument("action", nargs="?", choices=["create", "list", "delete"], help="for `schedule`")
     parser.add_argument("--service", required=True)

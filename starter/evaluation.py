@@ -1,8 +1,8 @@
-"""Quality evaluation of the services configured in `evaluation.services`: one round now, or on a Schedule.
+"""Quality evaluation of the services configured in `evaluation.services`: one round now, or periodically.
 
 python -m starter.evaluation run                      # one round, and print what it scored
-python -m starter.evaluation schedule create          # a round every evaluation.interval_s
-python -m starter.evaluation schedule delete
+python -m starter.evaluation schedule create          # one workflow running a round every evaluation.interval_s
+python -m starter.evaluation schedule delete          # stop it
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ JOB = periodic.Periodic(
     make_input=lambda settings, args: evaluation_round(settings),
     every=lambda settings, args: timedelta(seconds=settings.evaluation.interval_s),
     result_type=list[QualityReport],
+    summary="Quality evaluation: score the events that came without a quality score",
 )
 
 

@@ -31,6 +31,11 @@ async def start_ingestion(client: Client, settings: Settings, topic: str | None 
         id=ingestion_workflow_id(topic),
         task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"Ingestion of the Kafka topic {topic} into Postgres (group {settings.kafka.group_id})",
+        static_details=f"Consumes `{topic}` for ever, in runs of {settings.kafka.consume_run_s:g} s: decodes each "
+        "message, lands valid events in `events` (invalid ones in `dead_letters`, with the reason), then commits the "
+        "offsets. The `status` query says how many runs failed in a row and whether the lag keeps rising "
+        "(docs/troubleshooting.md).",
     )
 
 

@@ -1,4 +1,4 @@
-"""Storage maintenance: rollups and expiry of raw events, now or on a Temporal Schedule.
+"""Storage maintenance: rollups and expiry of raw events, now or periodically (one long-running workflow).
 
 python -m starter.maintenance run                      # once, and print the report
 python -m starter.maintenance schedule create [--every 5m]
@@ -22,6 +22,7 @@ JOB = periodic.Periodic(
     ),
     every=lambda settings, args: parse_every(args.every),
     result_type=MaintenanceReport,
+    summary="Storage maintenance: roll raw events up, expire old ones",
 )
 
 

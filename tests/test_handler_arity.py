@@ -47,8 +47,6 @@ from llm_optimizer.control import (
     RolloutOutcome,
     RolloutRecord,
     RolloutStatus,
-    ThresholdCheck,
-    ThresholdRequest,
     TrafficRequest,
     operator_request,
 )
@@ -112,10 +110,6 @@ class Script:
     async def observe(self, request: ObserveRequest) -> Observation:
         return Observation(service=request.service, active_version="v2", parent_version="v1", canary_version=None)
 
-    @activity.defn(name="check_thresholds")
-    async def check_thresholds(self, request: ThresholdRequest) -> ThresholdCheck:
-        return ThresholdCheck(violated=False)
-
     @activity.defn(name="decide")
     async def decide(self, request: dict) -> Decision:
         return Decision(
@@ -126,9 +120,10 @@ class Script:
             rationale="scripted: nothing to do",
         )
 
-    @activity.defn(name="audit")
-    async def audit(self, record: AuditRecord) -> None:
-        self.audits.append(record)
+    @activity.defn(name="audit_batch")
+    async def audit_batch(self, records: list[AuditRecord]) -> int:
+        self.audits.extend(records)
+        return len(records)
 
     @activity.defn(name="set_traffic")
     async def set_traffic(self, request: TrafficRequest) -> None:
@@ -149,9 +144,8 @@ class Script:
     def all(self) -> list:
         return [
             self.observe,
-            self.check_thresholds,
             self.decide,
-            self.audit,
+            self.audit_batch,
             self.set_traffic,
             self.version_exists,
             self.record_rollout,

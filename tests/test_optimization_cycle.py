@@ -1,16 +1,18 @@
 """OptimizationCycle on the time-skipping server with the real activities and Postgres: triggers, every signal,
-emergency stop during a rollout, refusals, run-once for schedules."""
+emergency stop during a rollout, refusals, run-once for schedules; the fast path (the threshold watcher) on the dev
+server."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 import pytest
-from conftest import settings_for
+from conftest import settings_for, wait_for
 from fixture_prices import fixture_book
 from temporalio.worker import Worker
 
@@ -21,6 +23,7 @@ from llm_optimizer.events import LLMEvent
 from llm_optimizer.resolution import Assignment
 from storage import configs_repo
 from storage.events_repo import land_events
+from worker import serving
 from workflows import CanaryRollout, OptimizationCycle
 
 SERVICE = "support"
@@ -209,7 +212,9 @@ async def test_malformed_signals_never_break_the_cycle(time_skipping_env, stack,
         await handle.terminate()
 
 
-async def test_a_sentinel_alert_triggers_the_fast_path_and_a_safety_rollback(time_skipping_env, stack, database_url):
+async def test_a_sentinel_alert_reaches_the_cycle_through_the_watcher(stack, database_url, temporal_client):
+    """The fast path runs off the cycle's history: the task queue's ThresholdWatcher (started by the worker) claims
+    the alert for this cycle and signals it; the cycle runs at once and rolls back, long before its interval."""
     seed(database_url)
     with psycopg.connect(database_url) as conn:
         conn.execute(
@@ -218,21 +223,41 @@ async def test_a_sentinel_alert_triggers_the_fast_path_and_a_safety_rollback(tim
             (SERVICE,),
         )
         conn.commit()
-    rig = Rig(time_skipping_env, stack, database_url)
-    async with rig.worker:
-        handle = await rig.start(interval_s=3600, fast_path_s=60)
-        await rig.until(handle, lambda s: s.cycles_done >= 1, "the fast-path cycle", step=timedelta(seconds=30))
+    settings = settings_for(stack, database_url, optimization={"time_scale": 0.02})  # the watcher lists every 1.2 s
+    async with serving(temporal_client, settings):
+        handle = await temporal_client.start_workflow(
+            OptimizationCycle.run,
+            # The interval is 72 s; the fast-path window 1.2 s.
+            CycleInput(service=SERVICE, interval_s=3600, fast_path_s=60, time_scale=0.02),
+            id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
+            task_queue=settings.temporal.task_queue,
+        )
+        started = time.monotonic()
+        await wait_for(lambda: _cycles_done(handle), 30, "the cycle the watcher triggered", interval=0.3)
+        reacted_s = time.monotonic() - started
         records = await handle.query(OptimizationCycle.history)
+        history = await handle.fetch_history()
         await handle.terminate()
     record = records[0]
     assert record.trigger == "threshold: Sentinel: critical quality_collapse"
     assert record.action == "rollback" and record.outcome == "rolled back to v1"
+    assert reacted_s < 15, f"a breach must be acted on within seconds of the window, took {reacted_s:.1f}s"
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "check_thresholds" not in activities, "the cycle does not poll its thresholds itself"
     with psycopg.connect(database_url) as conn:
         handled = conn.execute("SELECT handled_by FROM anomalies").fetchone()[0]
         assert configs_repo.get_assignment(conn, SERVICE).active_version == "v1"
         signals = conn.execute("SELECT count(*) FROM optimization_events WHERE event_type = 'signal'").fetchone()[0]
-    assert handled.startswith("optimization-cycle/support"), "the alert is claimed once"
-    assert signals == 0
+    assert handled == handle.id, "the alert is claimed once, by the cycle it was signalled to"
+    assert signals == 0, "the watcher's signal is internal: not an operator signal in the audit trail"
+
+
+async def _cycles_done(handle) -> bool:
+    return (await handle.query(OptimizationCycle.status)).cycles_done >= 1
 
 
 async def test_signals_are_recorded_in_the_audit_trail(time_skipping_env, stack, database_url):

@@ -7,6 +7,7 @@ from workflows.ingestion import IngestionWorkflow
 from workflows.optimization_cycle import OptimizationCycle
 from workflows.quality_evaluation import QualityEvaluation
 from workflows.storage_maintenance import StorageMaintenance
+from workflows.threshold_watcher import ThresholdWatcher
 
 ALL_WORKFLOWS = [
     IngestionWorkflow,
@@ -16,6 +17,7 @@ ALL_WORKFLOWS = [
     Exploration,
     StorageMaintenance,
     QualityEvaluation,
+    ThresholdWatcher,
 ]
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "OptimizationCycle",
     "QualityEvaluation",
     "StorageMaintenance",
+    "ThresholdWatcher",
 ]

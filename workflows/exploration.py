@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         operator_request,
     )
     from llm_optimizer.exploration import ArmResult, ArmStats, finished, shares
+    from workflows.details import minutes
+    from workflows.search_attributes import ROLLOUT_STATE
 
 
 @workflow.defn(name="Exploration")
@@ -55,7 +57,9 @@ class Exploration:
             while True:
                 with contextlib.suppress(TimeoutError):  # the round's time passed without a stop
                     await workflow.wait_condition(
-                        lambda: self.stop_reason is not None, timeout=timedelta(seconds=input.round_s)
+                        lambda: self.stop_reason is not None,
+                        timeout=timedelta(seconds=input.round_s),
+                        timeout_summary=f"round {self.rounds + 1}: measure for {minutes(input.round_s)}",
                     )
                 final = self.stop_reason is not None or workflow.now() >= deadline
                 round_ = await workflow.execute_activity(
@@ -92,6 +96,9 @@ class Exploration:
         await self._split({})
         await workflow.wait_condition(workflow.all_handlers_finished)
         qualified = [r.key for r in self.results if r.fate == "qualified"]
+        # Added after explorations ran: patched() keeps their histories replaying.
+        if workflow.patched("exploration-rollout-state"):
+            workflow.upsert_search_attributes([ROLLOUT_STATE.value_set("qualified" if qualified else "finished")])
         reason = self.stop_reason and f"stopped: {self.stop_reason}"
         reason = reason or (f"qualified: {', '.join(qualified)}" if qualified else "no arm is credibly above the floor")
         return ExplorationOutcome(

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import ACTIVITY
@@ -43,10 +44,13 @@ with workflow.unsafe.imports_passed_through():
         ResumeRequest,
         RollbackRequest,
         RolloutInput,
+        RolloutLink,
         RolloutOutcome,
         RolloutProgress,
+        ThresholdBreach,
         ThresholdCheck,
         ThresholdRequest,
+        ThresholdWatch,
         TriggerRequest,
         describe_refusal,
         operator_request,
@@ -58,21 +62,30 @@ with workflow.unsafe.imports_passed_through():
     from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
+    from workflows.details import cycle_details, minutes, rollout_details
     from workflows.exploration import Exploration
-    from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, SERVICE
+    from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
 
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
+ROLLOUTS_KEPT = 20
+# States the cycle passes through within one workflow task: not worth a search-attribute event of their own.
+INSTANT_STATES = (CycleState.ANALYZING,)
 
 
 def cycle_workflow_id(service: str) -> str:
     return f"optimization-cycle/{service}"
 
 
-def control_refused(refusal: str) -> ApplicationError:
-    """How the `control` update refuses: one line naming the field and value, no cause chain (docs/operations.md)."""
-    return ApplicationError(refusal, type="ControlRefused", non_retryable=True)
+def control_refused(refusal: str) -> FailureError:
+    """How the `control` update refuses: an ApplicationError of type ControlRefused, non-retryable, whose message is
+    the one line naming the field and value (docs/operations.md). Its failure is built here, so it carries no cause
+    and no Python stack trace: the caller (the API, `temporal workflow update execute`) shows just that line."""
+    failure = Failure(
+        message=refusal, application_failure_info=ApplicationFailureInfo(type="ControlRefused", non_retryable=True)
+    )
+    return FailureError(refusal, failure=failure)
 
 
 @workflow.defn(name="OptimizationCycle")
@@ -100,9 +113,21 @@ class OptimizationCycle:
         self.exploration_handle: workflow.ChildWorkflowHandle | None = None
         self.last_decision: Decision | None = None
         self.next_run_at = None
+        self.rollouts = list(input.rollouts)
+        self.live_model: str | None = None
+        self.breach: list[str] | None = None  # the threshold watcher's latest findings, not yet acted on
+        self.pending_audit: list[AuditRecord] = []
+        self.doing = "starting"  # what the current details say the cycle is doing
+        # Histories recorded before the threshold watcher polled the fast path from the cycle and wrote one audit
+        # row per local activity: `run` sets this with workflow.patched, so those histories replay the old way.
+        self.lean = False
 
     @workflow.run
-    async def run(self, input: CycleInput) -> None:
+    async def run(self, input: CycleInput) -> CycleRecord | None:
+        self.lean = workflow.patched("lean-history")
+        if self.lean:
+            self._publish_watch()
+        self._show()
         while True:
             if self.stopped_reason is not None or self.paused_reason is not None:
                 await self._transition(CycleState.STOPPED if self.stopped_reason else CycleState.PAUSED, "operator")
@@ -117,6 +142,8 @@ class OptimizationCycle:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carried_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # A one-shot cycle (a Schedule's) answers with what it did, so its result in the UI says it in words.
+        return self.records[-1] if self.records else None
 
     # ---- the loop ----
 
@@ -124,6 +151,9 @@ class OptimizationCycle:
         """Wait for the interval, a fast-path violation, or an operator; None if paused or stopped meanwhile."""
         scale = self.input.time_scale
         self.next_run_at = workflow.now() + timedelta(seconds=self.input.interval_s * scale)
+        self._show("waiting for the next run")
+        if self.lean:
+            return await self._wait()
         while True:
             if self.rollback_request is not None:
                 return "operator: rollback"
@@ -163,6 +193,39 @@ class OptimizationCycle:
                     self.findings = check.reasons
                     return "threshold: " + "; ".join(check.reasons)
 
+    async def _wait(self) -> str | None:
+        """The interval's one timer: the fast path is the threshold watcher's (workflows/threshold_watcher.py),
+        which signals `threshold_breached` only when something is wrong, so a quiet wait adds two events."""
+        assert self.next_run_at is not None
+        while True:
+            if self.rollback_request is not None:
+                return "operator: rollback"
+            if self.trigger_reason is not None:
+                reason, self.trigger_reason = self.trigger_reason, None
+                return f"manual: {reason}" if reason else "manual"
+            if self.paused_reason is not None or self.stopped_reason is not None:
+                return None
+            if self.breach is not None:
+                self.findings, self.breach = self.breach, None
+                return "threshold: " + "; ".join(self.findings)
+            left = (self.next_run_at - workflow.now()).total_seconds()
+            if left <= 0:
+                return "timer"
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self.trigger_reason is not None
+                        or self.rollback_request is not None
+                        or self.paused_reason is not None
+                        or self.stopped_reason is not None
+                        or self.breach is not None
+                    ),
+                    timeout=timedelta(seconds=left),
+                    timeout_summary=f"next cycle in {minutes(left)}",
+                )
+            except TimeoutError:
+                return "timer"
+
     async def _one_cycle(self, trigger: str) -> None:
         now = workflow.now()
         record = CycleRecord(
@@ -176,9 +239,10 @@ class OptimizationCycle:
             "observe",
             ObserveRequest(service=self.input.service, window_start=window_start, window_end=now),
             result_type=Observation,
+            summary="observe: the live config and its traffic split",
             **ACTIVITY,
         )
-        self._set_active(observation.active_version)
+        self._set_active(observation.active_version, observation.active_model)
 
         if self.rollback_request is not None:
             await self._operator_rollback(observation, record)
@@ -205,6 +269,8 @@ class OptimizationCycle:
                     time_scale=self.input.time_scale,
                 ),
                 result_type=Decision,
+                summary=f"decide on the last {minutes(self.input.analysis_window_s * self.input.time_scale)} "
+                f"of traffic ({self.input.strategy.value})",
                 **ACTIVITY,
             )
             self.last_decision, self.findings = decision, []
@@ -243,6 +309,7 @@ class OptimizationCycle:
                 known_version=explored.result.version if measured else None,
             ),
             result_type=PreparedCanary,
+            summary=f"register the candidate {candidate.key} as a version",
             **ACTIVITY,
         )
         if prepared.version == observation.active_version:
@@ -263,25 +330,32 @@ class OptimizationCycle:
             thresholds = thresholds.model_copy(
                 update={"quality_decrease": min(thresholds.quality_decrease, decision.floor_margin)}
             )
+        rollout_input = RolloutInput(
+            rollout_id=rollout_id,
+            service=self.input.service,
+            from_version=observation.active_version,
+            to_version=prepared.version,
+            stages=list(preset.stages),
+            # Rounded where people read them (the UI, `status`): a limit of -0.19999999999999996 reads as -0.2.
+            thresholds=thresholds.model_copy(update={"quality_decrease": round(thresholds.quality_decrease, 6)}),
+            max_extensions=self.input.canary.max_extensions,
+            decision_id=decision.decision_id,
+            evidence_since=explored.since if measured else None,
+        )
+        self._show(f"starting the canary of {prepared.version} ({candidate.key})")
         self.rollout_handle = await workflow.start_child_workflow(
             CanaryRollout.run,
-            RolloutInput(
-                rollout_id=rollout_id,
-                service=self.input.service,
-                from_version=observation.active_version,
-                to_version=prepared.version,
-                stages=list(preset.stages),
-                thresholds=thresholds,
-                max_extensions=self.input.canary.max_extensions,
-                decision_id=decision.decision_id,
-                evidence_since=explored.since if measured else None,
-            ),
+            rollout_input,
             id=workflow_id,
-            # Found in the UI with the cycle's own filters (Service="chat", ConfigVersion="v3").
+            static_summary=f"{self.input.service}: canary {observation.active_version} -> {prepared.version} "
+            f"({candidate.key})",
+            static_details=rollout_details(rollout_input, decision.rationale),
+            # Found in the UI with the cycle's own filters (Service="chat", ConfigVersion="v3", RolloutState).
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(SERVICE, self.input.service),
                     SearchAttributePair(CONFIG_VERSION, prepared.version),
+                    SearchAttributePair(ROLLOUT_STATE, "running"),
                 ]
             ),
             # The rollout's own cancellation handler restores the traffic: it is never left half-done.
@@ -289,7 +363,18 @@ class OptimizationCycle:
         )
         self.rollout = RolloutProgress(rollout_id=rollout_id, to_version=prepared.version, stage=0, percent=0)
         record.rollout_id = rollout_id
+        self._link(
+            RolloutLink(
+                kind="canary",
+                workflow_id=workflow_id,
+                run_id=self.rollout_handle.first_execution_run_id,
+                rollout_id=rollout_id,
+                target=prepared.version,
+                started_at=workflow.now(),
+            )
+        )
         await self._transition(CycleState.MONITORING, "rollout")
+        self._show(f"watching the canary `{workflow_id}`")
         try:
             outcome: RolloutOutcome = await self.rollout_handle
         except ChildWorkflowError as err:
@@ -297,11 +382,15 @@ class OptimizationCycle:
             # back so the candidate is not retried at once, and keep the loop going.
             self.rollout_handle, self.rollout = None, None
             record.outcome = await self._alert(f"rollout {rollout_id} failed: {err.cause or err}", "rollout")
+            self._finish_link(rollout_id, record.outcome)
             self.memory = memory_rules.after_rollout(self.memory, candidate.key, "rolled_back", workflow.now())
             return
         self.rollout_handle, self.rollout = None, None
         record.outcome = f"{outcome.result}: {outcome.reason}"
-        self._set_active(outcome.final_version)
+        self._finish_link(rollout_id, record.outcome)
+        self._set_active(
+            outcome.final_version, candidate.model if outcome.result == "promoted" and candidate.model else None
+        )
         self.memory = memory_rules.after_rollout(self.memory, candidate.key, outcome.result, workflow.now())
 
     async def _explore(self, decision: Decision, observation: Observation, record: CycleRecord) -> None:
@@ -332,6 +421,8 @@ class OptimizationCycle:
         scale = self.input.time_scale
         exploring = self.input.exploration
         exploration_id = f"exploration/{self.input.service}/{decision.decision_id[:8]}"
+        arm_names = ", ".join(f"{a.key} ({a.version})" for a in arms)
+        self._show(f"starting an exploration of {arm_names}")
         self.exploration_handle = await workflow.start_child_workflow(
             Exploration.run,
             ExplorationInput(
@@ -360,11 +451,36 @@ class OptimizationCycle:
             ),
             id=exploration_id,
             static_summary=f"{self.input.service}: explore {', '.join(a.key for a in arms)}",
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SERVICE, self.input.service)]),
+            static_details=(
+                f"Measures {arm_names} on {exploring.traffic_percent:g}% of {self.input.service}'s traffic against "
+                f"the quality floor ({self.input.constraints.quality_floor_ratio:g} x the reference), for at most "
+                f"{minutes(exploring.max_duration_s * scale)}; the live config {observation.active_version} serves "
+                f"the rest.\n\nDecision: {decision.rationale}"
+            ),
+            # Every arm's version is on trial: the search attribute can hold one, so it names the live version the
+            # arms are measured beside; `Service` and `RolloutState` find it.
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SERVICE, self.input.service),
+                    SearchAttributePair(CONFIG_VERSION, observation.active_version),
+                    SearchAttributePair(ROLLOUT_STATE, "running"),
+                ]
+            ),
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         record.rollout_id = exploration_id
+        self._link(
+            RolloutLink(
+                kind="exploration",
+                workflow_id=exploration_id,
+                run_id=self.exploration_handle.first_execution_run_id,
+                rollout_id=exploration_id,
+                target=", ".join(a.key for a in arms),
+                started_at=workflow.now(),
+            )
+        )
         await self._transition(CycleState.MONITORING, "exploration")
+        self._show(f"watching the exploration `{exploration_id}`")
         try:
             outcome: ExplorationOutcome = await self.exploration_handle
         except ChildWorkflowError as err:
@@ -372,9 +488,11 @@ class OptimizationCycle:
             record.outcome = await self._alert(
                 f"exploration {exploration_id} failed: {err.cause or err}", "exploration"
             )
+            self._finish_link(exploration_id, record.outcome)
             return
         self.exploration_handle = None
         record.outcome = outcome.reason
+        self._finish_link(exploration_id, record.outcome)
         self.memory = memory_rules.after_exploration(
             self.memory,
             outcome.arms,
@@ -398,8 +516,16 @@ class OptimizationCycle:
 
     async def _apply_rollback(self, target: str, reason: str, record: CycleRecord) -> None:
         await self._transition(CycleState.ROLLING_BACK, reason)
+        self._show(f"rolling back to {target}: {reason}")
         try:
-            await set_traffic(f"rollback/{self.input.service}/{record.cycle_id}", self.input.service, target, None, 0)
+            await set_traffic(
+                f"rollback/{self.input.service}/{record.cycle_id}",
+                self.input.service,
+                target,
+                None,
+                0,
+                summary=f"roll back: all traffic to {target}",
+            )
         except ActivityError as err:
             # Only what can never succeed gets here (workflows/options.py TRAFFIC retries the rest): the split is
             # unchanged, and the cycle goes on with an alert instead of staying in ROLLING_BACK.
@@ -414,34 +540,85 @@ class OptimizationCycle:
 
     # ---- bookkeeping ----
 
-    def _set_active(self, version: str | None) -> None:
+    def _set_active(self, version: str | None, model: str | None = None) -> None:
         if version and version != self.active_version:
-            self.active_version = version
+            self.active_version, self.live_model = version, model  # a version whose model is not known yet: none
             workflow.upsert_search_attributes([CONFIG_VERSION.value_set(version)])
+        elif model:
+            self.live_model = model
+        self._show()
 
     async def _transition(self, state: CycleState, why: str) -> None:
         if state == self.state:
             return
         previous, self.state = self.state, state
-        workflow.upsert_search_attributes([CYCLE_STATE.value_set(state.value)])
-        await self._audit("transition", why, {"from": previous.value, "to": state.value})
+        if not (self.lean and state in INSTANT_STATES):
+            workflow.upsert_search_attributes([CYCLE_STATE.value_set(state.value)])
+        self._show(why)
+        # The audit rows of a cycle's steps go together, written when the cycle waits (idle, paused, stopped,
+        # watching a rollout): one local activity instead of one per row.
+        waits = state in (CycleState.IDLE, CycleState.PAUSED, CycleState.STOPPED, CycleState.MONITORING)
+        await self._audit("transition", why, {"from": previous.value, "to": state.value}, flush=waits)
 
-    async def _audit(self, event_type: str, triggered_by: str, details: dict[str, Any]) -> None:
-        # A local activity: one marker in the history instead of three events per transition.
+    async def _audit(self, event_type: str, triggered_by: str, details: dict[str, Any], flush: bool = True) -> None:
         info = workflow.info()
         self.audit_seq += 1
-        await workflow.execute_local_activity(
-            "audit",
-            AuditRecord(
-                id=f"{info.workflow_id}/{info.run_id}/{self.audit_seq}",
-                service=self.input.service,
-                at=workflow.now(),
-                event_type=event_type,
-                triggered_by=triggered_by[:200],
-                details=details,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
+        record = AuditRecord(
+            id=f"{info.workflow_id}/{info.run_id}/{self.audit_seq}",
+            service=self.input.service,
+            at=workflow.now(),
+            event_type=event_type,
+            triggered_by=triggered_by[:200],
+            details=details,
         )
+        if not self.lean:  # as the recorded histories did: one local activity per row
+            await workflow.execute_local_activity("audit", record, start_to_close_timeout=timedelta(seconds=30))
+            return
+        self.pending_audit.append(record)
+        if flush:
+            await self._flush_audit()
+
+    async def _flush_audit(self) -> None:
+        # Taken before the await: a signal handler flushing meanwhile writes only what came after.
+        batch, self.pending_audit = self.pending_audit, []
+        if not batch:
+            return
+        kinds = sorted({r.event_type for r in batch})
+        await workflow.execute_local_activity(
+            "audit_batch",
+            batch,
+            result_type=int,
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"audit {len(batch)} rows ({', '.join(kinds)})",
+        )
+
+    def _publish_watch(self) -> None:
+        """Tell the threshold watcher what to watch (memo `thresholds`), when it changed."""
+        watch = ThresholdWatch(
+            service=self.input.service,
+            constraints=self.input.constraints,
+            window_s=self.input.fast_path_s * self.input.time_scale,
+        )
+        current = workflow.memo_value("thresholds", None, type_hint=ThresholdWatch)
+        if current != watch:
+            workflow.upsert_memo({"thresholds": watch})
+
+    def _link(self, link: RolloutLink) -> None:
+        self.rollouts = [*self.rollouts, link][-ROLLOUTS_KEPT:]
+
+    def _finish_link(self, rollout_id: str, outcome: str) -> None:
+        self.rollouts = [
+            r.model_copy(update={"finished_at": workflow.now(), "outcome": outcome[:500]})
+            if r.rollout_id == rollout_id and r.finished_at is None
+            else r
+            for r in self.rollouts
+        ]
+
+    def _show(self, doing: str | None = None) -> None:
+        """The current details the Temporal UI shows (Markdown), after every transition, signal and stage."""
+        if doing is not None:
+            self.doing = doing
+        workflow.set_current_details(cycle_details(self.status(), self.live_model, self.doing, workflow.now()))
 
     def _carried_input(self) -> CycleInput:
         return self.input.model_copy(
@@ -453,6 +630,7 @@ class OptimizationCycle:
                 "seen_request_ids": self.seen_requests[-100:],
                 "refusals": self.refusals[-20:],
                 "cycles_done": self.cycles_done,
+                "rollouts": self.rollouts,
             }
         )
 
@@ -502,6 +680,7 @@ class OptimizationCycle:
                 # A refused input may hold what Postgres cannot store (NUL, Infinity): kept as bounded JSON text.
                 details = {"payload": json.dumps(payload, default=repr)[:2000], "outcome": outcome, "refusal": refusal}
             await self._audit("signal", name, details)
+        self._show()
 
     async def _missing_target(self, version: str) -> str | None:
         """Why a rollback to `version` is refused (it is not a version of this service), or None."""
@@ -578,30 +757,45 @@ class OptimizationCycle:
                 if v is not None
             }
             self.input = self.input.model_copy(update=changes)
+            if self.lean:
+                self._publish_watch()  # the watcher holds the live config to the new limits from now on
         await self._record_signal("set_objectives", inputs, outcome, refusal)
         return outcome, refusal
 
-    @workflow.signal
+    # Signals answer nothing: a refused one is listed in `status` and audited. The `control` update answers.
+    _SIGNAL = " Fire and forget; the `control` update does the same and answers (a refusal says why)."
+
+    @workflow.signal(
+        description='No new cycle starts until `resume`; a rollout in flight goes on. {"reason"}.' + _SIGNAL
+    )
     async def pause(self, *inputs: Any) -> None:
         await self._pause(inputs)
 
-    @workflow.signal
+    @workflow.signal(description="Undo a pause or an emergency stop: cycles run again. {}" + _SIGNAL)
     async def resume(self, *inputs: Any) -> None:
         await self._resume(inputs)
 
-    @workflow.signal
+    @workflow.signal(description='Run a cycle now instead of at the next interval. {"reason"}' + _SIGNAL)
     async def trigger(self, *inputs: Any) -> None:
         await self._trigger(inputs)
 
-    @workflow.signal
+    @workflow.signal(
+        description='Roll back any rollout in flight at once and stay STOPPED until `resume`. {"reason"}' + _SIGNAL
+    )
     async def emergency_stop(self, *inputs: Any) -> None:
         await self._emergency_stop(inputs)
 
-    @workflow.signal
+    @workflow.signal(
+        description='Back to the parent of the live version, or to "target_version"; during a rollout, roll it back.'
+        ' {"reason", "target_version"}' + _SIGNAL
+    )
     async def rollback(self, *inputs: Any) -> None:
         await self._rollback(inputs)
 
-    @workflow.signal
+    @workflow.signal(
+        description='Change "objectives" (weights), "constraints" (limits) or "strategy" (conservative, balanced, '
+        "aggressive)." + _SIGNAL
+    )
     async def set_objectives(self, *inputs: Any) -> None:
         await self._set_objectives(inputs)
 
@@ -636,7 +830,10 @@ class OptimizationCycle:
             raise PayloadRefused(f"name = {shown(command.name)}: not one of {', '.join(self._MODELS)}")
         return command
 
-    @workflow.update
+    @workflow.update(
+        description='The operator\'s control, answered: {"name": pause|resume|trigger|emergency_stop|rollback|'
+        'set_objectives, "payload": {...}} -> accepted or duplicate, with the status; a refusal is one line saying why.'
+    )
     async def control(self, *inputs: Any) -> ControlAck:
         """Run one control and answer with its outcome and the cycle's status right after it; a refusal is a
         ControlRefused error whose message says which field and value, and why."""
@@ -664,7 +861,10 @@ class OptimizationCycle:
 
     # Queries take no input; whatever a caller sends is ignored, so that a query always answers.
 
-    @workflow.query
+    @workflow.query(
+        description="State, live version, rollout in flight, last decision and why, next run, pause or stop reason, "
+        "refusals, alerts, and the last rollouts by workflow id."
+    )
     def status(self, *inputs: Any) -> CycleStatus:
         return CycleStatus(
             service=self.input.service,
@@ -681,13 +881,44 @@ class OptimizationCycle:
             refusals=self.refusals,
             cycles_done=self.cycles_done,
             alerts=self.alerts,
+            rollouts=self.rollouts,
         )
 
-    @workflow.query
+    @workflow.query(description="The last 20 cycles: trigger, action, rationale, rollout and outcome.")
     def history(self, *inputs: Any) -> list[CycleRecord]:
         return self.records
 
-    @workflow.signal
+    # ---- internal channels: sent by other workflows, never by an operator (their descriptions say so) ----
+
+    @workflow.signal(
+        description="Internal, not an operator control: the threshold watcher's findings (a hard limit broken, a "
+        "Sentinel alert). The cycle runs at once on them."
+    )
+    def threshold_breached(self, *inputs: Any) -> None:
+        try:
+            if len(inputs) != 1:
+                raise PayloadRefused(f"takes one ThresholdBreach, got {len(inputs)} inputs")
+            problem = unstorable(inputs[0])
+            if problem is not None:
+                raise PayloadRefused(problem)
+            breach = ThresholdBreach.model_validate(inputs[0])
+        except ValidationError as err:
+            self._refuse("threshold_breached", describe_refusal(err))
+            return
+        except PayloadRefused as err:
+            self._refuse("threshold_breached", str(err))
+            return
+        if breach.request_id:
+            if breach.request_id in self.seen_requests:
+                return
+            self.seen_requests = [*self.seen_requests, breach.request_id][-100:]
+        # Kept even if it arrives while a cycle runs or the loop is paused: the next wait acts on it at once.
+        self.breach = [*(self.breach or []), *breach.reasons][-50:]
+
+    @workflow.signal(
+        description="Internal, not an operator control: sent by the child CanaryRollout at every stage, so that "
+        "`status` shows where it is. Control a rollout with its own signals."
+    )
     def rollout_progress(self, *inputs: Any) -> None:
         """Sent by the child rollout at every stage, so that `status` shows where it is; anything else is refused."""
         try:
@@ -705,3 +936,4 @@ class OptimizationCycle:
             return
         if self.rollout is not None and progress.rollout_id == self.rollout.rollout_id:
             self.rollout = progress
+            self._show()

@@ -10,10 +10,15 @@ with workflow.unsafe.imports_passed_through():
     from llm_optimizer.control import TrafficRequest
 
 
-async def set_traffic(change_id: str, service: str, active: str, canary: str | None, percent: float) -> None:
+async def set_traffic(
+    change_id: str, service: str, active: str, canary: str | None, percent: float, *, summary: str | None = None
+) -> None:
     """`active` serves everything but `percent` of the keys, which go to `canary`; `change_id` keys the write.
+    `summary` is what the Temporal UI shows for the step (by default, the split in words).
 
     A split the registry refuses (a version that does not exist) raises ActivityError at once, not retried."""
+    if summary is None:
+        summary = f"traffic: {percent:g}% to {canary}, the rest to {active}" if canary else f"traffic: all to {active}"
     await workflow.execute_activity(
         "set_traffic",
         TrafficRequest(
@@ -23,5 +28,6 @@ async def set_traffic(change_id: str, service: str, active: str, canary: str | N
             canary_version=canary,
             percent=percent,
         ),
+        summary=summary,
         **TRAFFIC,
     )
