@@ -27,7 +27,8 @@ MIN_QUALITY_SCORES = 30  # fewer scored requests than this on a side: quality is
 
 @dataclass
 class ArmSample:
-    """What one side served during the stage. Latencies and costs of all requests; quality where scored."""
+    """What one side served during the stage. Latencies of all requests; costs where known (NaN: unknown usage or
+    an unpriced model, left out by the judge); quality where scored."""
 
     requests: int
     errors: int
@@ -207,10 +208,13 @@ def _quality(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: fl
 
 
 def _cost(baseline: ArmSample, canary: ArmSample, threshold: float, alpha: float) -> MetricCheck | None:
-    if len(baseline.cost_usd) < 2 or len(canary.cost_usd) < 2:
+    # An unknown cost is missing data, not a free request: only known costs are compared.
+    base_costs = baseline.cost_usd[np.isfinite(baseline.cost_usd)]
+    new_costs = canary.cost_usd[np.isfinite(canary.cost_usd)]
+    if len(base_costs) < 2 or len(new_costs) < 2:
         return None
-    test = welch_t(baseline.cost_usd, canary.cost_usd, "greater")
-    base, new = float(baseline.cost_usd.mean()), float(canary.cost_usd.mean())
+    test = welch_t(base_costs, new_costs, "greater")
+    base, new = float(base_costs.mean()), float(new_costs.mean())
     change = _relative(base, new)
     return MetricCheck(
         metric="cost_per_request",

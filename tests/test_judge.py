@@ -105,3 +105,14 @@ def test_the_promotion_gate_promotes_only_a_canary_credibly_above_the_floor_line
     # Without the gate (earlier stages) the trap's quality is not degraded either: it is not credibly below.
     early = judge(base, arm(rng, 20_000, quality=0.716), THRESHOLDS)
     assert not next(c for c in early.checks if c.metric == "quality").degraded
+
+
+def test_unknown_costs_are_left_out_not_counted_as_free():
+    rng = np.random.default_rng(11)
+    baseline, canary = arm(rng, BASELINE_N), arm(rng, CANARY_N, cost=0.003)  # the canary costs 50% more a request
+    # Half the canary's requests are streams sent without usage: their cost is unknown (NaN), not 0.
+    canary.cost_usd[::2] = np.nan
+    verdict = judge(baseline, canary, THRESHOLDS)
+    cost = next(c for c in verdict.checks if c.metric == "cost_per_request")
+    assert cost.canary == pytest.approx(np.nanmean(canary.cost_usd)) and cost.canary > 0.0025
+    assert cost.degraded  # read as free, the unknown half would have made it look 25% cheaper instead

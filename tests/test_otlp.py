@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import REGISTRY
 
+from llm_optimizer import genai_dialects
 from optimizer_client.otel import record_llm_call
 
 
@@ -265,3 +266,24 @@ async def test_a_fully_landed_export_has_no_partial_success(api):
         # A retried export is accepted whole too: its span is already there, counted as a duplicate.
         assert (await http.post("/v1/traces", json=_export([span]))).json() == {}
     assert duplicates() - before == 1
+
+
+def test_the_dialect_table_of_the_docs_names_every_attribute_the_mapping_reads(repo_root):
+    text = (repo_root / "docs" / "integrations.md").read_text()
+    table = text[text.index("## OpenTelemetry GenAI spans") : text.index("## Gateways")]
+    names = [
+        *genai_dialects.REQUEST_MODEL,
+        *genai_dialects.RESPONSE_MODEL,
+        *genai_dialects.INVOCATION_PARAMETERS,
+        *genai_dialects.PROVIDER,
+        *genai_dialects.INPUT_TOKENS,
+        *genai_dialects.OUTPUT_TOKENS,
+        *genai_dialects.FIRST_TOKEN_EVENTS,
+        genai_dialects.TIME_TO_FIRST_CHUNK_S,
+        *genai_dialects.MARKERS,
+        *genai_dialects.MODEL_OPERATIONS,
+        *genai_dialects.NOT_MODEL_OPERATIONS,
+        *genai_dialects.OPENINFERENCE_MODEL_KINDS,
+        *genai_dialects.TRACELOOP_KINDS,
+    ]
+    assert [name for name in names if f"`{name}`" not in table] == []
