@@ -83,18 +83,15 @@ async def run(args: argparse.Namespace) -> int:
         best = table.best_quality_model(service)
         register_initial(settings, service, ConfigSpec(model=best.model, provider=best.provider))
         candidates = [m.model for m in table.models(service) if m.model != best.model]
-        await start_cycle(
-            client,
-            settings.temporal.task_queue,
-            CycleInput(
-                service=service,
-                candidate_models=candidates,
-                time_scale=TIME_SCALE,
-                constraints=Constraints(quality_floor_ratio=args.quality_floor),
-                # The floor is the limit here: a canary may lose what the floor allows, judged on 50 requests.
-                canary=CanaryThresholds(min_samples=50, quality_decrease=1 - args.quality_floor),
-            ),
+        cycle = CycleInput(
+            service=service,
+            candidate_models=candidates,
+            time_scale=TIME_SCALE,
+            constraints=Constraints(quality_floor_ratio=args.quality_floor),
+            # The floor is the limit here: a canary may lose what the floor allows, judged on 50 requests.
+            canary=CanaryThresholds(min_samples=50, quality_decrease=1 - args.quality_floor),
         )
+        await start_cycle(client, settings.temporal.task_queue, cycle)
         print(f"  {service}: starts on {best.model} (quality {best.quality:.3f}); candidates {candidates}", flush=True)
 
     duration = args.minutes * 60
@@ -113,7 +110,7 @@ async def run(args: argparse.Namespace) -> int:
             task_queue=settings.temporal.task_queue,
             result_type=list[QualityReport],
         )
-    summary = report.build(settings.database_url, table, args.report)
+    summary = report.build(settings.database_url, table, args.report, report.Goal.of(cycle))  # same goal for all
     print(summary)
     print(_evaluation_summary(settings.database_url))
     print(

@@ -1,62 +1,190 @@
-"""The demo report: cost and quality before and after per service, every rollout with its reason, and an HTML page
-with plots (cost and quality over time with rollout stages marked; the candidates' cost/quality frontier)."""
+"""The demo report: what the loop was asked to do, cost and quality before and after per service, every rollout with
+its verdict at each stage, and a page (reports/demo.html) with the charts.
+
+The charts are drawn by matplotlib as SVG inlined in the page (docs/dependencies.md, "The demo report"): the page
+needs no script and no network, and stays small. `gather` reads what happened from Postgres; `write` draws it, so
+the page can be built from any `ReportData` (tests/test_report.py builds one by hand).
+"""
 
 from __future__ import annotations
 
 import html
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from simulator.outcomes import OutcomeTable
+from llm_optimizer.control import CycleInput
+from llm_optimizer.decision import Constraints, Objectives
+from llm_optimizer.settings import CanaryThresholds, Strategy
+from llm_optimizer.strategies import PRESETS
+from simulator.outcomes import ModelSummary, OutcomeTable
 from storage.db import psycopg_url
 
 BUCKET_S = 10
+# Before/after: the mean of the first and of the last sixth of a service's buckets (at least two each).
+EDGE_FRACTION = 6
+VERDICT_STYLE = {  # colour, line style of a stage's verdict line
+    "healthy": ("#2e7d32", "-"),
+    "degraded": ("#c62828", "--"),
+    "inconclusive": ("#ef6c00", ":"),
+}
+OUTCOME_COLOR = {"promoted": "#a5d6a7", "rolled_back": "#ef9a9a"}
+IN_FLIGHT_COLOR = "#cfd8dc"
+Point = tuple[float, float, float | None]  # bucket start (epoch s), mean cost per request (USD), mean quality
 
 
-def build(database_url: str, table: OutcomeTable, path: Path) -> str:
+@dataclass(frozen=True)
+class Goal:
+    """What the loop was given; the demo gives every service the same."""
+
+    strategy: Strategy
+    objectives: Objectives
+    constraints: Constraints
+    canary: CanaryThresholds
+    time_scale: float = 1.0
+
+    @classmethod
+    def of(cls, cycle: CycleInput) -> Goal:
+        return cls(cycle.strategy, cycle.objectives, cycle.constraints, cycle.canary, cycle.time_scale)
+
+
+@dataclass(frozen=True)
+class StageVerdict:
+    stage: int
+    attempt: int
+    percent: float
+    verdict: str
+    judged_at: float  # epoch seconds
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    service: str
+    rollout_id: str
+    from_model: str
+    to_model: str
+    state: str
+    reason: str | None
+    started_at: float
+    finished_at: float | None
+    verdicts: tuple[StageVerdict, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportData:
+    goal: Goal
+    series: dict[str, list[Point]]  # per service, ordered by time
+    candidates: dict[str, list[ModelSummary]]  # per service: every model offered, with its quality and cost
+    start_models: dict[str, str]
+    live_models: dict[str, str]  # per service: the model serving all traffic at the end
+    rollouts: list[RolloutRecord] = field(default_factory=list)
+
+    @property
+    def services(self) -> list[str]:
+        return list(self.series)
+
+    @property
+    def t0(self) -> float:
+        """When traffic started: the first bucket of any service."""
+        return min((points[0][0] for points in self.series.values() if points), default=0.0)
+
+
+@dataclass(frozen=True)
+class Headline:
+    service: str
+    cost_before: float
+    cost_after: float
+    quality_before: float
+    quality_after: float
+    floor_ratio: float
+
+    @property
+    def savings(self) -> float:
+        return 1 - self.cost_after / self.cost_before if self.cost_before else 0.0
+
+    @property
+    def quality_kept(self) -> float:
+        return self.quality_after / self.quality_before if self.quality_before else 1.0
+
+    @property
+    def within_floor(self) -> bool:
+        return self.quality_kept >= self.floor_ratio
+
+
+def headline(service: str, points: Sequence[Point], floor_ratio: float) -> Headline | None:
+    """Before and after of one service, or None with too little traffic to tell (fewer than four buckets)."""
+    if len(points) < 4:
+        return None
+    n = max(2, len(points) // EDGE_FRACTION)
+    head, tail = points[:n], points[-n:]
+    return Headline(
+        service,
+        cost_before=_mean(p[1] for p in head),
+        cost_after=_mean(p[1] for p in tail),
+        quality_before=_mean(p[2] for p in head),
+        quality_after=_mean(p[2] for p in tail),
+        floor_ratio=floor_ratio,
+    )
+
+
+def build(database_url: str, table: OutcomeTable, path: Path, goal: Goal) -> str:
+    """Read what happened, write the page to `path`, and return the text summary."""
+    data = gather(database_url, table, goal)
+    write(data, path)
+    return summary_text(data)
+
+
+def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
     with psycopg.connect(psycopg_url(database_url)) as conn:
         series = {s: _series(conn, s) for s in table.services}
-        rollouts = conn.execute(
-            "SELECT service, rollout_id, from_version, to_version, state, reason, started_at, finished_at "
-            "FROM rollouts ORDER BY started_at"
-        ).fetchall()
-        stages = conn.execute(
-            "SELECT r.service, extract(epoch FROM v.judged_at), v.percent, v.verdict "
-            "FROM rollout_verdicts v JOIN rollouts r USING (rollout_id) ORDER BY v.judged_at"
-        ).fetchall()
         models = dict(conn.execute("SELECT service || '/' || version, spec->>'model' FROM config_versions").fetchall())
-    lines = ["", "service        cost/request before -> after        quality before -> after"]
-    for service, points in series.items():
-        if len(points) < 4:
-            lines.append(f"{service:<14} (too little traffic)")
-            continue
-        head, tail = points[: max(2, len(points) // 6)], points[-max(2, len(points) // 6) :]
-        cost0, cost1 = _mean(p[1] for p in head), _mean(p[1] for p in tail)
-        q0, q1 = _mean(p[2] for p in head), _mean(p[2] for p in tail)
-        change = (cost1 / cost0 - 1) if cost0 else 0.0
-        lines.append(
-            f"{service:<14} ${cost0:.6f} -> ${cost1:.6f} ({change:+.0%})      {q0:.3f} -> {q1:.3f} ({q1 - q0:+.3f})"
-        )
-    lines.append("")
-    lines.append(
-        f"rollouts: {len(rollouts)} started, {sum(r[4] == 'promoted' for r in rollouts)} promoted, "
-        f"{sum(r[4] == 'rolled_back' for r in rollouts)} rolled back"
+        live = dict(conn.execute("SELECT service, active_version FROM config_assignments").fetchall())
+        verdicts: dict[str, list[StageVerdict]] = {}
+        for rollout_id, stage, attempt, percent, verdict, judged_at, reasons in conn.execute(
+            "SELECT rollout_id, stage, attempt, percent, verdict, extract(epoch FROM judged_at), reasons "
+            "FROM rollout_verdicts ORDER BY judged_at, stage, attempt"
+        ):
+            verdicts.setdefault(rollout_id, []).append(
+                StageVerdict(stage, attempt, float(percent), verdict, float(judged_at), tuple(reasons or ()))
+            )
+        rollouts = [
+            RolloutRecord(
+                service,
+                rollout_id,
+                models.get(f"{service}/{src}", src),
+                models.get(f"{service}/{dst}", dst),
+                state,
+                reason,
+                float(started),
+                None if finished is None else float(finished),
+                tuple(verdicts.get(rollout_id, ())),
+            )
+            for service, rollout_id, src, dst, state, reason, started, finished in conn.execute(
+                "SELECT service, rollout_id, from_version, to_version, state, reason, extract(epoch FROM started_at), "
+                "extract(epoch FROM finished_at) FROM rollouts ORDER BY started_at"
+            )
+        ]
+    start_models = {s: table.best_quality_model(s).model for s in table.services}
+    return ReportData(
+        goal=goal,
+        series=series,
+        candidates={s: table.models(s) for s in table.services},
+        start_models=start_models,
+        live_models={
+            s: models.get(f"{s}/{live[s]}", start_models[s]) if s in live else start_models[s] for s in series
+        },
+        rollouts=rollouts,
     )
-    for service, _rollout_id, src, dst, state, reason, _, _ in rollouts:
-        lines.append(
-            f"  {service}: {models.get(f'{service}/{src}', src)} -> {models.get(f'{service}/{dst}', dst)}: "
-            f"{state} ({reason or 'in flight'})"
-        )
-    text = "\n".join(lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_html(text, series, stages, table))
-    return text
 
 
-def _series(conn: psycopg.Connection, service: str) -> list[tuple[float, float, float | None]]:
-    """(bucket start epoch, cost per request, quality) per BUCKET_S seconds; quality None where no event of the
-    bucket has a score yet (an evaluator may still be scoring them)."""
+def _series(conn: psycopg.Connection, service: str) -> list[Point]:
+    """Per BUCKET_S seconds; quality None where no event of the bucket has a score yet (an evaluator may still be
+    scoring them)."""
     rows = conn.execute(
         f"SELECT floor(extract(epoch FROM ts) / {BUCKET_S}) * {BUCKET_S} AS b, avg(cost_usd), avg(quality_score) "
         "FROM events WHERE service = %s GROUP BY b ORDER BY b",
@@ -65,74 +193,461 @@ def _series(conn: psycopg.Connection, service: str) -> list[tuple[float, float, 
     return [(float(b), float(c or 0), None if q is None else float(q)) for b, c, q in rows]
 
 
-def _mean(values) -> float:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else 0.0
+def _mean(values: Iterable[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else 0.0
 
 
-def _line_chart(points: list[tuple[float, float]], marks: list[tuple[float, str]], title: str, fmt: str) -> str:
-    width, height, pad = 640, 200, 40
-    if not points:
-        return f"<p>{html.escape(title)}: no data</p>"
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1 = min(xs), max(xs) or 1
-    y0, y1 = 0.0, max(ys) * 1.1 or 1
+def floor_quality(data: ReportData, service: str) -> float:
+    """The quality floor in score units: the floor ratio of the starting model's quality."""
+    start = next(m for m in data.candidates[service] if m.model == data.start_models[service])
+    return data.goal.constraints.quality_floor_ratio * start.quality
 
-    def sx(x: float) -> float:
-        return pad + (x - x0) / ((x1 - x0) or 1) * (width - 2 * pad)
 
-    def sy(y: float) -> float:
-        return height - pad + (y0 - y) / ((y1 - y0) or 1) * (height - 2 * pad)
+# -- the text summary (printed by the demo) ------------------------------------------------------------------------
 
-    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
-    marks_svg = "".join(
-        f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{pad / 2}" y2="{height - pad}" stroke="{color}" '
-        f'stroke-dasharray="3,3"/>'
-        for x, color in marks
-        if x0 <= x <= x1
+
+def summary_text(data: ReportData) -> str:
+    floor = data.goal.constraints.quality_floor_ratio
+    lines = [
+        f"goal: {data.goal.strategy.value} strategy, weights {_weights(data.goal.objectives)}, "
+        f"quality floor {floor:.0%} of each service's starting quality",
+        "",
+        "service        cost/request before -> after        quality before -> after   kept (floor)",
+    ]
+    for service in data.services:
+        h = headline(service, data.series[service], floor)
+        if h is None:
+            lines.append(f"{service:<14} (too little traffic)")
+            continue
+        lines.append(
+            f"{service:<14} ${h.cost_before:.6f} -> ${h.cost_after:.6f} ({_signed(-h.savings)})      "
+            f"{h.quality_before:.3f} -> {h.quality_after:.3f} ({h.quality_after - h.quality_before:+.3f})  "
+            f"{h.quality_kept:.0%} ({'within' if h.within_floor else 'BELOW'} {floor:.0%})"
+        )
+    lines.append("")
+    lines.append(
+        f"rollouts: {len(data.rollouts)} started, {sum(r.state == 'promoted' for r in data.rollouts)} promoted, "
+        f"{sum(r.state == 'rolled_back' for r in data.rollouts)} rolled back"
     )
+    for r in data.rollouts:
+        stages = ", ".join(f"{v.percent:g}% {v.verdict}" for v in r.verdicts) or "no stage judged"
+        lines.append(f"  {r.service}: {r.from_model} -> {r.to_model}: {r.state} ({r.reason or 'in flight'}); {stages}")
+    return "\n".join(lines)
+
+
+def _signed(change: float) -> str:
+    text = f"{change:+.0%}"
+    return "±0%" if text in ("+0%", "-0%") else text
+
+
+def _weights(objectives: Objectives) -> str:
+    return f"cost {objectives.cost:g}, quality {objectives.quality:g}, latency {objectives.latency:g}"
+
+
+# -- the page ------------------------------------------------------------------------------------------------------
+
+
+def write(data: ReportData, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(data))
+
+
+CSS = """
+body { font-family: 'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif; color: #222; margin: 2em auto;
+       max-width: 1320px; padding: 0 1.5em; line-height: 1.45; }
+h1 { margin-bottom: .2em; } h2 { margin-top: 2.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+.lead { font-size: 1.1em; color: #444; }
+table { border-collapse: collapse; margin: .8em 0 1.2em; font-size: .92em; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: .35em .7em; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.ok { color: #2e7d32; font-weight: bold; } .bad { color: #c62828; font-weight: bold; }
+.verdict { display: inline-block; border-radius: 3px; padding: 0 .45em; margin: 0 .2em .2em 0; color: #fff;
+           font-size: .85em; white-space: nowrap; }
+.verdict.healthy { background: #2e7d32; } .verdict.degraded { background: #c62828; }
+.verdict.inconclusive { background: #ef6c00; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+.charts svg { max-width: 100%; height: auto; }
+dl.goal { display: grid; grid-template-columns: max-content auto; gap: .3em 1.2em; }
+dl.goal dt { font-weight: bold; } dl.goal dd { margin: 0; }
+"""
+
+
+def render_html(data: ReportData) -> str:
+    sections = [
+        "<h1>llm-auto-optimizer demo report</h1>",
+        f'<p class="lead">{html.escape(_lead(data))}</p>',
+        "<h2>What the loop was asked to do</h2>",
+        _goal_html(data),
+        "<h2>Before and after</h2>",
+        _headline_html(data),
+    ]
+    for service in data.services:
+        sections.append(f'<h2 id="service-{html.escape(service)}">{html.escape(service)}</h2>')
+        sections.append(f"<p>{html.escape(_service_sentence(data, service))}</p>")
+        sections.append('<div class="charts">' + timeline_svg(data, service) + frontier_svg(data, service) + "</div>")
+        sections.append(_rollouts_html(data, service))
     return (
-        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-        f'<text x="{pad}" y="14" font-size="13">{html.escape(title)}</text>{marks_svg}'
-        f'<path d="{path}" fill="none" stroke="#2a6fdb" stroke-width="1.5"/>'
-        f'<text x="4" y="{sy(y1 / 1.1):.0f}" font-size="10">{fmt.format(y1 / 1.1)}</text>'
-        f'<text x="4" y="{height - pad}" font-size="10">0</text></svg>'
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>llm-auto-optimizer demo report</title>"
+        f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>"
     )
 
 
-def _frontier_chart(table: OutcomeTable, service: str) -> str:
-    models = table.models(service)
-    width, height, pad = 320, 200, 40
-    max_cost = max(m.cost_per_request for m in models) * 1.2 or 1
-    dots = "".join(
-        f'<circle cx="{pad + m.cost_per_request / max_cost * (width - 2 * pad):.1f}" '
-        f'cy="{height - pad - m.quality * (height - 2 * pad):.1f}" r="5" fill="#d9534f"/>'
-        f'<text x="{pad + m.cost_per_request / max_cost * (width - 2 * pad) + 7:.1f}" '
-        f'y="{height - pad - m.quality * (height - 2 * pad):.1f}" font-size="10">{html.escape(m.model)}</text>'
-        for m in models
+def _lead(data: ReportData) -> str:
+    floor = data.goal.constraints.quality_floor_ratio
+    heads = [h for s in data.services if (h := headline(s, data.series[s], floor))]
+    minutes = max((p[-1][0] + BUCKET_S - data.t0 for p in data.series.values() if p), default=0) / 60
+    text = (
+        f"{len(data.services)} services replayed real LLM outcomes for {minutes:.0f} minutes, each starting on its "
+        f"highest-quality model. The loop started {len(data.rollouts)} canary rollouts and promoted "
+        f"{sum(r.state == 'promoted' for r in data.rollouts)}."
     )
+    if heads:
+        before, after = sum(h.cost_before for h in heads), sum(h.cost_after for h in heads)
+        worst = min(heads, key=lambda h: h.quality_kept)
+        text += (
+            f" Cost per request across the fleet: {1 - after / before if before else 0:.0%} lower; the lowest share "
+            f"of starting quality kept was {worst.quality_kept:.0%} ({worst.service}), against a floor of {floor:.0%}."
+        )
+    return text
+
+
+def _goal_html(data: ReportData) -> str:
+    g = data.goal
+    preset = PRESETS[g.strategy]
+    stages = " → ".join(
+        f"{s.percent:g}%" + (f" ({s.bake_s * g.time_scale:.0f} s)" if s.bake_s else "") for s in preset.stages
+    )
+    c = g.constraints
+    limits = [f"error rate at most {c.error_rate_max:.0%}"] if c.error_rate_max is not None else []
+    if c.p95_latency_max_ms:
+        limits.append(f"p95 latency at most {c.p95_latency_max_ms:g} ms")
+    if c.daily_budget_usd:
+        limits.append(f"daily budget ${c.daily_budget_usd:g}")
+    rows = [
+        (
+            "Strategy",
+            f"{g.strategy.value}: a change must promise at least {preset.min_improvement:.0%} on the "
+            f"weighted score, with confidence {preset.min_confidence:.0%} and at most {preset.max_risk:.0%} risk of "
+            "being worse",
+        ),
+        ("Weights", f"{_weights(g.objectives)} (of the weighted score each candidate gets against the live config)"),
+        (
+            "Quality floor",
+            f"{c.quality_floor_ratio:.0%} of each service's starting quality: a candidate below it is "
+            "never proposed (the dashed line in the charts)",
+        ),
+        ("Other constraints", ", ".join(limits) or "none"),
+        ("Rollout stages", f"{stages}, bake times scaled by {g.time_scale:g} for the demo"),
+        (
+            "Canary judge",
+            f"rolls back when quality drops more than {g.canary.quality_decrease:.0%}, latency rises more "
+            f"than {g.canary.latency_increase:.0%} or cost more than {g.canary.cost_increase:.0%}, judged on at least "
+            f"{g.canary.min_samples} requests per arm at a false-alarm rate of {g.canary.alpha:g}",
+        ),
+    ]
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+    return f'<dl class="goal">{items}</dl>'
+
+
+def _headline_html(data: ReportData) -> str:
+    floor = data.goal.constraints.quality_floor_ratio
+    head = (
+        "<tr><th>service</th><th>model before → after</th><th>cost / request before</th><th>after</th>"
+        "<th>savings</th><th>quality before</th><th>after</th><th>quality kept</th><th>vs floor</th></tr>"
+    )
+    rows = []
+    for service in data.services:
+        models = f"{data.start_models[service]} → {data.live_models[service]}"
+        h = headline(service, data.series[service], floor)
+        if h is None:
+            rows.append(
+                f"<tr><td>{html.escape(service)}</td><td>{html.escape(models)}</td>"
+                "<td colspan='7'>too little traffic to tell</td></tr>"
+            )
+            continue
+        verdict = (
+            f"<span class='ok'>within</span> ({floor:.0%})"
+            if h.within_floor
+            else f"<span class='bad'>below</span> ({floor:.0%})"
+        )
+        rows.append(
+            f"<tr><td>{html.escape(service)}</td><td>{html.escape(models)}</td>"
+            f"<td class='num'>${h.cost_before:.6f}</td><td class='num'>${h.cost_after:.6f}</td>"
+            f"<td class='num'>{h.savings:.0%}</td><td class='num'>{h.quality_before:.3f}</td>"
+            f"<td class='num'>{h.quality_after:.3f}</td><td class='num'>{h.quality_kept:.0%}</td>"
+            f"<td>{verdict}</td></tr>"
+        )
+    note = (
+        f"<p>Before: the mean of a service's first sixth of {BUCKET_S}-second buckets; after: of its last sixth. "
+        "Quality kept: quality after as a share of quality before; the floor is the share the loop had to keep.</p>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>{note}"
+
+
+def _service_sentence(data: ReportData, service: str) -> str:
+    start, live = data.start_models[service], data.live_models[service]
+    n = sum(r.service == service for r in data.rollouts)
+    tried = f"{n} rollout{'s' if n != 1 else ''}" if n else "no rollout"
+    if start == live:
+        return f"Started on {start} and stayed on it ({tried})."
+    return f"Started on {start}; at the end {live} serves all traffic ({tried})."
+
+
+def _verdict_chip(v: StageVerdict) -> str:
+    extension = f" (extension {v.attempt})" if v.attempt else ""
     return (
-        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-        f'<text x="{pad}" y="14" font-size="13">{html.escape(service)}: quality vs cost per request</text>'
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
-        f'<line x1="{pad}" y1="{pad / 2}" x2="{pad}" y2="{height - pad}" stroke="#999"/>{dots}</svg>'
+        f"<span class='verdict {html.escape(v.verdict)}' title='{html.escape('; '.join(v.reasons))}'>"
+        f"{v.percent:g}%{extension}: {html.escape(v.verdict)}</span>"
     )
 
 
-def _html(text: str, series, stages, table: OutcomeTable) -> str:
-    colors = {"healthy": "#5cb85c", "degraded": "#d9534f", "inconclusive": "#f0ad4e"}
-    sections = []
-    for service, points in series.items():
-        marks = [(float(t), colors.get(v, "#999")) for s, t, _, v in stages if s == service]
-        sections.append(
-            f"<h2>{html.escape(service)}</h2>"
-            + _line_chart([(p[0], p[1]) for p in points], marks, "cost per request (USD)", "{:.5f}")
-            + _line_chart([(p[0], p[2]) for p in points if p[2] is not None], marks, "quality", "{:.2f}")
-            + _frontier_chart(table, service)
+def _rollouts_html(data: ReportData, service: str) -> str:
+    ours = [r for r in data.rollouts if r.service == service]
+    if not ours:
+        return "<p>No rollout: no candidate promised enough within the constraints.</p>"
+    rows = []
+    for r in ours:
+        chips = "".join(_verdict_chip(v) for v in r.verdicts) or "no stage judged yet"
+        rows.append(
+            f"<tr><td>{html.escape(r.rollout_id)}</td><td>{html.escape(r.from_model)} → {html.escape(r.to_model)}</td>"
+            f"<td class='num'>{(r.started_at - data.t0) / 60:.1f}</td><td>{html.escape(r.state)}</td>"
+            f"<td>{chips}</td><td>{html.escape(r.reason or 'in flight')}</td></tr>"
         )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>llm-auto-optimizer demo</title></head>"
-        "<body style='font-family: sans-serif'><h1>llm-auto-optimizer demo report</h1>"
-        "<p>Dashed lines: canary stage verdicts (green healthy, red degraded, orange inconclusive).</p>"
-        f"<pre>{html.escape(text)}</pre>{''.join(sections)}</body></html>"
+        "<table><tr><th>rollout</th><th>model</th><th>started (min)</th><th>outcome</th><th>verdict per stage</th>"
+        f"<th>reason</th></tr>{''.join(rows)}</table>"
     )
+
+
+# -- the charts ----------------------------------------------------------------------------------------------------
+
+
+def timeline_svg(data: ReportData, service: str) -> str:
+    """Cost and quality per request over time, with each rollout shaded by outcome and each stage's verdict."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    points, t0 = data.series[service], data.t0
+    fig = Figure(figsize=(7.6, 5.2))
+    cost_ax, quality_ax = fig.subplots(2, 1, sharex=True)
+    minutes = [(p[0] + BUCKET_S / 2 - t0) / 60 for p in points]
+    cost_ax.plot(minutes, [p[1] for p in points], color="#1565c0", lw=1.6)
+    scored = [(m, p[2]) for m, p in zip(minutes, points, strict=True) if p[2] is not None]
+    quality_ax.plot([m for m, _ in scored], [q for _, q in scored], color="#6a1b9a", lw=1.6)
+    floor = floor_quality(data, service)
+    quality_ax.axhline(floor, color="#555", ls="--", lw=1.2)
+    end = minutes[-1] if minutes else 1.0
+    states = set()
+    for r in (r for r in data.rollouts if r.service == service):
+        until = (r.finished_at - t0) / 60 if r.finished_at else end
+        color = OUTCOME_COLOR.get(r.state, IN_FLIGHT_COLOR)
+        states.add(r.state if r.state in OUTCOME_COLOR else "in flight")
+        for ax in (cost_ax, quality_ax):
+            ax.axvspan((r.started_at - t0) / 60, until, color=color, alpha=0.45, lw=0)
+        for v in r.verdicts:
+            colour, style = VERDICT_STYLE.get(v.verdict, ("#777", "-."))
+            x = (v.judged_at - t0) / 60
+            for ax in (cost_ax, quality_ax):
+                ax.axvline(x, color=colour, ls=style, lw=1.3)
+            cost_ax.annotate(
+                f"{v.percent:g}%",
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -2),
+                textcoords="offset points",
+                fontsize=7.5,
+                color=colour,
+                va="top",
+                rotation=90,
+            )
+    cost_ax.set_ylabel("cost per request (USD)")
+    cost_ax.set_ylim(bottom=0)
+    cost_ax.yaxis.set_major_formatter(_usd_formatter())
+    quality_ax.set_ylabel("quality (mean score, 0 to 1)")
+    quality_ax.set_xlabel("minutes since the fleet started sending traffic")
+    low = min([floor, *(q for _, q in scored)])
+    quality_ax.set_ylim(max(0.0, low - 0.08), min(1.05, max([floor, *(q for _, q in scored)]) + 0.08))
+    for ax in (cost_ax, quality_ax):
+        ax.grid(True, color="#eee")
+        ax.set_xlim(0, max(end, 0.5))
+    cost_ax.set_title(f"{service}: cost and quality per request over time", loc="left", fontsize=11)
+    handles = [
+        Line2D([], [], color="#1565c0", lw=1.6, label=f"cost per request ({BUCKET_S} s mean)"),
+        Line2D([], [], color="#6a1b9a", lw=1.6, label=f"quality ({BUCKET_S} s mean)"),
+        Line2D([], [], color="#555", ls="--", lw=1.2, label=f"quality floor ({floor:.3f})"),
+    ]
+    verdicts = {v.verdict for r in data.rollouts if r.service == service for v in r.verdicts}
+    handles += [
+        Line2D([], [], color=c, ls=s, lw=1.3, label=f"stage judged {name}")
+        for name, (c, s) in VERDICT_STYLE.items()
+        if name in verdicts
+    ]
+    handles += [
+        Patch(color=OUTCOME_COLOR.get(state, IN_FLIGHT_COLOR), alpha=0.45, label=f"rollout: {state.replace('_', ' ')}")
+        for state in sorted(states)
+    ]
+    # Below the x axis title whatever its number of rows; the saved figure grows to hold it.
+    quality_ax.legend(
+        handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.32)
+    )
+    fig.subplots_adjust(hspace=0.12)
+    return _svg(fig, f"timeline-{service}")
+
+
+def frontier_svg(data: ReportData, service: str) -> str:
+    """Every candidate's quality against its cost per request (log scale), the cost/quality frontier, the floor,
+    the starting model and the model live at the end."""
+    from matplotlib.figure import Figure
+
+    models = sorted(data.candidates[service], key=lambda m: m.cost_per_request)
+    start, live = data.start_models[service], data.live_models[service]
+    floor = floor_quality(data, service)
+    fig = Figure(figsize=(6.2, 5.2))
+    ax = fig.subplots()
+    costs = [max(m.cost_per_request, 1e-9) for m in models]
+    qualities = [m.quality for m in models]
+    lo, hi = min(costs), max(costs)
+    ax.set_xscale("log")
+    ax.set_xlim(lo / 2.5, hi * 2.5)
+    ax.set_ylim(max(0.0, min([floor, *qualities]) - 0.1), min(1.05, max(qualities) + 0.08))
+    ax.axhspan(0, floor, color="#fbe9e7", lw=0)
+    ax.axhline(floor, color="#555", ls="--", lw=1.2, label=f"quality floor ({floor:.3f})")
+    frontier = _frontier(models)
+    ax.step(
+        [max(m.cost_per_request, 1e-9) for m in frontier],
+        [m.quality for m in frontier],
+        where="post",
+        color="#90a4ae",
+        lw=1.2,
+        label="cost/quality frontier",
+    )
+    ax.scatter(costs, qualities, s=36, color="#1565c0", zorder=3, label="candidate")
+    for model, marker, size, color, label in (
+        (live, "*", 220, "#ffb300", "live at the end"),
+        (start, "s", 240, "none", "starting model"),  # drawn around the star when the service stayed put
+    ):
+        m = next((m for m in models if m.model == model), None)
+        if m is not None:
+            ax.scatter(
+                [max(m.cost_per_request, 1e-9)],
+                [m.quality],
+                s=size,
+                marker=marker,
+                zorder=4,
+                facecolor=color,
+                edgecolor="#222",
+                lw=1.2,
+                label=label,
+            )
+    _place_labels(fig, ax, [(max(m.cost_per_request, 1e-9), m.quality, m.model) for m in models])
+    ax.set_xlabel("cost per request (USD, log scale)")
+    ax.set_ylabel("quality (mean score over the prompts, 0 to 1)")
+    _log_cost_axis(ax, lo / 2.5, hi * 2.5)
+    ax.grid(True, color="#eee", which="both")
+    ax.set_title(f"{service}: the candidates' quality against cost", loc="left", fontsize=11)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.26)
+    return _svg(fig, f"frontier-{service}")
+
+
+def _frontier(models: Sequence[ModelSummary]) -> list[ModelSummary]:
+    """The models no other is both cheaper (or as cheap) and better than, by increasing cost."""
+    best, out = -1.0, []
+    for m in sorted(models, key=lambda m: (m.cost_per_request, -m.quality)):
+        if m.quality > best:
+            out.append(m)
+            best = m.quality
+    return out
+
+
+# Where a label may go around its point (offset in points, horizontal alignment), tried in this order.
+LABEL_SPOTS = [
+    (12, 3, "left"),
+    (12, -11, "left"),
+    (-12, 3, "right"),
+    (-12, -11, "right"),
+    (0, 12, "center"),
+    (0, -21, "center"),
+    (9, 15, "left"),
+    (9, -23, "left"),
+    (-9, 15, "right"),
+    (-9, -23, "right"),
+]
+
+
+def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
+    """Label every point with its full name where it overlaps neither another label nor a point, inside the
+    axes if it can; the first spot otherwise (the saved figure grows to fit, so no label is cut)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    area = ax.get_window_extent(renderer)
+    dots = [
+        Bbox.from_extents(px - 11, py - 11, px + 11, py + 11)
+        for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)
+    ]  # a marker's extent, star included
+    placed = []
+    for x, y, name in sorted(points, key=lambda p: -p[1]):
+        chosen = None
+        for dx, dy, ha in LABEL_SPOTS:
+            text = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8, zorder=5)
+            box = text.get_window_extent(renderer).expanded(1.0, 1.15)
+            clear = (
+                area.contains(box.x0, box.y0)
+                and area.contains(box.x1, box.y1)
+                and not any(box.overlaps(other) for other in placed)
+                and not any(box.overlaps(dot) for dot in dots)
+            )
+            if clear:
+                chosen = box
+                break
+            text.remove()
+        if chosen is None:  # nowhere clear: the first spot, drawn anyway
+            dx, dy, ha = LABEL_SPOTS[0]
+            text = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8, zorder=5)
+            chosen = text.get_window_extent(renderer)
+        placed.append(chosen)
+
+
+def _usd_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    def usd(value: float, _pos) -> str:
+        if value <= 0:
+            return "$0"
+        digits = max(0, -int(f"{value:e}".split("e")[1]) + 2)  # two significant digits at most
+        return "$" + f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+    return FuncFormatter(usd)
+
+
+def _log_cost_axis(ax, lo: float, hi: float) -> None:
+    """Labelled ticks at 1-2-5 (or 1-3) steps, whatever the span: a span under a decade still gets values."""
+    import math
+
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    decades = math.log10(hi / lo)
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0, 3.0) if decades <= 3.5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(_usd_formatter())
+
+
+def _svg(fig, name: str) -> str:
+    """The figure as an inline <svg> element: text kept as text (searchable, small), and every id prefixed with
+    `name`, since matplotlib numbers its ids per figure (figure_1, patch_1, ...) and a page holds several."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name, "font.family": "DejaVu Sans"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buffer.getvalue()
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg") :].strip(), flags=re.S)  # RDF, unused
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", name)
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
