@@ -263,3 +263,19 @@ def test_gather_reads_a_run_from_postgres(database_url, tmp_path):
 def html_text(page: str) -> str:
     """The text a reader sees: tags dropped, entities decoded, whitespace collapsed."""
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_a_service_without_traffic_is_said_so_not_dropped(tmp_path):
+    data = fabricated()
+    quiet = report.ReportData(
+        goal=data.goal,
+        series={**data.series, "quiet": []},
+        candidates={**data.candidates, "quiet": CANDIDATES["gsm8k"]},
+        start_models={**data.start_models, "quiet": "gpt-4-1106-preview"},
+        live_models={**data.live_models, "quiet": "gpt-4-1106-preview"},
+        rollouts=data.rollouts,
+    )
+    text = html_text(report.render_html(quiet))
+    assert "quiet: cost and quality per request over time" in text
+    assert re.search(r"quiet gpt-4-1106-preview → gpt-4-1106-preview too little traffic to tell", text)
+    assert re.search(r"quiet +\(too little traffic\)", report.summary_text(quiet))
