@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -51,7 +52,7 @@ class RawSpan:
     service: Any  # the resource's service.name (checked when the span becomes an event)
     raw: dict[str, Any]
 
-    @property
+    @cached_property  # read to sort the span, then to map it
     def attributes(self) -> dict[str, Any]:
         return _attributes(self.raw.get("attributes", []), "attributes")
 
