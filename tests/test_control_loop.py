@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from conftest import settings_for, start_worker_process
+from conftest import settings_for, start_worker_process, wait_for
 from traffic import ModelBehaviour, Traffic
 
 from llm_optimizer.configs import ConfigSpec
@@ -72,9 +72,18 @@ async def test_a_cheaper_model_of_equal_quality_is_canaried_and_promoted(stack, 
         with Traffic(database_url, service, behaviours, rate=600):
             handle = await start(temporal_client, settings, cycle_input(service))
             record = await wait_for_outcome(handle)
+            status = await handle.query("status", result_type=CycleStatus)
+            # The canary is found with the cycle's own filters, and says what it is.
+            query = f'Service="{service}" AND ConfigVersion="v2" AND WorkflowType="CanaryRollout"'
+            found = await wait_for(lambda: _listed(temporal_client, query), 10, "the canary in the list")
+            summary = await (await temporal_client.get_workflow_handle(found[0]).describe()).static_summary()
             await handle.terminate("test over")
     assert record.outcome.startswith("promoted"), record
     assert "gpt-4o-mini" in record.rationale
+    assert found == [f"canary/{service}/v2"] and summary == f"{service}: canary v1 -> v2 (gpt-4o-mini)"
+    [link] = status.rollouts
+    assert (link.kind, link.workflow_id, link.target) == ("canary", found[0], "v2") and link.run_id
+    assert link.outcome.startswith("promoted") and link.finished_at is not None
     with psycopg.connect(database_url) as conn:
         assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
         state, reason = conn.execute("SELECT state, reason FROM rollouts").fetchone()
@@ -247,6 +256,10 @@ async def test_scenario_latency_spike_moves_traffic_to_a_faster_model_within_the
     assert record.outcome.startswith("promoted"), record
     with psycopg.connect(database_url) as conn:
         assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+
+
+async def _listed(client, query: str) -> list[str]:
+    return [w.id async for w in client.list_workflows(query)]
 
 
 def _event(service: str, version: str, spec: ConfigSpec, ts: datetime) -> LLMEvent:

@@ -560,7 +560,7 @@ class OptimizationCycle:
         waits = state in (CycleState.IDLE, CycleState.PAUSED, CycleState.STOPPED, CycleState.MONITORING)
         await self._audit("transition", why, {"from": previous.value, "to": state.value}, flush=waits)
 
-    async def _audit(self, event_type: str, triggered_by: str, details: dict[str, Any], flush: bool = True) -> None:
+    async def _audit(self, event_type: str, triggered_by: str, details: dict[str, Any], flush: bool = False) -> None:
         info = workflow.info()
         self.audit_seq += 1
         record = AuditRecord(
@@ -657,7 +657,7 @@ class OptimizationCycle:
 
     async def _alert(self, text: str, cause: str) -> str:
         self.alerts = [*self.alerts, text[:500]][-20:]
-        await self._audit("alert", cause, {"alert": text[:2000]})
+        await self._audit("alert", cause, {"alert": text[:2000]}, flush=True)
         return text
 
     async def _signal_rollout(self, name: str, payload: dict[str, Any]) -> None:
@@ -679,7 +679,7 @@ class OptimizationCycle:
             if refusal is not None:
                 # A refused input may hold what Postgres cannot store (NUL, Infinity): kept as bounded JSON text.
                 details = {"payload": json.dumps(payload, default=repr)[:2000], "outcome": outcome, "refusal": refusal}
-            await self._audit("signal", name, details)
+            await self._audit("signal", name, details, flush=True)
         self._show()
 
     async def _missing_target(self, version: str) -> str | None:
