@@ -85,7 +85,8 @@ def candidate_profiles(
             and p.requests > best_of_model.get(p.model, Profile(model="", provider="")).requests
         ):
             best_of_model[p.model] = p
-    tokens_in, tokens_out = current.tokens_in_mean or 0.0, current.tokens_out_mean or 0.0
+    # A price needs the live token mix; without it (no usage reported) a quote would be a guess, so it is measured.
+    mix_known = current.tokens_in_mean is not None and current.tokens_out_mean is not None
     profiles: dict[str, Profile] = {}
     for candidate in offered:
         model = candidate.model or current.model
@@ -104,21 +105,25 @@ def candidate_profiles(
         elif explored is not None and explored.result.quality is not None:
             profile = _from_exploration(explored.result, model, provider, with_quality=True)
         if profile is None:
-            quote = None if changes else price(model, tokens_in, tokens_out)
+            quote = None if changes or not mix_known else price(model, current.tokens_in_mean, current.tokens_out_mean)
             profile = Profile(
                 model=model,
                 provider=candidate.provider or (quote.provider if quote and quote.provider else current.provider),
                 cost_per_request=quote.cost_per_request if quote else None,
-                price_source=quote.source
-                if quote
-                else (
-                    "to be measured: the change alters the token mix" if changes else "no price known: to be measured"
-                ),
+                price_source=quote.source if quote else _unpriced_reason(bool(changes), mix_known),
             )
         profiles[candidate.name] = profile.model_copy(update={"key": candidate.name, "changes": changes})
     for model, p in best_of_model.items():
         profiles.setdefault(model, p.model_copy(update={"key": model}))
     return list(profiles.values())
+
+
+def _unpriced_reason(changes: bool, mix_known: bool) -> str:
+    if changes:
+        return "to be measured: the change alters the token mix"
+    if not mix_known:
+        return "to be measured: the live token mix is unknown (no usage reported)"
+    return "no price known: to be measured"
 
 
 def _from_exploration(r: ArmResult, model: str, provider: str, *, with_quality: bool) -> Profile:

@@ -27,14 +27,16 @@ def observed_prices(
     min_requests: int = 1,
 ) -> dict[str, ModelPrice]:
     """Per model (of `models`, or every model), in any service, from events in [since, until) with a cost: one
-    blended price per token, sum(cost) / sum(tokens in + out), as both input and output price; a model whose
-    events have no tokens gets the mean cost per request instead. Models with fewer than `min_requests` costed
+    blended price per token, sum(cost) / sum(tokens in + out) over the events that reported both token counts, as
+    both input and output price; a model none of whose costed events reported tokens gets the mean cost per request
+    instead. Models with fewer than `min_requests` costed
     events are left out: a handful of requests is not a price."""
     if models is not None and not models:
         return {}
     rows = conn.execute(
         """
         SELECT model, mode() WITHIN GROUP (ORDER BY provider), count(*), sum(cost_usd),
+               sum(cost_usd) FILTER (WHERE tokens_in IS NOT NULL AND tokens_out IS NOT NULL),
                sum(tokens_in::bigint + tokens_out::bigint)
         FROM events
         WHERE ts >= %(since)s AND (%(until)s::timestamptz IS NULL OR ts < %(until)s)
@@ -52,9 +54,9 @@ def observed_prices(
         },
     ).fetchall()
     prices = {}
-    for model, provider, requests, cost, tokens in rows:
+    for model, provider, requests, cost, cost_with_tokens, tokens in rows:
         if tokens:
-            per_1m = float(cost) / float(tokens) * 1_000_000
+            per_1m = float(cost_with_tokens) / float(tokens) * 1_000_000
             prices[model] = ModelPrice(
                 model=model, provider=provider, input_per_1m=per_1m, output_per_1m=per_1m, source="observed"
             )

@@ -92,6 +92,16 @@ def test_each_candidate_is_known_by_what_there_is_first_its_requests_then_its_ex
     assert profiles["short"].model == "big"
 
 
+def test_a_listed_price_is_not_quoted_when_the_live_config_reported_no_usage():
+    # Streams without usage: the token means are unknown, so a listed price cannot be turned into a cost (a quote
+    # at zero tokens would make every listed model look free); the candidate is measured instead.
+    silent = CURRENT.model_copy(update={"tokens_in_mean": None, "tokens_out_mean": None})
+    offered = offered_candidates(["listed"], [])
+    listed = by_key(candidate_profiles(offered, [silent], silent, Memory(), quote))["listed"]
+    assert listed.cost_per_request is None
+    assert listed.price_source == "to be measured: the live token mix is unknown (no usage reported)"
+
+
 def test_the_floor_s_base_is_the_kept_reference_then_the_live_config():
     assert reference_estimate(Memory(), CURRENT).mean == 0.8
     kept = QualityEstimate(mean=0.85, sd=0.35, n=9000)

@@ -224,13 +224,15 @@ def test_the_columnar_path_adds_a_per_request_price_as_model_price_cost_does():
 def test_observed_prices_blend_the_reported_cost_per_token_across_services(db):
     now = datetime.now(UTC)
     events = []
-    # acme: three events in two services with reported costs; one without cost; one before the window.
+    # acme: three events in two services with reported costs and usage; one without cost; one with a cost but no
+    # usage; one before the window.
     for i, (service, tokens_in, tokens_out, cost) in enumerate(
         [
             ("chat", 1000, 200, 0.0030),
             ("chat", 3000, 500, 0.0070),
             ("search", 500, 100, 0.0008),
             ("chat", 800, 80, None),
+            ("chat", None, None, 0.0050),  # a reported cost without usage: not in the per-token blend
         ]
     ):
         events.append(
