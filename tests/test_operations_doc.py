@@ -83,22 +83,22 @@ async def test_every_temporal_command_in_the_operations_doc(stack, database_url,
             output = await run(command, address)
             if "--type status" in command:
                 assert '"state"' in output
-            elif "--name pause" in command:
+            elif _control(command, "pause"):
                 await eventually(lambda: _is(status, lambda s: s.paused_reason == "maintenance"), "paused")
-            elif "--name resume" in command:
+            elif _control(command, "resume"):
                 await eventually(
                     lambda: _is(status, lambda s: s.paused_reason is None and s.stopped_reason is None), "resumed"
                 )
-            elif "--name set_objectives" in command:
+            elif _control(command, "set_objectives"):
                 await eventually(
                     lambda: _is(
                         status, lambda s: s.strategy == "conservative" and s.constraints.quality_floor_ratio == 0.97
                     ),
                     "new objectives",
                 )
-            elif "--name rollback" in command:
+            elif _control(command, "rollback"):
                 await eventually(lambda: _is(status, lambda s: s.active_version == "v1"), "rolled back to v1")
-            elif "--name emergency_stop" in command:
+            elif _control(command, "emergency_stop"):
                 await eventually(lambda: _is(status, lambda s: s.state == CycleState.STOPPED), "stopped")
         await handle.terminate()
 
@@ -129,6 +129,11 @@ async def test_every_temporal_command_in_the_operations_doc(stack, database_url,
         outcome = await rollout.result()
     assert outcome.result == "rolled_back" and "looks wrong" in outcome.reason
     assert outcome.verdicts == [], "promote skipped the first stage's verdict"
+
+
+def _control(command: str, name: str) -> bool:
+    """Is `command` the control `name`: its signal, or the `control` update naming it?"""
+    return f"--name {name}" in command or f'"name": "{name}"' in command
 
 
 async def _listed(command: str, address: str) -> bool:
