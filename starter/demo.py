@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace) -> int:
             time_scale=TIME_SCALE,
             constraints=Constraints(quality_floor_ratio=args.quality_floor),
             # The floor is the limit here: a canary may lose what the floor allows, judged on 50 requests.
-            canary=CanaryThresholds(min_samples=50, quality_decrease=1 - args.quality_floor),
+            canary=CanaryThresholds(min_samples=50, quality_decrease=round(1 - args.quality_floor, 6)),
         )
         await start_cycle(client, settings.temporal.task_queue, cycle)
         print(f"  {service}: starts on {best.model} (quality {best.quality:.3f}); candidates {candidates}", flush=True)
@@ -102,12 +102,13 @@ async def run(args: argparse.Namespace) -> int:
     await _send_traffic(settings, table, incidents, args.rate, duration, client)
     print(f"\ntraffic done after {time.monotonic() - started:.0f}s; writing the report ...", flush=True)
     await asyncio.sleep(5)  # the last batches land
-    if EVALUATED_SERVICE in table.services:  # score what the schedule has not reached yet, so the report sees it
+    if EVALUATED_SERVICE in table.services:  # score what the rounds have not reached yet, so the report sees it
         await client.execute_workflow(
             "QualityEvaluation",
             evaluation.evaluation_round(settings),
             id=f"quality-evaluation/demo-final-{int(time.time())}",
             task_queue=settings.temporal.task_queue,
+            static_summary="Quality evaluation: the last round of the demo, before its report",
             result_type=list[QualityReport],
         )
     summary = report.build(settings.database_url, table, args.report, report.Goal.of(cycle))  # same goal for all
