@@ -41,7 +41,16 @@ async def test_register_start_signal_and_schedule(env_for, temporal_client, caps
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         assert await cli("status", "--service", "ops") == 0
-        assert '"paused_reason": "maintenance"' in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "pause accepted by optimization-cycle/ops: state" in out, "the cycle's answer, not a fire-and-forget"
+        assert '"paused_reason": "maintenance"' in out
+        # A refused control says why in one line, and fails the command.
+        assert await cli("set-objectives", "--service", "ops", "--json", '{"strategy": "oops"}') == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: set_objectives refused: strategy = 'oops': Input should be")
+        assert err.count("\n") == 1, err
+        assert await cli("set-objectives", "--service", "ops", "--json", "[1]") == 1
+        assert "--json '[1]': expected a JSON object" in capsys.readouterr().err
         await handle.terminate()
 
         assert await cli("schedule", "create", "--service", "ops", "--every", "1h") == 0
