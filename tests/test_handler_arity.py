@@ -217,6 +217,8 @@ CYCLE_FIELDS = {
     "rollback": COMMON | {"target_version"},
     "set_objectives": COMMON | {"objectives", "constraints", "strategy"},
 }
+# The cycle's internal channels (from its rollouts and the threshold watcher): no fuzzed input is a valid one.
+INTERNAL = ("rollout_progress", "threshold_breached")
 ROLLOUT_FIELDS = {
     "pause": COMMON,
     "resume": COMMON,
@@ -288,15 +290,15 @@ async def test_a_cycle_takes_any_input_as_any_signal_and_still_obeys_emergency_s
             return check
 
         @FUZZ
-        @given(name=st.sampled_from([*CYCLE_FIELDS, "rollout_progress"]), texts=inputs_strategy)
+        @given(name=st.sampled_from([*CYCLE_FIELDS, *INTERNAL]), texts=inputs_strategy)
         def one_signal(name: str, texts: list[str]) -> None:
             before = on_loop(handle.query(OptimizationCycle.status))
             seen = len([r for r in script.audits if r.event_type == "signal"])
             on_loop(handle.signal(name, args=raw(texts)))
-            if name == "rollout_progress":  # internal: not audited; a malformed one is refused in `status`
+            if name in INTERNAL:  # not audited; a malformed one is refused in `status`
                 status = on_loop(handle.query(OptimizationCycle.status))
                 if len(texts) != 1 or not isinstance(json.loads(texts[0]), dict):
-                    assert status.refusals[-1].startswith("rollout_progress refused: "), (texts, status.refusals)
+                    assert status.refusals[-1].startswith(f"{name} refused: "), (texts, status.refusals)
                     if len(before.refusals) < 20:  # the status keeps the last 20
                         assert len(status.refusals) == len(before.refusals) + 1
             else:
