@@ -71,8 +71,8 @@ def _feeds(batch: DecodedBatch) -> dict[str, datetime]:
         for service, ts in batch.rows.group_by("service").agg(pl.col("ts").max()).iter_rows():
             newest[service] = ts
     for event in batch.events:
-        if event.service not in newest or event.ts > newest[event.service]:
-            newest[event.service] = event.ts
+        if event.service not in newest or event.timestamp > newest[event.service]:
+            newest[event.service] = event.timestamp
     return newest
 
 

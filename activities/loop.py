@@ -7,7 +7,10 @@ decision id, rollout id and stage, or audit id), so a retry after a crash writes
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hashlib
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar, get_args
@@ -68,18 +71,57 @@ from llm_optimizer.decision import (
 )
 from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.exploration import ArmResult, ArmStats, settle
-from llm_optimizer.judge import CanaryVerdict, judge
+from llm_optimizer.judge import CanaryVerdict, judge, late
 from llm_optimizer.pricing import Prices, as_book
 from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
 from llm_optimizer.tuning import TaskType, tune
-from storage import analysis_repo, audit_repo, configs_repo, partitions_repo, prices_repo, rollups_repo, rules_repo
+from storage import (
+    analysis_repo,
+    audit_repo,
+    configs_repo,
+    partitions_repo,
+    prices_repo,
+    rollups_repo,
+    rules_repo,
+    watermarks_repo,
+)
 from storage.db import psycopg_url
 from workflows.search_attributes import CYCLE_STATE
 
 T = TypeVar("T")
+
+BEAT_EVERY_S = 1.0  # well inside workflows/options.py HEARTBEAT, so one late beat is never a timeout
+LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
+_beat_details: contextvars.ContextVar[list] = contextvars.ContextVar("beat_details")
+
+
+def heartbeating(fn: Callable) -> Callable:
+    """Heartbeat from a side task while the activity runs, when its options ask for heartbeats: a worker that dies
+    stops heartbeating, and Temporal retries its work after the heartbeat timeout (seconds) instead of the
+    start-to-close timeout. What the activity puts in `_beat_details` goes with each beat (a retry reads it)."""
+
+    @functools.wraps(fn)
+    async def run(*args, **kwargs):
+        if not activity.info().heartbeat_timeout:
+            return await fn(*args, **kwargs)
+        details: list = list(activity.info().heartbeat_details)
+        _beat_details.set(details)
+
+        async def beat() -> None:
+            while True:
+                activity.heartbeat(*details)
+                await asyncio.sleep(BEAT_EVERY_S)
+
+        beats = asyncio.create_task(beat())
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            beats.cancel()
+
+    return run
 
 
 class LoopActivities:
@@ -110,8 +152,37 @@ class LoopActivities:
 
     # ---- OptimizationCycle ----
 
+    async def _landed(self, service: str, until: datetime, wait_s: float) -> tuple[watermarks_repo.Completeness, str]:
+        """Wait, at most `wait_s` over all attempts, until `service`'s events up to `until` have landed
+        (docs/architecture.md "Complete windows"). Returns the completeness and, if still late, why."""
+        details = _beat_details.get(None)
+        waited = float(details[0]) if details and isinstance(details[0], int | float) else 0.0
+        started = time.monotonic() - waited
+        while True:
+            done = await self._db(lambda conn: watermarks_repo.for_service(conn, service))
+            waited = time.monotonic() - started
+            if done.covers(until) or waited >= wait_s:
+                break
+            if details is not None:
+                details[:] = [waited]  # a retry after a dead worker waits only what is left
+            await asyncio.sleep(min(LANDED_POLL_S, wait_s - waited))
+        behind = done.behind(until)
+        metrics.DATA_LATE_SECONDS.labels(service).set(behind)
+        if behind <= 0:
+            return done, ""
+        assert done.complete_until is not None
+        return done, (
+            f"topic {done.topic} has landed {service}'s events up to {done.complete_until:%H:%M:%S}, "
+            f"{behind:.0f} s before the window's end {until:%H:%M:%S} (waited {waited:.0f} s)"
+        )
+
     @activity.defn(name="observe")
+    @heartbeating
     async def observe(self, request: ObserveRequest) -> Observation:
+        """The registry's view of the service, once the observation window's events have landed (or the wait for
+        them is over: then `data_late` says why)."""
+        _, why_late = await self._landed(request.service, request.window_end, request.data_wait_s)
+
         def work(conn: psycopg.Connection) -> Observation:
             assignment = configs_repo.get_assignment(conn, request.service)
             live = None
@@ -123,6 +194,7 @@ class LoopActivities:
                 parent_version=live.parent_version if live else None,
                 canary_version=assignment.canary_version if assignment else None,
                 active_model=live.spec.model if live else None,
+                data_late=why_late or None,
             )
 
         return await self._db(work)
@@ -443,8 +515,10 @@ class LoopActivities:
     # ---- CanaryRollout ----
 
     @activity.defn(name="set_traffic")
+    @heartbeating
     async def set_traffic(self, request: TrafficRequest) -> None:
-        """Write the split to the registry, then push it to the orchestrator if one is configured."""
+        """Write the split to the registry (with the rollout's final record, if any, in the same transaction), then
+        push it to the orchestrator if one is configured."""
         assignment = Assignment(
             service=request.service,
             active_version=request.active_version,
@@ -457,6 +531,8 @@ class LoopActivities:
             for arm in request.explore:  # JSON names them: no foreign key does this check
                 configs_repo.get_version(conn, request.service, arm)
             configs_repo.set_assignment(conn, assignment, updated_by=request.rollout_id)
+            if request.record is not None:
+                audit_repo.record_rollout(conn, request.record)
             active = configs_repo.get_version(conn, request.service, request.active_version)
             canary = (
                 configs_repo.get_version(conn, request.service, request.canary_version)
@@ -466,6 +542,8 @@ class LoopActivities:
             return orchestrator.payload(request, active, canary)
 
         body = await self._db(work)
+        if request.record is not None:
+            _count_rollout(request.record)
         integrations = self.settings.integrations
         if integrations.orchestrator_url:
             await orchestrator.push(
@@ -473,14 +551,32 @@ class LoopActivities:
             )
 
     @activity.defn(name="judge_stage")
+    @heartbeating
     async def judge_stage(self, request: JudgeRequest) -> CanaryVerdict:
+        """Judge the stage once its window has landed; `inconclusive: data late` if it has not within
+        `data_wait_s`, or if the sample is the previous judgement's again (no event landed since)."""
+        _, why_late = await self._landed(request.service, request.window_end, request.data_wait_s)
+
         def work(conn: psycopg.Connection) -> CanaryVerdict:
-            base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
-            baseline = analysis_repo.arm_sample(conn, request.service, request.baseline_version, base_start, base_end)
-            canary = analysis_repo.arm_sample(
-                conn, request.service, request.canary_version, request.window_start, request.window_end
-            )
-            verdict = judge(baseline, canary, request.thresholds)
+            if why_late:
+                verdict = late(why_late)
+            else:
+                base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
+                baseline = analysis_repo.arm_sample(
+                    conn, request.service, request.baseline_version, base_start, base_end
+                )
+                canary = analysis_repo.arm_sample(
+                    conn, request.service, request.canary_version, request.window_start, request.window_end
+                )
+                if request.previous_requests == (baseline.requests, canary.requests):
+                    verdict = late(
+                        f"the same {baseline.requests} baseline / {canary.requests} canary requests as the stage's "
+                        "previous judgement: no event landed since",
+                        baseline.requests,
+                        canary.requests,
+                    )
+                else:
+                    verdict = judge(baseline, canary, request.thresholds)
             audit_repo.record_verdict(
                 conn,
                 request.rollout_id,
@@ -542,12 +638,10 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="record_rollout")
+    @heartbeating
     async def record_rollout(self, record: RolloutRecord) -> None:
         await self._db(lambda conn: audit_repo.record_rollout(conn, record))
-        outcome = "started" if record.state == "running" else record.state
-        metrics.ROLLOUTS.labels(record.service, outcome).inc()
-        if record.state == "rolled_back":
-            metrics.ROLLBACKS.labels(record.service).inc()
+        _count_rollout(record)
 
     @activity.defn(name="version_exists")
     async def version_exists(self, service: str, version: str) -> bool:
@@ -629,3 +723,10 @@ def _take_anomalies(conn: psycopg.Connection, service: str, handler: str) -> lis
         (handler, service),
     ).fetchall()
     return [f"Sentinel: {severity} {kind}" for kind, severity in rows]
+
+
+def _count_rollout(record: RolloutRecord) -> None:
+    outcome = "started" if record.state == "running" else record.state
+    metrics.ROLLOUTS.labels(record.service, outcome).inc()
+    if record.state == "rolled_back":
+        metrics.ROLLBACKS.labels(record.service).inc()

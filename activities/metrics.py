@@ -26,6 +26,16 @@ ROLLOUTS = Counter(
     "optimizer_rollouts_total", "Rollouts by outcome (started, promoted, rolled_back)", ["service", "outcome"]
 )
 ROLLBACKS = Counter("optimizer_rollbacks_total", "Rollouts rolled back and operator rollbacks", ["service"])
+DATA_LATE_SECONDS = Gauge(
+    "optimizer_data_late_seconds",
+    "How far the service's landed events were behind the window its last judge or observation needed (0: complete)",
+    ["service"],
+)
+WORKER_LAST_POLL = Gauge(
+    "optimizer_worker_last_poll_timestamp_seconds",
+    "When the Temporal server last saw this worker poll its task queue (unix time), by task type",
+    ["task_type"],
+)
 EMERGENCY_STOPS = Counter("optimizer_emergency_stops_total", "Emergency stops accepted", ["service"])
 COST_PER_REQUEST = Gauge("optimizer_cost_per_request_usd", "Cost per request of the live config", ["service"])
 ESTIMATED_SAVINGS = Gauge(

@@ -277,6 +277,9 @@ class ObserveRequest(BaseModel):
     service: str
     window_start: datetime
     window_end: datetime
+    # The observation waits at most this long for the window's events to land (docs/architecture.md "Complete
+    # windows"); past it the observation says the data is late.
+    data_wait_s: float = Field(default=30, ge=0)
 
 
 class Observation(BaseModel):
@@ -285,6 +288,7 @@ class Observation(BaseModel):
     parent_version: str | None
     canary_version: str | None
     active_model: str | None = None  # the live version's model, for what the Temporal UI shows
+    data_late: str | None = None  # why the window is not complete yet (then the cycle does not decide on it)
 
 
 class ThresholdRequest(BaseModel):
@@ -394,9 +398,17 @@ class RolloutInput(BaseModel):
     thresholds: JudgeThresholds
     max_extensions: int = 2
     decision_id: str | None = None
+    from_model: str | None = None  # the versions' models, for what the Temporal UI shows
+    to_model: str | None = None
     # Measurements of the new version before this rollout (its exploration): the last stage's promotion gate pools
     # the quality of every request since then.
     evidence_since: datetime | None = None
+    # Late data (docs/architecture.md "Complete windows"): a judge waits this long for its window to land; a stage
+    # whose data stays late is extended (not counted against max_extensions), alerts after late_alert_s and is
+    # rolled back, the safe side, after max_late_s.
+    data_wait_s: float = Field(default=60, ge=0)
+    late_alert_s: float = Field(default=300, ge=0)
+    max_late_s: float = Field(default=3600, gt=0)
 
 
 class StageVerdict(BaseModel):
@@ -424,6 +436,9 @@ class RolloutStatus(BaseModel):
     verdicts: list[StageVerdict]
     finished: RolloutOutcome | None
     refusals: list[str] = Field(default_factory=list)  # operator signals that were not applied, and why
+    state: str | None = None  # the RolloutState search attribute: baking, judging, data_late, paused, ...
+    data_late_s: float = 0.0  # how long the current stage has waited for late data
+    alerts: list[str] = Field(default_factory=list)  # what needs an operator (data late for long)
 
 
 class TrafficRequest(BaseModel):
@@ -433,6 +448,9 @@ class TrafficRequest(BaseModel):
     canary_version: str | None
     percent: float
     explore: dict[str, float] = Field(default_factory=dict)  # exploration arms: version -> percent
+    # The rollout's final record, written in the same transaction as the split: the registry and the `rollouts`
+    # row never disagree (docs/architecture.md "Timeouts and dead workers").
+    record: RolloutRecord | None = None
 
 
 # ---- Exploration ----
@@ -516,6 +534,9 @@ class JudgeRequest(BaseModel):
     attempt: int
     percent: float
     thresholds: JudgeThresholds
+    data_wait_s: float = Field(default=0, ge=0)  # how long to wait for the window's events to land
+    # The sample sizes the previous judgement of this stage saw: the same again means no event landed meanwhile.
+    previous_requests: tuple[int, int] | None = None
 
 
 class RolloutRecord(BaseModel):
@@ -527,6 +548,9 @@ class RolloutRecord(BaseModel):
     state: str
     reason: str | None = None
     finished: bool = False
+
+
+TrafficRequest.model_rebuild()
 
 
 # ---- ABExperiment ----

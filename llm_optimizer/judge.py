@@ -94,6 +94,21 @@ class CanaryVerdict(BaseModel):
     checks: list[MetricCheck]
     baseline_requests: int
     canary_requests: int
+    # Inconclusive because the stage's window had not landed when it was judged (docs/architecture.md "Complete
+    # windows"): the stage is extended without using an extension meant for too little evidence.
+    data_late: bool = False
+
+
+def late(reason: str, baseline_requests: int = 0, canary_requests: int = 0) -> CanaryVerdict:
+    """The verdict of a stage whose data is late: `inconclusive: data late`, never evidence either way."""
+    return CanaryVerdict(
+        verdict="inconclusive",
+        reasons=[f"data late: {reason}"],
+        checks=[],
+        baseline_requests=baseline_requests,
+        canary_requests=canary_requests,
+        data_late=True,
+    )
 
 
 def judge(baseline: ArmSample, canary: ArmSample, thresholds: JudgeThresholds) -> CanaryVerdict:

@@ -310,13 +310,14 @@ api_keys = Table(
 )
 
 
-# Texts of events, kept only when `evaluation.store_text` allows it, redacted; they go with their event.
+# Texts of events, kept only when `evaluation.store_text` allows it, redacted; they go with their event's partition
+# (no foreign key: one to a partitioned table would stop its partitions from being dropped).
 event_texts = Table(
     "event_texts",
     metadata,
     Column("event_id", Text, primary_key=True),
-    Column("request_text", Text),
     _ts("ts", primary_key=True),
+    Column("request_text", Text),
     Column("response_text", Text),
     Column("reference_text", Text),
     Index(None, "ts"),
@@ -339,4 +340,29 @@ quality_evaluations = Table(
     Column("skipped_reason", Text),
     PrimaryKeyConstraint("event_id", "evaluator"),
     Index(None, "service", "evaluated_at"),
+)
+
+# How far each Kafka partition has landed (docs/architecture.md "Complete windows"): the event time before which
+# every record of the partition is in `events`. Written in the landing's own transaction, or when the consumer is
+# caught up; the judge of a canary stage waits for the minimum over the topics that feed its service.
+ingestion_watermarks = Table(
+    "ingestion_watermarks",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    _ts("complete_until", nullable=False),
+    Column("committed_offset", BigInteger),
+    _now("updated_at"),
+    PrimaryKeyConstraint("topic", "partition"),
+)
+
+# Which topics carry a service's events (learned from the events each topic lands): only those hold its judge back.
+ingestion_feeds = Table(
+    "ingestion_feeds",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("service", Text, nullable=False),
+    _ts("last_event_at", nullable=False),
+    PrimaryKeyConstraint("topic", "service"),
+    Index(None, "service"),
 )

@@ -224,7 +224,12 @@ class CanaryRollout:
                 self.time_left_when_paused = remaining
                 baking = self.state
                 self._set_state("paused")
-                await workflow.wait_condition(lambda: not self.paused or self.rollback_reason is not None)
+                # A promote ends the pause too (runs older than V2 waited for resume).
+                await workflow.wait_condition(
+                    lambda: not self.paused
+                    or self.rollback_reason is not None
+                    or (self.v2 and self.promote_request is not None)
+                )
                 self.time_left_when_paused = None
                 self._set_state(baking)
                 continue
