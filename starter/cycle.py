@@ -154,7 +154,7 @@ def control_payload(args: argparse.Namespace) -> dict:
         except json.JSONDecodeError as exc:
             raise OptimizerError(f"--json {args.json!r}: not JSON ({exc.msg} at character {exc.pos})") from None
         if not isinstance(payload, dict):
-            raise OptimizerError(f"--json {args.json!r}: expected a JSON object such as {{\"strategy\": \"balanced\"}}")
+            raise OptimizerError(f'--json {args.json!r}: expected a JSON object such as {{"strategy": "balanced"}}')
         return payload
     payload = {"reason": args.reason, "request_id": str(uuid.uuid4())}
     if args.command == "rollback" and args.target:

@@ -355,7 +355,7 @@ class OptimizationCycle:
                 [
                     SearchAttributePair(SERVICE, self.input.service),
                     SearchAttributePair(CONFIG_VERSION, prepared.version),
-                    SearchAttributePair(ROLLOUT_STATE, "running"),
+                    SearchAttributePair(ROLLOUT_STATE, "starting"),  # the rollout's own states follow
                 ]
             ),
             # The rollout's own cancellation handler restores the traffic: it is never left half-done.
@@ -463,7 +463,7 @@ class OptimizationCycle:
                 [
                     SearchAttributePair(SERVICE, self.input.service),
                     SearchAttributePair(CONFIG_VERSION, observation.active_version),
-                    SearchAttributePair(ROLLOUT_STATE, "running"),
+                    SearchAttributePair(ROLLOUT_STATE, "exploring"),
                 ]
             ),
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -597,7 +597,7 @@ class OptimizationCycle:
         watch = ThresholdWatch(
             service=self.input.service,
             constraints=self.input.constraints,
-            window_s=self.input.fast_path_s * self.input.time_scale,
+            window_s=round(self.input.fast_path_s * self.input.time_scale, 6),  # read in the UI's memo tab
         )
         current = workflow.memo_value("thresholds", None, type_hint=ThresholdWatch)
         if current != watch:
