@@ -111,6 +111,7 @@ async def test_a_quiet_cycle_says_what_it_is_doing_and_its_history_stays_lean(st
     assert current.startswith(("**IDLE**: waiting for the next run", "**OBSERVING**", "**DECIDING**")), current
     assert "- **Live**: v1 (gpt-4o)" in current
     assert "- **Last decision**" in current and "- **Strategy**: balanced" in current
+    assert f"_The optimization loop of {service}; controls: the `control` update" in current, "said after a CAN too"
     assert service in described_cli and "Optimization loop" in described_cli
 
     # Every control, query and internal channel is described; the internal ones say so.
@@ -160,7 +161,7 @@ async def test_a_periodic_job_is_one_long_running_workflow_that_says_what_it_did
     assert listed == [job.schedule_id], "one entry in the workflow list, whatever the number of runs"
     assert again.run_id == described.run_id
     assert summary == "Storage maintenance: roll raw events up, expire old ones, every 1 s"
-    assert details.startswith("**Run ") and "raw events expired" in details
+    assert details.startswith("**Storage maintenance, run ") and "raw events expired" in details
 
 
 async def _at_least(count, n: int) -> bool:

@@ -64,6 +64,8 @@ def cycle_details(status: CycleStatus, model: str | None, doing: str, now: datet
         lines.append(f"- **Alert**: {status.alerts[-1][:300]}")
     if status.refusals:
         lines.append(f"- **Last refusal**: {status.refusals[-1][:300]}")
+    # A run after continue-as-new has no static summary (the SDK cannot carry it): this line says what it is.
+    lines += ["", f"_The optimization loop of {status.service}; controls: the `control` update (docs/operations.md)._"]
     return "\n".join(lines)
 
 

@@ -689,7 +689,11 @@ class OptimizationCycle:
             return None
         try:
             exists = await workflow.execute_activity(
-                "version_exists", args=[self.input.service, version], result_type=bool, **ACTIVITY
+                "version_exists",
+                args=[self.input.service, version],
+                result_type=bool,
+                summary=f"is {version} a version of {self.input.service}? (rollback target)",
+                **ACTIVITY,
             )
         except ActivityError as err:
             return f"target_version = {version!r}: could not be checked ({err.cause or err})"

@@ -62,7 +62,7 @@ class QualityEvaluation:
     def _details(self) -> str:
         every = f"every {minutes(self.round.every_s)}" if self.round.every_s else "once"
         lines = [
-            f"**Round {self.round.rounds_done}** ({every}), at {clock(workflow.now())}:",
+            f"**Quality evaluation, round {self.round.rounds_done}** ({every}), at {clock(workflow.now())}:",
             "",
             "| service | evaluator | scored | skipped | waiting | cost |",
             "| --- | --- | --- | --- | --- | --- |",

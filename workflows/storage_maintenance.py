@@ -53,7 +53,8 @@ class StorageMaintenance:
         rows = ", ".join(f"{name}: {n}" for name, n in self.last.rollup_rows.items())
         every = f"every {minutes(self.request.every_s)}" if self.request.every_s else "once"
         workflow.set_current_details(
-            f"**Run {self.request.runs_done}** ({every}), at {clock(workflow.now())}: rollup rows {rows or 'none'}; "
+            f"**Storage maintenance, run {self.request.runs_done}** ({every}), at {clock(workflow.now())}: rollup "
+            f"rows {rows or 'none'}; "
             f"{self.last.expired_events} raw events expired."
         )
         return self.last
