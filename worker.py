@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import prometheus_client
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities import ActivityRegistry
+from activities import ActivityRegistry, health
 from llm_optimizer.control import WatchInput
 from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.logs import configure_logging
@@ -72,17 +71,18 @@ async def start_watcher(client: Client, settings: Settings) -> None:
     )
 
 
-def start_metrics(settings: Settings) -> Runtime | None:
-    """Serve the product's metrics, and return a Temporal runtime that serves the SDK's (each off at port 0)."""
+def start_metrics(settings: Settings, clock: health.PollClock) -> Runtime | None:
+    """Serve the product's metrics and /health, and return a Temporal runtime that serves the SDK's metrics (each off
+    at port 0)."""
     m = settings.metrics
     if m.port:
         try:
-            prometheus_client.start_http_server(m.port, addr=m.host)
+            health.serve(m.host, m.port, clock.health)
         except OSError as exc:
             raise PortInUse(
                 f"metrics port {m.host}:{m.port} is not free ({exc.strerror}); set OPTIMIZER_METRICS__PORT"
             ) from None
-        log.info("product metrics on http://%s:%s/metrics", m.host, m.port)
+        log.info("product metrics on http://%s:%s/metrics, liveness on /health", m.host, m.port)
     if not m.temporal_port:
         return None
     log.info("Temporal SDK metrics on http://%s:%s/metrics", m.host, m.temporal_port)
@@ -91,14 +91,21 @@ def start_metrics(settings: Settings) -> Runtime | None:
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     migrate(settings.database_url)
-    client = await connect_client(settings, runtime=start_metrics(settings))
+    clock = health.PollClock(settings.metrics.poll_stale_s)
+    client = await connect_client(settings, runtime=start_metrics(settings, clock))
     try:
         await ensure_search_attributes(client)
     except RPCError as err:  # e.g. Temporal Cloud, where a namespace admin registers them instead
         log.warning("could not register the search attributes (%s); register %s", err, ", ".join(SEARCH_ATTRIBUTES))
     async with serving(client, settings):
         log.info("worker serving task queue %s on %s", settings.temporal.task_queue, settings.temporal_address)
-        await stop.wait()
+        polls = asyncio.create_task(
+            health.watch_polls(client, settings.temporal.task_queue, clock, every_s=clock.stale_s / 6)
+        )
+        try:
+            await stop.wait()
+        finally:
+            polls.cancel()
 
 
 def main() -> int:

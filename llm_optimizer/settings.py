@@ -245,6 +245,9 @@ class MetricsSettings(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
     temporal_port: Annotated[int, Field(ge=0, le=65535)] = 9465
+    # /health on `port` fails once the Temporal server has seen no poll of the worker's for this long (an idle
+    # worker's long polls last about a minute each).
+    poll_stale_s: Annotated[float, Field(ge=90, allow_inf_nan=False)] = 180.0
 
 
 class TracingSettings(Section):

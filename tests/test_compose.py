@@ -12,7 +12,8 @@ import tomllib
 import jsonschema
 import yaml
 
-from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, env_name, setting_keys
+from activities.health import app
+from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings, env_name, setting_keys
 
 
 def load(repo_root):
@@ -40,7 +41,7 @@ def test_every_variable_given_to_the_project_is_a_real_setting(repo_root):
 
 def test_services_have_health_checks_and_wait_for_their_dependencies(repo_root):
     services = load(repo_root)["services"]
-    for name in ("postgres", "temporal", "kafka", "api"):
+    for name in ("postgres", "temporal", "kafka", "api", "worker"):
         assert "healthcheck" in services[name], name
     assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
@@ -54,3 +55,32 @@ def test_the_image_contains_every_package_of_the_project(repo_root):
     assert on_disk <= packages, f"packages pyproject.toml does not install: {sorted(on_disk - packages)}"
     copied = set(re.findall(r"^COPY (\S+) \./\1$", (repo_root / "Dockerfile").read_text(), flags=re.M))
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+
+
+def test_the_workers_health_check_asks_its_health_endpoint_on_the_metrics_port(repo_root):
+    """The check runs in the worker's container: the URL is the metrics port the worker's settings give it, and the
+    path is the one activities/health.py answers (503 when the worker no longer polls its task queue)."""
+    worker = load(repo_root)["services"]["worker"]
+    check = worker["healthcheck"]
+    assert check["test"][:3] == ["CMD", "python", "-c"]
+    [url] = re.findall(r"'(http://[^']+)'", check["test"][3])
+    settings = Settings(metrics={"port": int(worker["environment"].get("OPTIMIZER_METRICS__PORT", 9464))})
+    assert url == f"http://127.0.0.1:{settings.metrics.port}/health"
+    assert settings.metrics.host == "127.0.0.1"  # the default: the check, inside the container, reaches it
+    # Unhealthy after about interval x retries (plus the start period): longer than the staleness limit itself.
+    seconds = {k: float(check[k].removesuffix("s")) for k in ("interval", "timeout", "start_period")}
+    assert seconds["interval"] * check["retries"] < settings.metrics.poll_stale_s
+    assert seconds["timeout"] < seconds["interval"] and seconds["start_period"] >= 30
+    status, body = _health_of(app_health(ok=False))
+    assert status.startswith("503") and json.loads(body)["status"] == "stale"
+
+
+def app_health(ok: bool):
+    return lambda: (ok, {"status": "ok" if ok else "stale"})
+
+
+def _health_of(health) -> tuple[str, bytes]:
+    """What the worker's WSGI app answers the check's path with."""
+    seen = []
+    body = b"".join(app(health)({"PATH_INFO": "/health"}, lambda status, headers: seen.append(status)))
+    return seen[0], body

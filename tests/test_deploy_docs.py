@@ -50,7 +50,10 @@ def test_the_three_deployment_modes_use_real_settings_commands_and_probes(repo_r
             for probe in ("readinessProbe", "livenessProbe"):
                 if probe in container:
                     path = container[probe]["httpGet"]["path"]
-                    assert path == "/metrics" or path in api_paths, f"{name}: {probe} {path}"
+                    if container["name"] == "worker":  # the worker's own /health, on its metrics port
+                        assert (path, container[probe]["httpGet"]["port"]) == ("/health", "metrics"), name
+                    else:
+                        assert path in api_paths, f"{name}: {probe} {path}"
     deployments = {d["metadata"]["name"] for d in found["standalone.yaml"] if d["kind"] == "Deployment"}
     assert deployments == {"llm-optimizer-worker", "llm-optimizer-api"}
     [job] = found["batch.yaml"]
