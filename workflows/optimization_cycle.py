@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
-from workflows.options import ACTIVITY
+from workflows.options import ACTIVITY, OBSERVE
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
@@ -240,7 +240,7 @@ class OptimizationCycle:
             ObserveRequest(service=self.input.service, window_start=window_start, window_end=now),
             result_type=Observation,
             summary="observe: the live config and its traffic split",
-            **ACTIVITY,
+            **OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
         )
         self._set_active(observation.active_version, observation.active_model)
 
@@ -248,6 +248,9 @@ class OptimizationCycle:
             await self._operator_rollback(observation, record)
         elif observation.active_version is None:
             record.rationale = "no config is assigned to this service yet"
+        elif observation.data_late and not self.findings:
+            # Not decided on a window still arriving: the next trigger looks again (a breach is acted on anyway).
+            record.rationale = f"not decided: data late ({observation.data_late})"
         else:
             await self._transition(CycleState.ANALYZING, trigger)
             await self._transition(CycleState.DECIDING, trigger)
@@ -341,6 +344,8 @@ class OptimizationCycle:
             max_extensions=self.input.canary.max_extensions,
             decision_id=decision.decision_id,
             evidence_since=explored.since if measured else None,
+            from_model=observation.active_model,
+            to_model=prepared.spec.model,
         )
         self._show(f"starting the canary of {prepared.version} ({candidate.key})")
         self.rollout_handle = await workflow.start_child_workflow(
