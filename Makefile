@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status worker api clean bench-ingest bench-analysis bench-savings bench-savings-synthetic bench-api
+.PHONY: install demo test lint up down status worker api clean bench-ingest bench-soak bench-analysis bench-savings bench-savings-synthetic bench-api
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ clean: down
 
 bench-ingest: $(STAMP)
 	$(PY) -m benchmarks.ingest
+
+bench-soak: $(STAMP)
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 bench-savings: $(STAMP)
 	$(PY) -m benchmarks.savings --outcomes data/outcomes/dev_outcomes.parquet --quality-floor 0.95
