@@ -226,9 +226,11 @@ class CanaryRollout:
                 self._set_state("paused")
                 # A promote ends the pause too (runs older than V2 waited for resume).
                 await workflow.wait_condition(
-                    lambda: not self.paused
-                    or self.rollback_reason is not None
-                    or (self.v2 and self.promote_request is not None)
+                    lambda: (
+                        not self.paused
+                        or self.rollback_reason is not None
+                        or (self.v2 and self.promote_request is not None)
+                    )
                 )
                 self.time_left_when_paused = None
                 self._set_state(baking)
@@ -284,9 +286,7 @@ class CanaryRollout:
     async def _promote(self) -> RolloutOutcome:
         self.percent = 100.0
         self._set_state("promoting")
-        return await self._finish(
-            "promoted", f"promoted {self.input.to_version} to all traffic", self.input.to_version
-        )
+        return await self._finish("promoted", f"promoted {self.input.to_version} to all traffic", self.input.to_version)
 
     async def _roll_back(self, reason: str) -> RolloutOutcome:
         self.percent = 0.0
