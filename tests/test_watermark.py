@@ -13,16 +13,27 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import psycopg
 from conftest import produce, settings_for, wait_for
+from fixture_prices import fixture_book
+from temporalio.testing import ActivityEnvironment
 
 from activities.ingestion import ensure_topic
+from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
+from llm_optimizer.control import (
+    JudgeRequest,
+    ObserveRequest,
+    RolloutInput,
+    RolloutOutcome,
+    RolloutRecord,
+    RolloutStatus,
+)
 from llm_optimizer.events import LLMEvent
 from llm_optimizer.judge import JudgeThresholds
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from starter.ingest import start_ingestion
-from storage import configs_repo, watermarks_repo
+from storage import audit_repo, configs_repo, watermarks_repo
+from storage.events_repo import land_events
 from worker import serving
 from workflows import CanaryRollout
 
@@ -168,3 +179,57 @@ async def _judge_request(handle, client) -> JudgeRequest:
         ):
             return client.data_converter.payload_converter.from_payloads(attributes.input.payloads, [JudgeRequest])[0]
     raise AssertionError("no judge_stage in the history")
+
+
+async def test_observe_and_judge_say_late_when_the_window_has_not_landed(stack, database_url):
+    """The activities themselves (ActivityEnvironment): a lagging topic makes both late after their wait; a sample
+    identical to the previous judgement's is late too."""
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, SERVICE, ConfigSpec(model="gpt-4o", provider="openai"))
+        configs_repo.register(conn, SERVICE, ConfigSpec(model="gpt-4o-mini", provider="openai"))
+        configs_repo.set_assignment(conn, Assignment(service=SERVICE, active_version="v1"), updated_by="test")
+        rng = np.random.default_rng(5)
+        events = [LLMEvent.model_validate_json(_event("v1" if i % 2 else "v2", rng)) for i in range(60)]
+        land_events(conn, events, source="test")
+        watermarks_repo.landed(conn, "slow", {0: (1, now - timedelta(minutes=10))}, {SERVICE: now})
+        audit_repo.record_rollout(
+            conn,
+            RolloutRecord(
+                rollout_id="r1", service=SERVICE, from_version="v1", to_version="v2", strategy="canary", state="running"
+            ),
+        )
+        conn.commit()
+    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    env = ActivityEnvironment()
+    window = {"window_start": now - timedelta(minutes=1), "window_end": now + timedelta(seconds=1)}
+
+    observed = await env.run(loop.observe, ObserveRequest(service=SERVICE, data_wait_s=1, **window))
+    assert observed.active_version == "v1"
+    assert observed.data_late.startswith("topic slow has landed latecomer's events up to ")
+    request = JudgeRequest(
+        rollout_id="r1",
+        service=SERVICE,
+        baseline_version="v1",
+        canary_version="v2",
+        stage=0,
+        attempt=0,
+        percent=50,
+        thresholds=JudgeThresholds(min_samples=10),
+        data_wait_s=1,
+        **window,
+    )
+    verdict = await env.run(loop.judge_stage, request)
+    assert verdict.data_late and verdict.verdict == "inconclusive" and verdict.reasons[0].startswith("data late: ")
+
+    with psycopg.connect(database_url) as conn:
+        watermarks_repo.caught_up(conn, "slow", [0], now + timedelta(minutes=1))
+        conn.commit()
+    assert (await env.run(loop.observe, ObserveRequest(service=SERVICE, **window))).data_late is None
+    first = await env.run(loop.judge_stage, request.model_copy(update={"attempt": 1}))
+    assert not first.data_late and (first.baseline_requests, first.canary_requests) == (30, 30)
+    again = await env.run(loop.judge_stage, request.model_copy(update={"attempt": 2, "previous_requests": (30, 30)}))
+    assert again.data_late and "the same 30 baseline / 30 canary requests" in again.reasons[0]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT attempt, verdict FROM rollout_verdicts ORDER BY attempt").fetchall()
+    assert [r[1] for r in rows] == ["inconclusive", first.verdict, "inconclusive"]
