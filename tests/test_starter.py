@@ -66,6 +66,10 @@ async def test_register_start_signal_and_schedule(env_for, temporal_client, caps
         await asyncio.wait_for(batch.result(), timeout=60)
         records = await batch.query("history", result_type=list[CycleRecord])
         assert len(records) == 1
+        # Each scheduled run says what it is (the Schedule's action carries the summary), and what it did.
+        summary = await (await batch.describe()).static_summary()
+        assert summary == "One-shot optimization cycle of ops, every 1h (Schedule optimization-schedule/ops)"
+        assert (await batch.result())["cycle_id"] == records[0].cycle_id  # the result, in words, not a null
         assert await cli("schedule", "list", "--service", "ops") == 0
         assert "optimization-schedule/ops" in capsys.readouterr().out
         assert await cli("schedule", "delete", "--service", "ops") == 0
