@@ -516,9 +516,10 @@ class LoopActivities:
 
     @activity.defn(name="set_traffic")
     @heartbeating
-    async def set_traffic(self, request: TrafficRequest) -> None:
+    async def set_traffic(self, request: TrafficRequest) -> str:
         """Write the split to the registry (with the rollout's final record, if any, in the same transaction), then
-        push it to the orchestrator if one is configured."""
+        push it to the orchestrator if one is configured. Answers the split in words (what the UI shows as the
+        result, instead of a null)."""
         assignment = Assignment(
             service=request.service,
             active_version=request.active_version,
@@ -549,6 +550,7 @@ class LoopActivities:
             await orchestrator.push(
                 integrations.orchestrator_url, integrations.timeout_s, request, body, self.orchestrator_breaker
             )
+        return _split_in_words(assignment)
 
     @activity.defn(name="judge_stage")
     @heartbeating
@@ -639,9 +641,10 @@ class LoopActivities:
 
     @activity.defn(name="record_rollout")
     @heartbeating
-    async def record_rollout(self, record: RolloutRecord) -> None:
+    async def record_rollout(self, record: RolloutRecord) -> str:
         await self._db(lambda conn: audit_repo.record_rollout(conn, record))
         _count_rollout(record)
+        return f"{record.rollout_id}: {record.state}"  # the result the UI shows, instead of a null
 
     @activity.defn(name="version_exists")
     async def version_exists(self, service: str, version: str) -> bool:
@@ -671,6 +674,17 @@ class LoopActivities:
             self.maintain_storage,
             self.version_exists,
         ]
+
+
+def _split_in_words(a: Assignment) -> str:
+    """`chat: v3 5%, v2 the rest`, `chat: all to v2`: a traffic split as the UI shows the step's result."""
+    shares = [f"{a.canary_version} {a.canary_percent:g}%"] if a.canary_version and a.canary_percent else []
+    shares += [f"{version} {percent:g}%" for version, percent in a.explore.items()]
+    return (
+        f"{a.service}: {', '.join(shares)}, {a.active_version} the rest"
+        if shares
+        else f"{a.service}: all to {a.active_version}"
+    )
 
 
 async def _watched_cycles(client: Client, task_queue: str) -> dict[str, tuple[ThresholdWatch, str | None]]:

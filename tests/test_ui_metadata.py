@@ -15,6 +15,7 @@ import uuid
 import psycopg
 from conftest import settings_for, wait_for
 
+from activities.loop import _split_in_words
 from devstack.processes import venv_binary
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.control import CycleInput, CycleStatus
@@ -23,6 +24,7 @@ from starter import maintenance, periodic
 from starter.cycle import start_cycle
 from storage import configs_repo
 from worker import serving
+from workflows.details import minutes
 from workflows.threshold_watcher import watcher_workflow_id
 
 
@@ -166,3 +168,19 @@ async def test_a_periodic_job_is_one_long_running_workflow_that_says_what_it_did
 
 async def _at_least(count, n: int) -> bool:
     return (await count()) >= n
+
+
+def test_figures_in_words_are_rounded_for_people():
+    assert [minutes(s) for s in (1.7999999999999998, 27, 90, 900, 5400, 86400)] == [
+        "1.8 s",
+        "27 s",
+        "1.5 min",
+        "15 min",
+        "1.5 h",
+        "24 h",
+    ]
+    assert _split_in_words(Assignment(service="chat", active_version="v2")) == "chat: all to v2"
+    split = Assignment(service="chat", active_version="v2", canary_version="v3", canary_percent=5.0)
+    assert _split_in_words(split) == "chat: v3 5%, v2 the rest"
+    explore = Assignment(service="chat", active_version="v2", explore={"v4": 10.0, "v5": 10.0})
+    assert _split_in_words(explore) == "chat: v4 10%, v5 10%, v2 the rest"

@@ -21,11 +21,6 @@ def clock(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def percent(share: float) -> str:
-    """A fraction as a signed percentage with one decimal: -0.19999999999999996 -> -20.0%."""
-    return f"{share * 100:+.1f}%"
-
-
 def cycle_details(status: CycleStatus, model: str | None, doing: str, now: datetime) -> str:
     """The cycle's current details (Markdown): what it is doing now and why, then what an operator looks up next."""
     state = status.state
