@@ -21,6 +21,21 @@ def clock(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+# What a cycle does in each state, as its current details say it (with why it got there).
+DOING = {
+    CycleState.IDLE: "waiting for the next run",
+    CycleState.OBSERVING: "observing the live config and its traffic",
+    CycleState.ANALYZING: "analysing the window",
+    CycleState.DECIDING: "deciding whether another config is better",
+    CycleState.VALIDATING: "registering the candidate",
+    CycleState.DEPLOYING: "starting the rollout",
+    CycleState.MONITORING: "watching the rollout",
+    CycleState.ROLLING_BACK: "rolling back",
+    CycleState.PAUSED: "paused",
+    CycleState.STOPPED: "stopped",
+}
+
+
 def cycle_details(status: CycleStatus, model: str | None, doing: str, now: datetime) -> str:
     """The cycle's current details (Markdown): what it is doing now and why, then what an operator looks up next."""
     state = status.state

@@ -62,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
-    from workflows.details import cycle_details, minutes, rollout_details
+    from workflows.details import DOING, cycle_details, minutes, rollout_details
     from workflows.exploration import Exploration
     from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
@@ -559,7 +559,7 @@ class OptimizationCycle:
         previous, self.state = self.state, state
         if not (self.lean and state in INSTANT_STATES):
             workflow.upsert_search_attributes([CYCLE_STATE.value_set(state.value)])
-        self._show(why)
+        self._show(f"{DOING[state]} ({why})")
         # The audit rows of a cycle's steps go together, written when the cycle waits (idle, paused, stopped,
         # watching a rollout): one local activity instead of one per row.
         waits = state in (CycleState.IDLE, CycleState.PAUSED, CycleState.STOPPED, CycleState.MONITORING)
