@@ -88,6 +88,19 @@ async def test_a_quiet_cycle_says_what_it_is_doing_and_its_history_stays_lean(st
             *("--input", '{"name": "set_objectives", "payload": {"strategy": "oops"}}'),
             check=False,
         )
+        # A signal cannot answer: its refusal shows on the page (and in `status`).
+        await cli(
+            address,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "set_objectives",
+            "--input",
+            '{"strategy": "oops"}',
+        )
+        shown_after = await wait_for(lambda: _refusal_shown(address, handle.id), 10, "the refusal on the page")
         await handle.terminate()
 
     # Lean: between two cycles nothing but the interval's timer; each quiet cycle is a handful of events.
@@ -136,6 +149,12 @@ async def test_a_quiet_cycle_says_what_it_is_doing_and_its_history_stays_lean(st
     message = refused.stderr + refused.stdout
     assert "set_objectives refused: strategy = 'oops'" in message, message
     assert "Traceback" not in message and 'File "' not in message and ".py" not in message, message
+    assert "**IDLE**" in shown_after or "**OBSERVING**" in shown_after or "**DECIDING**" in shown_after
+
+
+async def _refusal_shown(address: str, workflow_id: str) -> str | None:
+    current = (await metadata(address, workflow_id))["currentDetails"]
+    return current if "- **Last refusal**: set_objectives refused: strategy = 'oops'" in current else None
 
 
 async def _done(status, count: int) -> bool:
