@@ -70,7 +70,7 @@ def templates(count: int = 512) -> list[bytes]:
 
 async def produce(bootstrap: str, topic: str, soak: Soak, stop_at: float) -> None:
     """`soak.rate` messages a second until `stop_at` (monotonic), in ticks of 20 ms, each tick's messages stamped
-    with its time. A tick sends at most 50 ms of messages: a producer that fell behind (the machine is busy) does
+    with its time. A tick sends at most 200 ms of messages: a producer that fell behind (the machine is busy) does
     not send a backlog of its own with one old time, which would count its delay as the path's; it holds a lower
     rate, and that rate is what is reported."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=10)
@@ -82,7 +82,7 @@ async def produce(bootstrap: str, topic: str, soak: Soak, stop_at: float) -> Non
     try:
         while (now := time.monotonic()) < stop_at:
             due = int((now - started) * soak.rate)
-            count = min(due - sent_by_schedule, max(1, soak.rate // 20))
+            count = min(due - sent_by_schedule, max(1, soak.rate // 5))
             sent_by_schedule = due
             if count > 0:
                 stamp = datetime.now(UTC).isoformat().encode()
