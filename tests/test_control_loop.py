@@ -237,7 +237,9 @@ async def test_scenario_latency_spike_moves_traffic_to_a_faster_model_within_the
         conn.commit()
     settings = settings_for(stack, database_url)
     openai = ModelBehaviour(latency_ms=900, quality=0.9, cost_usd=0.010)
-    behaviours = {"gpt-4o": openai, backup.model: ModelBehaviour(latency_ms=800, quality=0.9, cost_usd=0.012)}
+    # The backup costs 10% more, well inside the canary's +25% cost limit: per-request costs are noisy (gamma, CV 0.5)
+    # and a 5% stage sees few requests, so a rise near the limit would be judged on chance.
+    behaviours = {"gpt-4o": openai, backup.model: ModelBehaviour(latency_ms=800, quality=0.9, cost_usd=0.011)}
     inp = cycle_input(
         service,
         candidate_models=[],
@@ -273,7 +275,7 @@ def _event(service: str, version: str, spec: ConfigSpec, ts: datetime) -> LLMEve
         latency_ms=700.0 + (hash(ts) % 200),
         tokens_in=500,
         tokens_out=200,
-        cost_usd=0.012,
+        cost_usd=0.011,
         quality_score=0.9,
     )
 

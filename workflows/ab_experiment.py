@@ -37,7 +37,6 @@ class ABExperiment:
 
     @workflow.run
     async def run(self, input: ExperimentInput) -> ExperimentOutcome:
-        started = workflow.now()
         # Added after experiments ran: patched() keeps their histories replaying. Found by Service="chat".
         tagged = workflow.patched("experiment-search-attributes")
         if tagged:
@@ -50,6 +49,9 @@ class ABExperiment:
             )
         workflow.set_current_details(self._details())
         await self._split(input.control_version, input.treatment_version, input.policy.treatment_share * 100)
+        # Counted from when the split is live: requests served before it are all control's and would read as a
+        # sample ratio mismatch.
+        started = workflow.now()
         while True:
             with contextlib.suppress(TimeoutError):  # the check interval passed without a stop
                 await workflow.wait_condition(
