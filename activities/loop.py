@@ -250,7 +250,8 @@ class LoopActivities:
                     continue
                 if anomaly_ids:
                     await self._db(lambda conn, w=wid, ids=anomaly_ids: _claim_anomalies(conn, ids, w))
-                report.breaches = [*report.breaches, f"{watch.service}: {'; '.join(breach.reasons)}"[:300]][-20:]
+                found = "; ".join([*breach.alerts, *breach.reasons])
+                report.breaches = [*report.breaches, f"{watch.service}: {found}"[:300]][-20:]
             activity.heartbeat(report.checks)
             try:  # a worker shutting down ends the watch at once (the workflow starts the next on another worker)
                 await asyncio.wait_for(
@@ -706,7 +707,8 @@ def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdB
         "AND severity IN ('high', 'critical') ORDER BY anomaly_id",
         (watch.service,),
     ).fetchall()
-    reasons = [f"Sentinel: {severity} {kind}" for _, kind, severity in rows]
+    alerts = [f"Sentinel: {severity} {kind}" for _, kind, severity in rows]
+    reasons: list[str] = []
     assignment = configs_repo.get_assignment(conn, watch.service)
     if assignment is not None:
         until = datetime.now(UTC)
@@ -714,12 +716,18 @@ def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdB
         for p in analysis_repo.profiles(conn, watch.service, since, until):
             if p.config_version == assignment.active_version and p.requests >= 50:
                 reasons += violations(p, watch.constraints, None)
-    if not reasons:
+    if not reasons and not alerts:
         return None, []
     ids = [anomaly_id for anomaly_id, _, _ in rows]
     # The same alerts signalled twice (a retried watch) are one request for the cycle.
     request_id = "alerts/" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] if ids else None
-    return ThresholdBreach(reasons=reasons[:50], request_id=request_id), ids
+    breach = ThresholdBreach(
+        reasons=reasons[:50],
+        version=assignment.active_version if assignment else None,
+        alerts=alerts[:50],
+        request_id=request_id,
+    )
+    return breach, ids
 
 
 def _claim_anomalies(conn: psycopg.Connection, ids: list[str], handler: str) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
@@ -318,8 +318,16 @@ class ThresholdBreach(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    reasons: list[str] = Field(min_length=1, max_length=50)
+    reasons: list[str] = Field(default_factory=list, max_length=50)  # hard limits `version` broke in the window
+    version: str | None = None  # the live version the limits were checked on: a breach of an older one is stale
+    alerts: list[str] = Field(default_factory=list, max_length=50)  # Sentinel's alerts, claimed for this cycle
     request_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _something(self) -> ThresholdBreach:
+        if not self.reasons and not self.alerts:
+            raise ValueError("a breach names at least one broken limit (reasons) or Sentinel alert (alerts)")
+        return self
 
 
 class WatchInput(BaseModel):

@@ -921,8 +921,15 @@ class OptimizationCycle:
             if breach.request_id in self.seen_requests:
                 return
             self.seen_requests = [*self.seen_requests, breach.request_id][-100:]
-        # Kept even if it arrives while a cycle runs or the loop is paused: the next wait acts on it at once.
-        self.breach = [*(self.breach or []), *breach.reasons][-50:]
+        # Sentinel's alerts were claimed for this cycle: kept whenever they arrive (a running or paused cycle acts on
+        # them next). Broken limits only count while the cycle waits, and of the version it serves: one checked
+        # while a cycle ran (visibility lags) or of a version since replaced is stale; the watcher checks again.
+        keep = list(breach.alerts)
+        current = breach.version is None or self.active_version is None or breach.version == self.active_version
+        if self.state == CycleState.IDLE and current:
+            keep += breach.reasons
+        if keep:
+            self.breach = [*(self.breach or []), *keep][-50:]
 
     @workflow.signal(
         description="Internal, not an operator control: sent by the child CanaryRollout at every stage, so that "
