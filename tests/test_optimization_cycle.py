@@ -277,3 +277,21 @@ async def test_signals_are_recorded_in_the_audit_trail(time_skipping_env, stack,
             "SELECT triggered_by, details->>'outcome' FROM optimization_events WHERE event_type = 'signal' ORDER BY id"
         ).fetchall()
     assert sorted(rows) == [("pause", "accepted"), ("pause", "duplicate"), ("set_objectives", "refused")]
+
+
+async def test_a_breach_of_a_replaced_version_is_stale_and_an_alert_never_is(time_skipping_env, stack, database_url):
+    seed(database_url)  # v2 live
+    rig = Rig(time_skipping_env, stack, database_url)
+    async with rig.worker:
+        handle = await rig.start(interval_s=86400)  # no timed cycle during the test
+        await handle.signal(OptimizationCycle.trigger, {})
+        await rig.until(handle, lambda s: s.cycles_done == 1, "the first cycle", step=timedelta(seconds=1))
+        done = (await handle.query(OptimizationCycle.status)).cycles_done
+        await handle.signal("threshold_breached", {"reasons": ["p95 latency 4000 ms > 2500 ms"], "version": "v1"})
+        await asyncio.sleep(1)
+        assert (await handle.query(OptimizationCycle.status)).cycles_done == done, "a breach of v1 is stale"
+        await handle.signal("threshold_breached", {"alerts": ["Sentinel: critical quality_collapse"], "version": "v1"})
+        await rig.until(handle, lambda s: s.cycles_done == done + 1, "the alert's cycle", step=timedelta(seconds=1))
+        history = await handle.query(OptimizationCycle.history)
+        await handle.terminate()
+    assert history[-1].trigger == "threshold: Sentinel: critical quality_collapse"
