@@ -86,9 +86,10 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"  # events.Name
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-](0\d|1[0-7]):[0-5]\d)$"
 
 # Bytes that send a message the per-message way unparsed: a null (absent and null look alike in a column), an
-# escaped quote (quotes would no longer come two per string), a NUL escape (Postgres text cannot hold one), line
-# breaks (the reader splits lines).
-_UNSURE = (b"null", b'\\"', b"\\u0000", b"\n", b"\r")
+# escaped quote (quotes would no longer come two per string), a NUL escape (Postgres text cannot hold one), a
+# surrogate escape (polars reads a lone one as NUL where the general path refuses the JSON; valid pairs go that way
+# too, rarely), line breaks (the reader splits lines).
+_UNSURE = (b"null", b'\\"', b"\\u0000", b"\\ud", b"\\uD", b"\n", b"\r")
 _BISECT_BELOW = 64  # a group polars refuses is split in halves; below this size its messages go one by one
 _EMPTY = pl.DataFrame(schema={**ROW_SCHEMA, "_i": pl.UInt32()})
 # The instants `events.Instant` accepts, in UTC (polars reads years 0 and 10000 that Python and Postgres refuse).

@@ -176,3 +176,14 @@ def test_what_postgres_cannot_store_is_refused_alike_and_named():
     assert "endpoint = 'a\\x00b': Value error, contains a NUL character" in reasons[4]
     assert "tokens_out = True: Value error, a boolean is not a number" in reasons[5]
     assert "not valid JSON" in reasons[7]
+
+
+def test_surrogate_escapes_are_decided_by_the_general_path():
+    """polars reads a lone surrogate escape as NUL, which Postgres refuses; the general path refuses the JSON."""
+    base = EVENTS[4].model_dump(mode="json", exclude_none=True)
+    lone = json.dumps({**base, "event_id": "lone", "endpoint": "x"}).replace('"x"', '"\\ud800"')
+    pair = json.dumps({**base, "event_id": "pair", "endpoint": "x"}).replace('"x"', '"\\ud83d\\ude42"')
+    columnar, general = both_ways([lone.encode(), pair.encode()])
+    assert_same_decisions(columnar, general)
+    assert [d.position for d in columnar.dead_letters] == ["t/0/0"]
+    assert columnar.rows.height == 0 and [e.endpoint for e in columnar.events] == ["\U0001f642"]

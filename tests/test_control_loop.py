@@ -252,12 +252,15 @@ async def test_scenario_latency_spike_moves_traffic_to_a_faster_model_within_the
             handle = await start(temporal_client, settings, inp)
             openai.latency_ms = 4000  # the provider slows down
             record = await wait_for_outcome(handle)
+            later = await handle.query("history", result_type=list[CycleRecord])
             await handle.terminate("test over")
     assert record.trigger.startswith("threshold: p95 latency"), record
     assert record.action == "canary" and "backup model claude-3-5-haiku-20241022" in record.rationale
     assert record.outcome.startswith("promoted"), record
     with psycopg.connect(database_url) as conn:
-        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v2")
+        # The faster model is live; a cycle that ran meanwhile may have a canary of its own on top.
+        assignment = configs_repo.get_assignment(conn, service)
+        assert assignment.active_version == "v2", (assignment, later)
 
 
 async def _listed(client, query: str) -> list[str]:
