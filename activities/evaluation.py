@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from temporalio import activity
 
 from activities import metrics
+from activities.heartbeats import heartbeating
 from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
 from integrations.http import Unavailable
 from llm_optimizer.control import QualityReport, QualityRequest
@@ -58,6 +59,7 @@ class EvaluationActivities:
         return self._evaluators[service]
 
     @activity.defn(name="evaluate_quality")
+    @heartbeating
     async def evaluate_quality(self, request: QualityRequest) -> QualityReport:
         return await asyncio.to_thread(self._evaluate, request)
 

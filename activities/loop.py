@@ -7,8 +7,6 @@ decision id, rollout id and stage, or audit id), so a retry after a crash writes
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities import metrics, orchestrator
+from activities.heartbeats import beat_details, heartbeating
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
 from llm_optimizer.assessment import Assessment, assess
@@ -93,35 +92,7 @@ from workflows.search_attributes import CYCLE_STATE
 
 T = TypeVar("T")
 
-BEAT_EVERY_S = 1.0  # well inside workflows/options.py HEARTBEAT, so one late beat is never a timeout
 LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
-_beat_details: contextvars.ContextVar[list] = contextvars.ContextVar("beat_details")
-
-
-def heartbeating(fn: Callable) -> Callable:
-    """Heartbeat from a side task while the activity runs, when its options ask for heartbeats: a worker that dies
-    stops heartbeating, and Temporal retries its work after the heartbeat timeout (seconds) instead of the
-    start-to-close timeout. What the activity puts in `_beat_details` goes with each beat (a retry reads it)."""
-
-    @functools.wraps(fn)
-    async def run(*args, **kwargs):
-        if not activity.info().heartbeat_timeout:
-            return await fn(*args, **kwargs)
-        details: list = list(activity.info().heartbeat_details)
-        _beat_details.set(details)
-
-        async def beat() -> None:
-            while True:
-                activity.heartbeat(*details)
-                await asyncio.sleep(BEAT_EVERY_S)
-
-        beats = asyncio.create_task(beat())
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            beats.cancel()
-
-    return run
 
 
 class LoopActivities:
@@ -155,7 +126,7 @@ class LoopActivities:
     async def _landed(self, service: str, until: datetime, wait_s: float) -> tuple[watermarks_repo.Completeness, str]:
         """Wait, at most `wait_s` over all attempts, until `service`'s events up to `until` have landed
         (docs/architecture.md "Complete windows"). Returns the completeness and, if still late, why."""
-        details = _beat_details.get(None)
+        details = beat_details.get(None)
         waited = float(details[0]) if details and isinstance(details[0], int | float) else 0.0
         started = time.monotonic() - waited
         while True:
@@ -200,6 +171,7 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="check_thresholds")
+    @heartbeating
     async def check_thresholds(self, request: ThresholdRequest) -> ThresholdCheck:
         """The fast path: the live config against the hard limits, and Sentinel's high and critical alerts."""
 
@@ -265,6 +237,7 @@ class LoopActivities:
         return report
 
     @activity.defn(name="decide")
+    @heartbeating
     async def decide(self, request: DecideRequest) -> Decision:
         # Read, then call governance outside any transaction (a network call never holds a connection), then write.
         inp, notes = await self._db(lambda conn: self.decision_input(conn, request))
@@ -389,6 +362,7 @@ class LoopActivities:
         )
 
     @activity.defn(name="prepare_canary")
+    @heartbeating
     async def prepare_canary(self, request: PrepareCanaryRequest) -> PreparedCanary:
         """Register the candidate as a new version derived from the live one (same content: same version). When
         the live config names its task type (`extra.task_type`), its generation parameters are tuned too, from the
@@ -420,6 +394,7 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="prepare_arms")
+    @heartbeating
     async def prepare_arms(self, request: PrepareArmsRequest) -> list[ExplorationArm]:
         """Register every arm of an exploration as a version derived from the live one (idempotent: same content,
         same version)."""
@@ -443,6 +418,7 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="explore_round")
+    @heartbeating
     async def explore_round(self, request: ExploreRoundRequest) -> ExploreRound:
         """Every arm's and the live config's requests since the exploration began, settled against the floor."""
 
@@ -590,6 +566,7 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="evaluate_experiment")
+    @heartbeating
     async def evaluate_experiment(self, request: EvaluateRequest) -> ABResult:
         """Count each arm's requests and successes since the start, evaluate, and record the state."""
 
@@ -623,6 +600,7 @@ class LoopActivities:
         return await self._db(work)
 
     @activity.defn(name="maintain_storage")
+    @heartbeating
     async def maintain_storage(self, request: MaintenanceRequest) -> MaintenanceReport:
         """Make the partitions of events ahead of `now`, roll up to `now - lateness`, then expire raw events past
         the retention, whole partitions at a time (idempotent)."""
@@ -648,6 +626,7 @@ class LoopActivities:
         return f"{record.rollout_id}: {record.state}"  # the result the UI shows, instead of a null
 
     @activity.defn(name="version_exists")
+    @heartbeating
     async def version_exists(self, service: str, version: str) -> bool:
         """Is `version` registered for `service`? The cycle checks an operator's rollback target with it."""
         row = await self._db(

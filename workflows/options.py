@@ -25,8 +25,13 @@ RETRY = RetryPolicy(
 )
 
 # The loop's reads of a window and its calls to the model registry and governance (decide, prepare_canary,
-# explore_round, evaluate_experiment, maintain_storage, ...): seconds usually, a minute or two at worst.
-ACTIVITY: dict[str, Any] = {"start_to_close_timeout": timedelta(minutes=2), "retry_policy": RETRY}
+# explore_round, evaluate_experiment, maintain_storage, ...): seconds usually, a minute or two at worst. They
+# heartbeat (activities/heartbeats.py), so a dead worker's attempt is retried after HEARTBEAT, not after two minutes.
+ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "heartbeat_timeout": HEARTBEAT,
+    "retry_policy": RETRY,
+}
 
 # A few rows in one transaction (record_rollout): milliseconds; heartbeats notice a dead worker within seconds.
 QUICK: dict[str, Any] = {
