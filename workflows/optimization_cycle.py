@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -66,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.exploration import Exploration
     from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
+
+T = TypeVar("T", bound=BaseModel)
 
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
@@ -899,23 +901,28 @@ class OptimizationCycle:
 
     # ---- internal channels: sent by other workflows, never by an operator (their descriptions say so) ----
 
+    def _internal_payload(self, name: str, inputs: Sequence[Any], model: type[T]) -> T | None:
+        """The one payload an internal signal takes, or None with the refusal recorded in `status`."""
+        try:
+            if len(inputs) != 1:
+                raise PayloadRefused(f"takes one {model.__name__}, got {len(inputs)} inputs")
+            problem = unstorable(inputs[0])
+            if problem is not None:
+                raise PayloadRefused(problem)
+            return model.model_validate(inputs[0])
+        except ValidationError as err:
+            self._refuse(name, describe_refusal(err))
+        except PayloadRefused as err:
+            self._refuse(name, str(err))
+        return None
+
     @workflow.signal(
         description="Internal, not an operator control: the threshold watcher's findings (a hard limit broken, a "
         "Sentinel alert). The cycle runs at once on them."
     )
     def threshold_breached(self, *inputs: Any) -> None:
-        try:
-            if len(inputs) != 1:
-                raise PayloadRefused(f"takes one ThresholdBreach, got {len(inputs)} inputs")
-            problem = unstorable(inputs[0])
-            if problem is not None:
-                raise PayloadRefused(problem)
-            breach = ThresholdBreach.model_validate(inputs[0])
-        except ValidationError as err:
-            self._refuse("threshold_breached", describe_refusal(err))
-            return
-        except PayloadRefused as err:
-            self._refuse("threshold_breached", str(err))
+        breach = self._internal_payload("threshold_breached", inputs, ThresholdBreach)
+        if breach is None:
             return
         if breach.request_id:
             if breach.request_id in self.seen_requests:
@@ -937,19 +944,7 @@ class OptimizationCycle:
     )
     def rollout_progress(self, *inputs: Any) -> None:
         """Sent by the child rollout at every stage, so that `status` shows where it is; anything else is refused."""
-        try:
-            if len(inputs) != 1:
-                raise PayloadRefused(f"takes one RolloutProgress, got {len(inputs)} inputs")
-            problem = unstorable(inputs[0])
-            if problem is not None:
-                raise PayloadRefused(problem)
-            progress = RolloutProgress.model_validate(inputs[0])
-        except ValidationError as err:
-            self._refuse("rollout_progress", describe_refusal(err))
-            return
-        except PayloadRefused as err:
-            self._refuse("rollout_progress", str(err))
-            return
-        if self.rollout is not None and progress.rollout_id == self.rollout.rollout_id:
+        progress = self._internal_payload("rollout_progress", inputs, RolloutProgress)
+        if progress is not None and self.rollout is not None and progress.rollout_id == self.rollout.rollout_id:
             self.rollout = progress
             self._show()
