@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from conftest import Message, produce, settings_for, start_worker_process, wait_for
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.ingestion import ensure_topic
@@ -77,6 +78,10 @@ async def test_good_events_land_once_and_everything_else_is_dead_lettered(stack,
         assert status.totals.duplicates == 20
         assert status.totals.dead_lettered == 4
         assert status.totals.anomalies == 1
+        # The Temporal UI's User Metadata tab says the same in words.
+        shown = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert f"**Consuming** `{topic}`" in shown.current_details, shown.current_details
+        assert "Landed 300 events" in shown.current_details and "4 dead-lettered" in shown.current_details
 
         await handle.cancel()
         await wait_for(

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         IngestionInput,
         IngestionStatus,
     )
+    from workflows.details import minutes
 
 # Beyond Temporal's own suggestion, a bound that keeps each history short and cheap to replay; failed runs count
 # too, so that a consumer failing for days still continues as new.
@@ -45,6 +46,7 @@ class IngestionWorkflow:
 
     @workflow.run
     async def run(self, input: IngestionInput) -> IngestCounts:
+        workflow.set_current_details(self._details())
         while (
             self.runs + self.failed_runs < MAX_RUNS_PER_HISTORY and not workflow.info().is_continue_as_new_suggested()
         ):
@@ -59,6 +61,7 @@ class IngestionWorkflow:
                     # TRY_CANCEL: a cancelled workflow stops at once. Safe because a batch in flight either
                     # commits its rows before its offsets or is redelivered and deduplicated.
                     cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+                    summary=f"consume {input.topic} for {minutes(input.run_s)} (group {input.group_id})",
                 )
             except ActivityError as err:
                 if is_cancelled_exception(err):  # the workflow is being cancelled: stop, not retry
@@ -67,9 +70,11 @@ class IngestionWorkflow:
                 if _non_retryable(err):
                     raise
                 backoff = min(FIRST_BACKOFF_S * 2 ** (self.health.consecutive_failures - 1), MAX_BACKOFF_S)
-                await workflow.sleep(backoff)
+                workflow.set_current_details(self._details())
+                await workflow.sleep(backoff, summary=f"back off {minutes(backoff)} after a failed run")
                 continue
             self._succeeded(report)
+            workflow.set_current_details(self._details())
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(input.model_copy(update={"totals": self.totals, "health": self.health}))
 
@@ -95,7 +100,23 @@ class IngestionWorkflow:
         if report.lag is not None:
             self.health.lags = [*self.health.lags, report.lag][-LAGS_KEPT:]
 
-    @workflow.query
+    def _details(self) -> str:
+        """The ingestion's current details in the Temporal UI: what it reads, has landed, and whether it is stuck."""
+        t, health = self.totals, self.health
+        lines = [
+            f"**{'Stuck' if health.stuck else 'Consuming'}** `{self.input.topic}` (group `{self.input.group_id}`) into "
+            f"Postgres, {minutes(self.input.run_s)} per activity run.",
+            "",
+            f"Landed {t.accepted:,} events in {t.batches:,} batches; {t.duplicates:,} duplicates skipped, "
+            f"{t.dead_lettered:,} dead-lettered with their reason, {t.anomalies:,} Sentinel alerts.",
+        ]
+        if health.lags:
+            lines += ["", f"Consumer lag after the last runs: {', '.join(f'{lag:,}' for lag in health.lags[-4:])}."]
+        if health.last_error:
+            lines += ["", f"Last error ({health.consecutive_failures} runs in a row): {health.last_error[:300]}"]
+        return "\n".join(lines)
+
+    @workflow.query(description="Totals landed, consumer lag, whether the consumer is stuck and its last error.")
     def status(self, *inputs: object) -> IngestionStatus:  # inputs ignored: a query always answers
         health = self.health
         return IngestionStatus(
