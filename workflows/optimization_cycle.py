@@ -72,8 +72,10 @@ T = TypeVar("T", bound=BaseModel)
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
 ROLLOUTS_KEPT = 20
-# States the cycle passes through within one workflow task: not worth a search-attribute event of their own.
+# States the cycle passes through within one workflow task: not worth a search-attribute event of their own. With
+# observe and decide as local activities, a quiet cycle's whole run is one workflow task.
 INSTANT_STATES = (CycleState.ANALYZING,)
+LOCAL_STEP_STATES = (CycleState.OBSERVING, CycleState.ANALYZING, CycleState.DECIDING)
 
 
 def cycle_workflow_id(service: str) -> str:
@@ -123,10 +125,17 @@ class OptimizationCycle:
         # Histories recorded before the threshold watcher polled the fast path from the cycle and wrote one audit
         # row per local activity: `run` sets this with workflow.patched, so those histories replay the old way.
         self.lean = False
+        # Observe and decide as local activities: a marker each instead of six events and a workflow task each; set by
+        # `run` with workflow.patched like `lean`.
+        self.local_steps = False
+        self.upserted_state: str | None = None  # the CycleState search attribute as last written in this run
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleRecord | None:
         self.lean = workflow.patched("lean-history")
+        self.local_steps = self.lean and workflow.patched("local-observe-decide")
+        if self.local_steps:
+            self.upserted_state = workflow.info().typed_search_attributes.get(CYCLE_STATE)
         if self.lean:
             self._publish_watch()
         self._show()
@@ -237,12 +246,12 @@ class OptimizationCycle:
 
         await self._transition(CycleState.OBSERVING, trigger)
         window_start = now - timedelta(seconds=self.input.analysis_window_s * self.input.time_scale)
-        observation = await workflow.execute_activity(
+        observation = await self._step(
             "observe",
             ObserveRequest(service=self.input.service, window_start=window_start, window_end=now),
-            result_type=Observation,
-            summary="observe: the live config and its traffic split",
-            **OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
+            Observation,
+            "observe: the live config and its traffic split",
+            OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
         )
         self._set_active(observation.active_version, observation.active_model)
 
@@ -256,7 +265,7 @@ class OptimizationCycle:
         else:
             await self._transition(CycleState.ANALYZING, trigger)
             await self._transition(CycleState.DECIDING, trigger)
-            decision = await workflow.execute_activity(
+            decision = await self._step(
                 "decide",
                 DecideRequest(
                     service=self.input.service,
@@ -273,10 +282,10 @@ class OptimizationCycle:
                     exploration=self.input.exploration,
                     time_scale=self.input.time_scale,
                 ),
-                result_type=Decision,
-                summary=f"decide on the last {minutes(self.input.analysis_window_s * self.input.time_scale)} "
+                Decision,
+                f"decide on the last {minutes(self.input.analysis_window_s * self.input.time_scale)} "
                 f"of traffic ({self.input.strategy.value})",
-                **ACTIVITY,
+                ACTIVITY,
             )
             self.last_decision, self.findings = decision, []
             self.memory = memory_rules.after_decision(self.memory, decision, now)
@@ -555,12 +564,30 @@ class OptimizationCycle:
             self.live_model = model
         self._show()
 
+    async def _step(self, name: str, request: Any, result_type: type[T], summary: str, options: dict[str, Any]) -> T:
+        """Observe or decide: a local activity where the history is lean (its result in one marker, in the same
+        workflow task: a dead worker's task is retried by another after the workflow task timeout), else a regular
+        activity as the recorded histories have it."""
+        if not self.local_steps:
+            return await workflow.execute_activity(name, request, result_type=result_type, summary=summary, **options)
+        return await workflow.execute_local_activity(
+            name,
+            request,
+            result_type=result_type,
+            summary=summary,
+            start_to_close_timeout=options["start_to_close_timeout"],
+            retry_policy=options["retry_policy"],
+        )
+
     async def _transition(self, state: CycleState, why: str) -> None:
         if state == self.state:
             return
         previous, self.state = self.state, state
-        if not (self.lean and state in INSTANT_STATES):
+        instant = LOCAL_STEP_STATES if self.local_steps else INSTANT_STATES if self.lean else ()
+        # Lean with local steps, a state already shown is not written again (a quiet run goes IDLE -> ... -> IDLE).
+        if state not in instant and (not self.local_steps or self.upserted_state != state.value):
             workflow.upsert_search_attributes([CYCLE_STATE.value_set(state.value)])
+            self.upserted_state = state.value
         self._show(f"{DOING[state]} ({why})")
         # The audit rows of a cycle's steps go together, written when the cycle waits (idle, paused, stopped,
         # watching a rollout): one local activity instead of one per row.
