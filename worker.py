@@ -45,6 +45,9 @@ async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
         workflows=ALL_WORKFLOWS,
         activities=registry.all(),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # Eager activities run on the worker of the workflow task that scheduled them: all of an Ingestion's
+        # consumers would sit on one worker. Through the task queue, any worker takes them (docs/deployment.md).
+        disable_eager_activity_execution=True,
     )
     try:
         async with worker:

@@ -23,7 +23,7 @@ import polars as pl
 import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 # default): the watermark it records stays this far behind the moment it checked.
 CAUGHT_UP_MARGIN_S = 1.0
 CAUGHT_UP_EVERY_S = 1.0  # how often an idle consumer moves its watermarks forward
+# A kept consumer whose next run has not come here within this long leaves the group: the run went to another
+# worker (any worker may take it), and a member nobody polls would hold its partitions until max_poll_interval_ms.
+IDLE_CONSUMER_S = 2.0
+
+
+_Key = tuple[str, str, int]  # topic, group id, consumer index
+
+
+def _key(request: ConsumeRequest) -> _Key:
+    return (request.topic, request.group_id, request.consumer)
 
 
 @dataclass
@@ -93,15 +103,19 @@ class IngestionActivities:
         self.settings = settings
         self.decoder = Decoder(catalog, source="kafka", max_message_bytes=settings.kafka.max_message_bytes)
         self.texts = TextPolicy.from_settings(settings.evaluation)
-        self._consumers: dict[tuple[str, str], AIOKafkaConsumer] = {}
-        self._fresh: set[tuple[str, str]] = set()  # consumers that have not fetched yet
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # One Kafka consumer per (topic, group, consumer index): the Ingestion's N consumers are N group members,
+        # wherever Temporal places their activities (several may run on this worker).
+        self._consumers: dict[_Key, AIOKafkaConsumer] = {}
+        self._fresh: set[_Key] = set()  # consumers that have not fetched yet
+        self._locks: dict[_Key, asyncio.Lock] = {}
+        self._runs: dict[_Key, int] = {}  # runs started per consumer: an idle drop checks none started since
+        self._idle_drops: set[asyncio.Task] = set()
 
     @activity.defn(name="consume_topic")
     async def consume_topic(self, request: ConsumeRequest) -> ConsumeReport:
         """Consume and land batches for `request.run_s` seconds; heartbeats carry the running counts. Reports the
         counts and the lag left behind."""
-        key = (request.topic, request.group_id)
+        key = _key(request)
         details = activity.info().heartbeat_details
         counts = IngestCounts.model_validate(details[0]) if details else IngestCounts()
         progress = _Progress(counts)
@@ -109,6 +123,7 @@ class IngestionActivities:
         # and a worker that dies stops heartbeating all the same.
         heartbeats = asyncio.create_task(progress.heartbeat_forever())
         lock = self._locks.setdefault(key, asyncio.Lock())
+        self._runs[key] = self._runs.get(key, 0) + 1
         try:
             async with lock:
                 try:
@@ -130,6 +145,7 @@ class IngestionActivities:
                     raise ApplicationError(str(exc), progress.counts.model_dump(), type=type(exc).__name__) from exc
         finally:
             heartbeats.cancel()
+        self._drop_when_idle(key)
         metrics.record_ingestion_success(request.topic, time.time())
         activity.heartbeat(progress.counts.model_dump())
         return ConsumeReport(**progress.counts.model_dump(), lag=lag)
@@ -145,8 +161,8 @@ class IngestionActivities:
         last_caught_up = 0.0
         # A fresh consumer fetches from the committed offsets: the lag it sees then is the lag as committed, which
         # the gauge shows at once (a run failing before any commit would leave the gauge as it was, maybe 0).
-        fresh = (request.topic, request.group_id) in self._fresh
-        self._fresh.discard((request.topic, request.group_id))
+        fresh = _key(request) in self._fresh
+        self._fresh.discard(_key(request))
         try:
             while time.monotonic() < deadline or landing is not None:
                 fetched = {}
@@ -185,7 +201,13 @@ class IngestionActivities:
     async def _finish(
         self, consumer: AIOKafkaConsumer, progress: _Progress, landed: IngestCounts, offsets: dict
     ) -> None:
-        await consumer.commit(offsets)  # after the rows commit
+        try:
+            await consumer.commit(offsets)  # after the rows commit
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced meanwhile (a member joined, left or died): the partitions' new owner reads them
+            # again from the committed offsets and lands this batch's events as duplicates, written once. Going on
+            # keeps this consumer in the group instead of leaving it and causing one more rebalance.
+            log.warning("offsets of a landed batch not committed, the group rebalanced: %s", exc)
         progress.counts = progress.counts.plus(landed)
         for tp, offset in offsets.items():
             highwater = consumer.highwater(tp)
@@ -230,7 +252,7 @@ class IngestionActivities:
         )
 
     async def _consumer(self, request: ConsumeRequest) -> AIOKafkaConsumer:
-        key = (request.topic, request.group_id)
+        key = _key(request)
         consumer = self._consumers.get(key)
         if consumer is not None:
             return consumer
@@ -257,13 +279,29 @@ class IngestionActivities:
         self._fresh.add(key)
         return consumer
 
-    async def drop_consumer(self, key: tuple[str, str]) -> None:
+    def _drop_when_idle(self, key: _Key) -> None:
+        started = self._runs[key]
+
+        async def drop() -> None:
+            await asyncio.sleep(IDLE_CONSUMER_S)
+            lock = self._locks[key]
+            if self._runs[key] == started and not lock.locked():
+                async with lock:
+                    await self.drop_consumer(key)
+
+        task = asyncio.create_task(drop())
+        self._idle_drops.add(task)
+        task.add_done_callback(self._idle_drops.discard)
+
+    async def drop_consumer(self, key: _Key) -> None:
         consumer = self._consumers.pop(key, None)
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
     async def close(self) -> None:
+        for task in list(self._idle_drops):
+            task.cancel()
         for key in list(self._consumers):
             await self.drop_consumer(key)
 

@@ -291,6 +291,8 @@ class ConsumeRequest(BaseModel):
     topic: str
     group_id: str
     run_s: int = Field(gt=0)
+    # Which of the workflow's consumers this is: each has a Kafka consumer of its own in the group, on any worker.
+    consumer: int = Field(default=0, ge=0)
 
 
 # The Ingestion workflow calls its consumer stuck after this many failed runs in a row, or when the lag after its
@@ -325,6 +327,8 @@ class IngestionInput(BaseModel):
     group_id: str
     run_s: int = Field(default=60, gt=0)
     heartbeat_timeout_s: int = Field(default=10, gt=0)
+    # `consume_topic` activities run at once, one group member each (kafka.consumers); 1 before this field existed.
+    consumers: int = Field(default=1, gt=0)
     totals: IngestCounts = IngestCounts()
     health: IngestionHealth = IngestionHealth()
 

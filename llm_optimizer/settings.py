@@ -94,6 +94,9 @@ class DatabaseSettings(Section):
         return url
 
 
+MAX_DEFAULT_CONSUMERS = 8
+
+
 class KafkaSettings(Section):
     brokers: list[str] | None = None  # unset: the local Tansu broker of the stack section
     topic: str = "llm-events"
@@ -112,6 +115,13 @@ class KafkaSettings(Section):
     replication_factor: PositiveInt = 1
     # One consume activity runs this long (many batches, one consumer) before reporting to its workflow.
     consume_run_s: PositiveInt = 60
+    # Consume activities one Ingestion runs at once, each a member of the group on any worker; unset: one per
+    # kafka.partitions, at most MAX_DEFAULT_CONSUMERS (a consumer beyond the topic's partitions would sit idle).
+    consumers: PositiveInt | None = None
+
+    @property
+    def consumer_count(self) -> int:
+        return self.consumers or min(self.partitions, MAX_DEFAULT_CONSUMERS)
 
     @field_validator("brokers", mode="before")
     @classmethod

@@ -27,7 +27,12 @@ async def start_ingestion(client: Client, settings: Settings, topic: str | None 
     topic = topic or settings.kafka.topic
     return await client.start_workflow(
         "Ingestion",
-        IngestionInput(topic=topic, group_id=settings.kafka.group_id, run_s=settings.kafka.consume_run_s),
+        IngestionInput(
+            topic=topic,
+            group_id=settings.kafka.group_id,
+            run_s=settings.kafka.consume_run_s,
+            consumers=settings.kafka.consumer_count,
+        ),
         id=ingestion_workflow_id(topic),
         task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

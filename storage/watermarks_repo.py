@@ -34,14 +34,16 @@ def landed(
             "complete_until = greatest(ingestion_watermarks.complete_until, EXCLUDED.complete_until), "
             "committed_offset = greatest(ingestion_watermarks.committed_offset, EXCLUDED.committed_offset), "
             "updated_at = now()",
-            [(topic, p, newest, offset) for p, (offset, newest) in partitions.items()],
+            # In key order, here and below: the Ingestion's consumers land at once, and rows locked in one order
+            # cannot deadlock.
+            [(topic, p, newest, offset) for p, (offset, newest) in sorted(partitions.items())],
         )
     if feeds:
         conn.cursor().executemany(
             "INSERT INTO ingestion_feeds (topic, service, last_event_at) VALUES (%s, %s, %s) "
             "ON CONFLICT (topic, service) DO UPDATE SET "
             "last_event_at = greatest(ingestion_feeds.last_event_at, EXCLUDED.last_event_at)",
-            [(topic, service, at) for service, at in feeds.items()],
+            [(topic, service, at) for service, at in sorted(feeds.items())],
         )
 
 
@@ -51,7 +53,7 @@ def caught_up(conn: psycopg.Connection, topic: str, partitions: list[int], until
         "INSERT INTO ingestion_watermarks (topic, partition, complete_until) VALUES (%s, %s, %s) "
         "ON CONFLICT (topic, partition) DO UPDATE SET "
         "complete_until = greatest(ingestion_watermarks.complete_until, EXCLUDED.complete_until), updated_at = now()",
-        [(topic, p, until) for p in partitions],
+        [(topic, p, until) for p in sorted(partitions)],
     )
 
 
