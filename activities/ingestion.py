@@ -1,9 +1,9 @@
 """The Observe end of the loop: consume LLM events from Kafka and land them in Postgres.
 
 At-least-once delivery, exactly-once rows: a batch is written in one transaction (duplicate event ids once),
-and only then are its offsets committed. The Kafka consumer is kept by the worker across activity runs, so a
-group does not rebalance every minute; it is dropped after any failure so that a retry restarts from the
-committed offsets.
+and only then are its offsets committed. Each of the Ingestion's consumers (`ConsumeRequest.consumer`) has its
+Kafka consumer kept by the worker across activity runs, so a group does not rebalance every minute; it is dropped
+after any failure so that a retry restarts from the committed offsets, and when its next run went to another worker.
 
 A message Postgres refuses for its data does not stop its topic: the landing dead-letters it and lands the rest
 (storage.events_repo.land). Any other failure fails the run with nothing committed; the Ingestion workflow retries
