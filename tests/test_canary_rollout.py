@@ -71,6 +71,19 @@ def assignment(database_url) -> Assignment:
         return configs_repo.get_assignment(conn, SERVICE)
 
 
+def rollout_input(**overrides) -> RolloutInput:
+    """A canary of v2 against v1 of the test service, through STAGES, with default thresholds."""
+    fields = {
+        "rollout_id": f"canary/{SERVICE}/v2@{uuid.uuid4().hex[:6]}",
+        "service": SERVICE,
+        "from_version": "v1",
+        "to_version": "v2",
+        "stages": STAGES,
+        "thresholds": JudgeThresholds(),
+    }
+    return RolloutInput(**{**fields, **overrides})
+
+
 class Rig:
     def __init__(self, env, database_url, stack, judge: ScriptedJudge):
         self.env, self.judge = env, judge
@@ -87,16 +100,7 @@ class Rig:
     async def start(self, **overrides):
         return await self.env.client.start_workflow(
             CanaryRollout.run,
-            RolloutInput(
-                rollout_id=f"canary/{SERVICE}/v2@{uuid.uuid4().hex[:6]}",
-                service=SERVICE,
-                from_version="v1",
-                to_version="v2",
-                stages=STAGES,
-                thresholds=JudgeThresholds(),
-                max_extensions=2,
-                **overrides,
-            ),
+            rollout_input(max_extensions=2, **overrides),
             id=f"canary/{SERVICE}/v2/{uuid.uuid4().hex[:6]}",
             task_queue=self.queue,
         )
@@ -232,16 +236,7 @@ async def test_the_temporal_ui_says_what_the_rollout_is_doing(temporal_client, r
     async with worker:
         handle = await temporal_client.start_workflow(
             CanaryRollout.run,
-            RolloutInput(
-                rollout_id=f"canary/{SERVICE}/v2@{uuid.uuid4().hex[:6]}",
-                service=SERVICE,
-                from_version="v1",
-                to_version="v2",
-                stages=stages,
-                thresholds=JudgeThresholds(),
-                from_model="gpt-4o",
-                to_model="gpt-4o-mini",
-            ),
+            rollout_input(stages=stages, from_model="gpt-4o", to_model="gpt-4o-mini"),
             id=f"canary/{SERVICE}/v2/{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.options import QUICK, TRAFFIC, waiting_for_data
+from workflows.options import QUICK, waiting_for_data
 from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
 
@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutRecord,
         RolloutStatus,
         StageVerdict,
-        TrafficRequest,
         operator_request,
     )
     from llm_optimizer.judge import CanaryVerdict
@@ -294,23 +293,17 @@ class CanaryRollout:
         return await self._finish("rolled_back", reason, self.input.from_version)
 
     async def _finish(self, result: str, reason: str, final: str) -> RolloutOutcome:
-        record = self._record_of(result, reason=reason, finished=True)
-        summary = f"{'promote' if result == 'promoted' else 'roll back to'} {final}, record {result}"
         if self.v2:
             # The split and the rollout's record in one transaction: the registry and the `rollouts` row agree at
             # every moment (docs/architecture.md "Timeouts and dead workers").
-            await workflow.execute_activity(
-                "set_traffic",
-                TrafficRequest(
-                    rollout_id=self.input.rollout_id,
-                    service=self.input.service,
-                    active_version=final,
-                    canary_version=None,
-                    percent=0.0,
-                    record=record,
-                ),
-                summary=summary,
-                **TRAFFIC,
+            await set_traffic(
+                self.input.rollout_id,
+                self.input.service,
+                final,
+                None,
+                0.0,
+                summary=f"{'promote' if result == 'promoted' else 'roll back to'} {final}, record {result}",
+                record=self._record_of(result, reason=reason, finished=True),
             )
         else:
             await set_traffic(self.input.rollout_id, self.input.service, final, None, 0.0)
@@ -328,20 +321,9 @@ class CanaryRollout:
         return self.outcome
 
     async def _set_traffic(self, active: str, canary: str | None, percent: float, summary: str) -> None:
-        if not self.v2:
-            await set_traffic(self.input.rollout_id, self.input.service, active, canary, percent)
-            return
-        await workflow.execute_activity(
-            "set_traffic",
-            TrafficRequest(
-                rollout_id=self.input.rollout_id,
-                service=self.input.service,
-                active_version=active,
-                canary_version=canary,
-                percent=percent,
-            ),
-            summary=summary,
-            **TRAFFIC,
+        # Histories from before the summaries keep the default one (the split in words).
+        await set_traffic(
+            self.input.rollout_id, self.input.service, active, canary, percent, summary=summary if self.v2 else None
         )
 
     def _record_of(self, state: str, *, reason: str | None = None, finished: bool = False) -> RolloutRecord:

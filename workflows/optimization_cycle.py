@@ -166,24 +166,15 @@ class OptimizationCycle:
         if self.lean:
             return await self._wait()
         while True:
-            if self.rollback_request is not None:
-                return "operator: rollback"
-            if self.trigger_reason is not None:
-                reason, self.trigger_reason = self.trigger_reason, None
-                return f"manual: {reason}" if reason else "manual"
-            if self.paused_reason is not None or self.stopped_reason is not None:
-                return None
+            over, trigger = self._interruption(breaches=False)
+            if over:
+                return trigger
             left = (self.next_run_at - workflow.now()).total_seconds()
             if left <= 0:
                 return "timer"
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        self.trigger_reason is not None
-                        or self.rollback_request is not None
-                        or self.paused_reason is not None
-                        or self.stopped_reason is not None
-                    ),
+                    lambda: self._interrupted(breaches=False),
                     timeout=timedelta(seconds=min(left, self.input.fast_path_s * scale)),
                 )
             except TimeoutError:
@@ -209,33 +200,46 @@ class OptimizationCycle:
         which signals `threshold_breached` only when something is wrong, so a quiet wait adds two events."""
         assert self.next_run_at is not None
         while True:
-            if self.rollback_request is not None:
-                return "operator: rollback"
-            if self.trigger_reason is not None:
-                reason, self.trigger_reason = self.trigger_reason, None
-                return f"manual: {reason}" if reason else "manual"
-            if self.paused_reason is not None or self.stopped_reason is not None:
-                return None
-            if self.breach is not None:
-                self.findings, self.breach = self.breach, None
-                return "threshold: " + "; ".join(self.findings)
+            over, trigger = self._interruption(breaches=True)
+            if over:
+                return trigger
             left = (self.next_run_at - workflow.now()).total_seconds()
             if left <= 0:
                 return "timer"
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        self.trigger_reason is not None
-                        or self.rollback_request is not None
-                        or self.paused_reason is not None
-                        or self.stopped_reason is not None
-                        or self.breach is not None
-                    ),
+                    lambda: self._interrupted(breaches=True),
                     timeout=timedelta(seconds=left),
                     timeout_summary=f"next cycle in {minutes(left)}",
                 )
             except TimeoutError:
                 return "timer"
+
+    def _interrupted(self, *, breaches: bool) -> bool:
+        """Whether something ends the wait for the next run before its time (the threshold watcher's breaches only
+        where the history is lean: before, the cycle polled its thresholds itself)."""
+        return (
+            self.trigger_reason is not None
+            or self.rollback_request is not None
+            or self.paused_reason is not None
+            or self.stopped_reason is not None
+            or (breaches and self.breach is not None)
+        )
+
+    def _interruption(self, *, breaches: bool) -> tuple[bool, str | None]:
+        """(over, trigger) of the wait: an operator's rollback, then a trigger, then a pause or stop (no trigger: the
+        cycle does not run), then a breach; a trigger or a breach is taken once."""
+        if self.rollback_request is not None:
+            return True, "operator: rollback"
+        if self.trigger_reason is not None:
+            reason, self.trigger_reason = self.trigger_reason, None
+            return True, f"manual: {reason}" if reason else "manual"
+        if self.paused_reason is not None or self.stopped_reason is not None:
+            return True, None
+        if breaches and self.breach is not None:
+            self.findings, self.breach = self.breach, None
+            return True, "threshold: " + "; ".join(self.findings)
+        return False, None
 
     async def _one_cycle(self, trigger: str) -> None:
         now = workflow.now()

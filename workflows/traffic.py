@@ -7,14 +7,22 @@ from temporalio import workflow
 from workflows.options import TRAFFIC
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import TrafficRequest
+    from llm_optimizer.control import RolloutRecord, TrafficRequest
 
 
 async def set_traffic(
-    change_id: str, service: str, active: str, canary: str | None, percent: float, *, summary: str | None = None
+    change_id: str,
+    service: str,
+    active: str,
+    canary: str | None,
+    percent: float,
+    *,
+    summary: str | None = None,
+    record: RolloutRecord | None = None,
 ) -> None:
     """`active` serves everything but `percent` of the keys, which go to `canary`; `change_id` keys the write.
-    `summary` is what the Temporal UI shows for the step (by default, the split in words).
+    `summary` is what the Temporal UI shows for the step (by default, the split in words). `record`, a rollout's
+    final record, is written in the split's transaction.
 
     A split the registry refuses (a version that does not exist) raises ActivityError at once, not retried."""
     if summary is None:
@@ -27,6 +35,7 @@ async def set_traffic(
             active_version=active,
             canary_version=canary,
             percent=percent,
+            record=record,
         ),
         summary=summary,
         **TRAFFIC,
