@@ -58,11 +58,11 @@ async def test_poison_in_the_middle_of_a_topic_costs_only_itself(stack, database
         handle = await start_ingestion(temporal_client, settings, topic)
         await wait_for(lambda: count(database_url, "events") == 300, 60, "every good event")
         await wait_for(lambda: count(database_url, "dead_letters") == len(poison), 30, "every poison dead-lettered")
-        await wait_for(
-            lambda: committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id),
-            30,
-            "offsets committed",
-        )
+
+        async def all_committed() -> bool:  # rows land before their batch's offsets are committed
+            return await committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id) == len(messages)
+
+        await wait_for(all_committed, 30, "every offset committed")
 
         async def settled() -> IngestionStatus | None:
             status = await ingestion_status(temporal_client, topic)
