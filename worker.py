@@ -20,13 +20,15 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities import ActivityRegistry, health
-from llm_optimizer.control import WatchInput
-from llm_optimizer.errors import OptimizerError, PortInUse
-from llm_optimizer.logs import configure_logging
+from activities import ActivityRegistry
+from devstack.errors import PortInUse
+from llm_optimizer.errors import OptimizerError
+from llm_optimizer.payloads import WatchInput
 from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client, ensure_search_attributes
+from runtime import health
+from runtime.logs import configure_logging
+from runtime.temporal import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
 from workflows.search_attributes import SEARCH_ATTRIBUTES

@@ -16,14 +16,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 from temporalio import activity
 
-from activities import metrics
 from activities.heartbeats import heartbeating
-from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
+from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
 from integrations.http import Unavailable
-from llm_optimizer.control import QualityReport, QualityRequest
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.evaluation import Evaluation, EvaluationInput, Evaluator, NotEvaluable, build
+from llm_optimizer.payloads import QualityReport, QualityRequest
 from llm_optimizer.settings import Settings
+from runtime import metrics
 from storage.db import psycopg_url
 
 SIGNALS = ("rating", "thumbs", "retried", "correction")

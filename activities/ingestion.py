@@ -27,11 +27,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyEx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import metrics
+from llm_optimizer.decoding import DecodedBatch, Decoder
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.ingest import ConsumeReport, ConsumeRequest, DecodedBatch, Decoder, IngestCounts
+from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
+from runtime import metrics
 from storage import watermarks_repo
 from storage.db import psycopg_url
 from storage.events_repo import DB_REFUSED, land

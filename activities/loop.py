@@ -18,11 +18,12 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities import metrics, orchestrator
 from activities.heartbeats import beat_details, heartbeating
+from integrations import orchestrator
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
 from llm_optimizer.assessment import Assessment, assess
+from llm_optimizer.canary_judge import CanaryVerdict, judge, late
 from llm_optimizer.candidates import (
     Quote,
     budget_windows,
@@ -32,7 +33,19 @@ from llm_optimizer.candidates import (
     guards_from,
     offered_candidates,
 )
-from llm_optimizer.control import (
+from llm_optimizer.decision import (
+    Check,
+    Decision,
+    DecisionInput,
+    Profile,
+    apply_governance,
+    apply_governance_to_arms,
+    decide,
+    violations,
+)
+from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
+from llm_optimizer.exploration import ArmResult, ArmStats, settle
+from llm_optimizer.payloads import (
     AuditRecord,
     CycleState,
     DecideRequest,
@@ -58,25 +71,13 @@ from llm_optimizer.control import (
     WatchInput,
     WatchReport,
 )
-from llm_optimizer.decision import (
-    Check,
-    Decision,
-    DecisionInput,
-    Profile,
-    apply_governance,
-    apply_governance_to_arms,
-    decide,
-    violations,
-)
-from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
-from llm_optimizer.exploration import ArmResult, ArmStats, settle
-from llm_optimizer.judge import CanaryVerdict, judge, late
 from llm_optimizer.pricing import Prices, as_book
-from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
 from llm_optimizer.tuning import TaskType, tune
+from runtime import metrics
+from runtime.resilience import CircuitBreaker
 from storage import (
     analysis_repo,
     audit_repo,

@@ -7,8 +7,8 @@ import sys
 import uvicorn
 
 from llm_optimizer.errors import OptimizerError
-from llm_optimizer.logs import configure_logging
 from llm_optimizer.settings import load_settings
+from runtime.logs import configure_logging
 from storage.db import migrate
 
 

@@ -16,13 +16,14 @@ from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from activities import metrics
 from llm_optimizer.auth import Principal, RateLimiter, hash_key
+from llm_optimizer.decoding import DecodedBatch, Decoder
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.ingest import DecodedBatch, Decoder, IngestCounts
+from llm_optimizer.payloads import IngestCounts
 from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings
-from starter.client import connect_client
+from runtime import metrics
+from runtime.temporal import connect_client
 from storage import apikeys_repo
 from storage.config_client import ConfigClient
 from storage.db import psycopg_url

@@ -26,12 +26,12 @@ from temporalio.testing import ActivityEnvironment
 from activities.loop import LoopActivities
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import DecideRequest
 from llm_optimizer.decision import Constraints, Memory, Objectives
+from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.pricing import price_book
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings, Strategy
+from simulator.samples import sample_events
 from storage import configs_repo
 from storage.db import migrate
 from storage.events_repo import EVENT_COLUMNS, event_row

@@ -30,8 +30,8 @@ from devstack import LocalStack
 from devstack.processes import free_port
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.samples import sample_events
 from optimizer_client import OptimizerClient
+from simulator.samples import sample_events
 from storage import apikeys_repo, configs_repo
 from storage.db import migrate
 

@@ -25,9 +25,9 @@ from activities.ingestion import ensure_topic
 from devstack import LocalStack
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.pricing import price_book
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings
-from starter.client import connect_client
+from runtime.temporal import connect_client
+from simulator.samples import sample_events
 from starter.ingest import start_ingestion
 from storage.db import migrate
 from storage.events_repo import EVENT_COLUMNS, event_row

@@ -30,12 +30,12 @@ import psycopg
 
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput
 from llm_optimizer.decision import Constraints
+from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds, Settings
+from runtime.temporal import connect_client, ensure_search_attributes
 from simulator.fleet import Fleet
 from simulator.outcomes import OutcomeTable
-from starter.client import connect_client, ensure_search_attributes
 from starter.cycle import register_initial, start_cycle
 from storage.config_client import ConfigClient
 from storage.db import migrate

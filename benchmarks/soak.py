@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from activities.ingestion import ensure_topic
 from devstack import LocalStack
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings
-from starter.client import connect_client
+from runtime.temporal import connect_client
+from simulator.samples import sample_events
 from starter.ingest import start_ingestion
 from storage.db import migrate
 

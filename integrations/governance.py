@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integrations.http import Unavailable, call_json
 from llm_optimizer.decision import GovernanceVerdict, PolicyViolation
-from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.settings import IntegrationSettings
+from runtime.resilience import CircuitBreaker
 
 
 class _Answer(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from llm_optimizer.resilience import CircuitBreaker
+from runtime.resilience import CircuitBreaker
 
 RETRYABLE = {429, 500, 502, 503, 504}
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integrations.http import Unavailable, call_json
 from llm_optimizer.pricing import ModelPrice, PriceBook, PricingCatalog, as_book
-from llm_optimizer.resilience import CircuitBreaker
 from llm_optimizer.settings import IntegrationSettings
+from runtime.resilience import CircuitBreaker
 
 
 class RegistryPricing(BaseModel):

@@ -16,15 +16,3 @@ class ValidationFailed(OptimizerError):
         super().__init__(message)
         self.field = field
         self.value = value
-
-
-class StackError(OptimizerError):
-    """A server of the local stack cannot be started, reached or stopped."""
-
-
-class PortInUse(StackError):
-    """A port that the local stack needs is already taken by another process."""
-
-
-class BinaryNotFound(StackError):
-    """A server binary is missing: the `servers` extra is not installed."""

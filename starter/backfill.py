@@ -18,9 +18,10 @@ from pathlib import Path
 
 import polars as pl
 
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.ingest import Decoder, IngestCounts
+from llm_optimizer.payloads import IngestCounts
 from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
 from storage.db import connect, migrate

@@ -35,12 +35,12 @@ from temporalio.service import RPCError
 from llm_optimizer import yamlsafe
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import ControlAck, CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.events import describe_validation_error
+from llm_optimizer.payloads import ControlAck, CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client, ensure_schedule, exit_process
+from runtime.temporal import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
 from workflows.details import minutes

@@ -21,14 +21,14 @@ from aiokafka import AIOKafkaProducer
 
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleStatus, QualityReport
 from llm_optimizer.decision import Constraints
 from llm_optimizer.events import to_cloudevent
+from llm_optimizer.payloads import CycleInput, CycleStatus, QualityReport
 from llm_optimizer.settings import CanaryThresholds, load_settings
+from runtime.temporal import connect_client, ensure_search_attributes, exit_process
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
 from starter import evaluation, periodic, report
-from starter.client import connect_client, ensure_search_attributes, exit_process
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage.config_client import ConfigClient

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
-from llm_optimizer.control import EvaluationRound, QualityReport
+from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.evaluation import build
+from llm_optimizer.payloads import EvaluationRound, QualityReport
 from llm_optimizer.settings import Settings
+from runtime.temporal import exit_process
 from starter import periodic
-from starter.client import exit_process
 
 
 def evaluation_round(settings: Settings) -> EvaluationRound:

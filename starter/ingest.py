@@ -14,9 +14,9 @@ import json
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
-from llm_optimizer.ingest import IngestionInput, IngestionStatus
+from llm_optimizer.payloads import IngestionInput, IngestionStatus
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client, exit_process
+from runtime.temporal import connect_client, exit_process
 
 
 def ingestion_workflow_id(topic: str) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
+from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
+from runtime.temporal import exit_process
 from starter import periodic
-from starter.client import exit_process
 from starter.cycle import parse_every
 
 JOB = periodic.Periodic(

@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.settings import Settings, load_settings
-from starter.client import connect_client
+from runtime.temporal import connect_client
 from workflows.details import minutes
 
 

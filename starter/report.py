@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from llm_optimizer.control import CycleInput
 from llm_optimizer.decision import Constraints, Objectives
+from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds, Strategy
 from llm_optimizer.strategies import PRESETS
 from simulator.outcomes import ModelSummary, OutcomeTable

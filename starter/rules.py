@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from activities.loop import LoopActivities
-from llm_optimizer.control import DecideRequest
 from llm_optimizer.decision import Constraints, Memory, Objectives, Profile
 from llm_optimizer.errors import OptimizerError
+from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.pricing import price_book
 from llm_optimizer.rules import load_rules
 from llm_optimizer.settings import Settings, load_settings

@@ -11,9 +11,9 @@ import numpy as np
 import psycopg
 
 from llm_optimizer.assessment import Samples
+from llm_optimizer.canary_judge import ArmSample
 from llm_optimizer.decision import Profile
 from llm_optimizer.exploration import ArmStats, QualityEstimate
-from llm_optimizer.judge import ArmSample
 from llm_optimizer.tuning import OutputStats
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Jsonb
 
-from llm_optimizer.control import AuditRecord, EvaluateRequest, ExploreRoundRequest, RolloutRecord, StageVerdict
 from llm_optimizer.decision import Decision
 from llm_optimizer.experiments import ABResult
 from llm_optimizer.exploration import ArmResult
+from llm_optimizer.payloads import AuditRecord, EvaluateRequest, ExploreRoundRequest, RolloutRecord, StageVerdict
 
 
 def record_decision(conn: psycopg.Connection, decision: Decision, cycle_id: str) -> None:

@@ -26,9 +26,10 @@ import polars as pl
 import psycopg
 
 from llm_optimizer.columnar import ROW_SCHEMA
+from llm_optimizer.decoding import Anomaly, DecodedBatch, Origin
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import DeadLetter, LLMEvent
-from llm_optimizer.ingest import Anomaly, DecodedBatch, IngestCounts, Origin
+from llm_optimizer.payloads import IngestCounts
 
 EVENT_COLUMNS = (*ROW_SCHEMA, "source")
 _COLS = ", ".join(EVENT_COLUMNS)

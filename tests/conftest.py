@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from devstack import LocalStack
 from devstack.processes import venv_binary
 from llm_optimizer.settings import Settings
-from starter.client import ensure_search_attributes
+from runtime.temporal import ensure_search_attributes
 from storage.db import migrate
 
 # Low enough that tests reach continue-as-new in a few dozen events, like sdk-python's own test suite does.

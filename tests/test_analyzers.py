@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from llm_optimizer import analyzers
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 
 RNG = np.random.default_rng(21)
 

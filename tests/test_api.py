@@ -15,11 +15,11 @@ from conftest import settings_for
 
 from api.backend import TtlCache
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.logs import RedactingFilter
+from llm_optimizer.payloads import CycleInput
 from llm_optimizer.resolution import Assignment, bucket
-from llm_optimizer.samples import sample_events
+from runtime.logs import RedactingFilter
+from simulator.samples import sample_events
 from starter.cycle import start_cycle
 from storage import configs_repo
 from worker import serving

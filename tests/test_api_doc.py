@@ -14,7 +14,7 @@ from api_server import running_api
 from conftest import settings_env, settings_for
 from test_api import _register
 
-from llm_optimizer.control import CycleInput
+from llm_optimizer.payloads import CycleInput
 from starter.cycle import start_cycle
 from worker import serving
 

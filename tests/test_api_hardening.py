@@ -20,10 +20,11 @@ from psycopg.types.json import Jsonb
 from llm_optimizer import yamlsafe
 from llm_optimizer.configs import MAX_EXTRA_BYTES, MAX_SPEC_BYTES, ConfigSpec
 from llm_optimizer.errors import SettingsError, ValidationFailed
-from llm_optimizer.logs import REDACTED, RedactingFilter, redact
+from llm_optimizer.redaction import REDACTED, redact
 from llm_optimizer.rules import load_rules
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import CONFIG_FILE_ENV, load_settings
+from runtime.logs import RedactingFilter
+from simulator.samples import sample_events
 from storage import configs_repo
 
 LOL = ", ".join(['"lol"'] * 9)

@@ -12,7 +12,7 @@ import pytest
 from conftest import settings_for
 
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 from starter.backfill import backfill
 
 EVENTS = list(sample_events(250, seed=7))

@@ -20,9 +20,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
+from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds, MetricCheck, late
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
-from llm_optimizer.judge import CanaryVerdict, JudgeThresholds, MetricCheck, late
+from llm_optimizer.payloads import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Strategy
 from llm_optimizer.strategies import PRESETS, RolloutStage

@@ -13,7 +13,7 @@ from traffic import ModelBehaviour, Traffic
 
 from llm_optimizer.candidates import CandidateConfig, candidate_spec, offered_candidates
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleRecord, CycleStatus
+from llm_optimizer.payloads import CycleRecord, CycleStatus
 from llm_optimizer.resolution import Assignment
 from starter.cycle import start_cycle
 from storage import configs_repo

@@ -16,10 +16,10 @@ from conftest import settings_for
 from fixture_prices import fixture_book
 from test_api import _register
 
-from llm_optimizer.ingest import Decoder
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.samples import sample_events
 from optimizer_client import KafkaReporter, OptimizerClient, OptimizerError
+from simulator.samples import sample_events
 from storage import configs_repo
 
 

@@ -9,9 +9,9 @@ from fixture_prices import fixture_book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.ingest import Decoder
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 from storage.events_repo import event_rows
 
 CATALOG = fixture_book()

@@ -12,8 +12,8 @@ import tomllib
 import jsonschema
 import yaml
 
-from activities.health import app
 from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings, env_name, setting_keys
+from runtime.health import app
 
 
 def load(repo_root):
@@ -59,7 +59,7 @@ def test_the_image_contains_every_package_of_the_project(repo_root):
 
 def test_the_workers_health_check_asks_its_health_endpoint_on_the_metrics_port(repo_root):
     """The check runs in the worker's container: the URL is the metrics port the worker's settings give it, and the
-    path is the one activities/health.py answers (503 when the worker no longer polls its task queue)."""
+    path is the one runtime/health.py answers (503 when the worker no longer polls its task queue)."""
     worker = load(repo_root)["services"]["worker"]
     check = worker["healthcheck"]
     assert check["test"][:3] == ["CMD", "python", "-c"]

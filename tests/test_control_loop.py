@@ -13,11 +13,11 @@ import psycopg
 from conftest import settings_for, start_worker_process, wait_for
 from traffic import ModelBehaviour, Traffic
 
+from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.decision import Constraints
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.judge import JudgeThresholds
+from llm_optimizer.payloads import CycleInput, CycleRecord, CycleStatus, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.strategies import RolloutStage

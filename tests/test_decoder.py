@@ -9,9 +9,9 @@ from fixture_prices import fixture_book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_optimizer.decoding import Decoder, _one_pass
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
-from llm_optimizer.ingest import Decoder, _one_pass
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 
 EVENT = next(sample_events(1))
 

@@ -10,8 +10,8 @@ import re
 import prometheus_client
 import yaml
 
-import activities.metrics  # noqa: F401  (registers the product's metrics)
 import api.app  # noqa: F401  (registers the API's metrics)
+import runtime.metrics  # noqa: F401  (registers the product's metrics)
 from api.app import create_app
 from llm_optimizer.settings import SHORT_ENV_ALIASES, Settings, env_name, setting_keys
 

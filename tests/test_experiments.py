@@ -8,8 +8,8 @@ from conftest import settings_for
 from traffic import ModelBehaviour, Traffic
 
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import ExperimentInput, ExperimentOutcome
 from llm_optimizer.experiments import ABPolicy, ArmCounts, evaluate_ab
+from llm_optimizer.payloads import ExperimentInput, ExperimentOutcome
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.stats import two_proportion_z
 from storage import configs_repo

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.routes.ingest import _parse
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, LLMEvent, to_cloudevent
-from llm_optimizer.ingest import Decoder
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 from storage.events_repo import DB_REFUSED, EVENT_COLUMNS, land
 
 PRICES = fixture_book()

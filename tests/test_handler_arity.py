@@ -27,7 +27,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from devstack.processes import venv_binary
-from llm_optimizer.control import (
+from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
+from llm_optimizer.decision import Action, Decision
+from llm_optimizer.experiments import ABResult
+from llm_optimizer.payloads import (
     AuditRecord,
     ControlAck,
     CycleInput,
@@ -50,9 +53,6 @@ from llm_optimizer.control import (
     TrafficRequest,
     operator_request,
 )
-from llm_optimizer.decision import Action, Decision
-from llm_optimizer.experiments import ABResult
-from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.strategies import RolloutStage
 from workflows import ABExperiment, CanaryRollout, OptimizationCycle
 

@@ -17,8 +17,8 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.ingestion import ensure_topic
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
-from llm_optimizer.ingest import IngestionStatus
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import IngestionStatus
+from simulator.samples import sample_events
 from starter.ingest import ingestion_status, start_ingestion
 from worker import serving
 

@@ -19,8 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.ingestion import ensure_topic
-from llm_optimizer.ingest import ConsumeReport, ConsumeRequest, IngestionInput, IngestionStatus
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestionInput, IngestionStatus
+from simulator.samples import sample_events
 from workflows.ingestion import IngestionWorkflow
 
 PARTITIONS = 4

@@ -17,7 +17,6 @@ from activities.loop import LoopActivities
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import DecideRequest
 from llm_optimizer.decision import (
     Action,
     Constraints,
@@ -28,9 +27,10 @@ from llm_optimizer.decision import (
     apply_governance,
     decide,
 )
+from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import IntegrationSettings, Strategy
+from simulator.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land_events
 

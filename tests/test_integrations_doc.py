@@ -14,7 +14,7 @@ import yaml
 from api_server import running_api
 from conftest import settings_for
 
-from integrations import llm_judge  # noqa: F401  (registers the "llm_judge" evaluator)
+from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
 from integrations.model_registry import RegistryModel
 from llm_optimizer.decision import Constraints
 from llm_optimizer.evaluation import build

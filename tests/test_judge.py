@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from llm_optimizer.judge import ArmSample, JudgeThresholds, judge, thresholds_for
+from llm_optimizer.canary_judge import ArmSample, JudgeThresholds, judge, thresholds_for
 from llm_optimizer.settings import CanaryThresholds
 
 CANARY_N = 2_000

@@ -8,9 +8,9 @@ import re
 import psycopg
 from fixture_prices import fixture_book
 
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.ingest import Decoder
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 from storage.events_repo import EVENT_COLUMNS, land
 
 CATALOG = fixture_book()
@@ -108,8 +108,8 @@ def test_events_that_slipped_past_the_model_are_dead_lettered_with_the_database_
     """Belt and braces: events made without validation, holding what the model now refuses."""
     from datetime import datetime, timedelta, timezone
 
+    from llm_optimizer.decoding import DecodedBatch
     from llm_optimizer.events import LLMEvent
-    from llm_optimizer.ingest import DecodedBatch
 
     good = list(sample_events(5, seed=14))
     nul = LLMEvent.model_construct(**{**dict(good[1]), "event_id": "nul", "endpoint": "a\x00b"})

@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleRecord, CycleStatus
+from llm_optimizer.payloads import CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.resolution import Assignment
 from starter.cycle import start_cycle
 from storage import configs_repo

@@ -11,9 +11,9 @@ from conftest import produce, settings_for, start_worker_process, wait_for
 from test_deploy_docs import dashboard_metrics
 
 from activities.ingestion import ensure_topic
-from activities.metrics import dead_letter_kind
 from devstack.processes import free_port
-from llm_optimizer.samples import sample_events
+from runtime.metrics import dead_letter_kind
+from simulator.samples import sample_events
 from starter.ingest import start_ingestion
 
 

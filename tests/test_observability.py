@@ -12,10 +12,10 @@ from conftest import settings_for
 from scripted_http import Answer, scripted_server
 
 from api import otlp
-from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
-from llm_optimizer.logs import JsonFormatter, RedactingFilter
-from llm_optimizer.tracing import tracer_provider
-from starter.client import connect_client
+from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
+from runtime.logs import JsonFormatter, RedactingFilter
+from runtime.temporal import connect_client
+from runtime.tracing import tracer_provider
 from worker import serving
 
 

@@ -18,9 +18,9 @@ from conftest import settings_env, settings_for
 from temporalio.service import RPCError
 
 from devstack.processes import venv_binary
+from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleState, CycleStatus, RolloutInput, RolloutOutcome
-from llm_optimizer.judge import JudgeThresholds
+from llm_optimizer.payloads import CycleInput, CycleState, CycleStatus, RolloutInput, RolloutOutcome
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from starter.cycle import start_cycle

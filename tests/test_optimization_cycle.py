@@ -18,8 +18,8 @@ from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleRecord, CycleState, CycleStatus
 from llm_optimizer.events import LLMEvent
+from llm_optimizer.payloads import CycleInput, CycleRecord, CycleState, CycleStatus
 from llm_optimizer.resolution import Assignment
 from storage import configs_repo
 from storage.events_repo import land_events

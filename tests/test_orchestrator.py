@@ -13,11 +13,11 @@ from fixture_prices import fixture_book
 from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
-from activities.orchestrator import OrchestratorRejected
+from integrations.orchestrator import OrchestratorRejected
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import TrafficRequest
-from llm_optimizer.resilience import CircuitOpen
+from llm_optimizer.payloads import TrafficRequest
 from llm_optimizer.resolution import Assignment
+from runtime.resilience import CircuitOpen
 from storage import configs_repo
 
 

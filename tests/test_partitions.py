@@ -13,11 +13,11 @@ from fixture_prices import fixture_book
 from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
-from llm_optimizer.control import MaintenanceRequest
+from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.ingest import DecodedBatch
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import MaintenanceRequest
+from simulator.samples import sample_events
 from storage import analysis_repo, partitions_repo
 from storage.events_repo import land, land_events
 

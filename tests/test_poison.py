@@ -16,9 +16,10 @@ from prometheus_client import REGISTRY
 from test_ingestion import committed_offsets, count
 
 from activities.ingestion import ensure_topic
+from llm_optimizer.decoding import STUCK_AFTER_FAILURES
 from llm_optimizer.events import to_cloudevent
-from llm_optimizer.ingest import STUCK_AFTER_FAILURES, IngestionStatus
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import IngestionStatus
+from simulator.samples import sample_events
 from starter.ingest import ingestion_status, start_ingestion
 from storage.events_repo import DB_REFUSED
 from worker import serving

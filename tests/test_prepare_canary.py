@@ -12,9 +12,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec, GenerationParams
-from llm_optimizer.control import PrepareCanaryRequest
 from llm_optimizer.events import Status
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import PrepareCanaryRequest
+from simulator.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land_events
 

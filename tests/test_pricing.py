@@ -11,11 +11,11 @@ import pytest
 from fixture_prices import fixture_book
 from genai_prices import Usage, calc_price
 
+from llm_optimizer.decoding import Decoder
 from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.ingest import Decoder
 from llm_optimizer.pricing import ModelPrice, PriceBook, genai_prices_version, load_price_file, price_book
-from llm_optimizer.samples import sample_events
 from llm_optimizer.settings import Settings
+from simulator.samples import sample_events
 from storage import prices_repo
 from storage.events_repo import event_rows, land_events
 

@@ -12,10 +12,10 @@ import psycopg
 from conftest import settings_for
 from scripted_http import Answer, chat_answer, scripted_server
 
-from llm_optimizer.control import EvaluationRound, QualityReport
+from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.ingest import DecodedBatch
+from llm_optimizer.payloads import EvaluationRound, QualityReport
 from storage.events_repo import land
 from worker import serving
 

@@ -16,8 +16,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from llm_optimizer.control import CycleInput
 from llm_optimizer.decision import Constraints
+from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds
 from simulator.outcomes import ModelSummary, OutcomeTable
 from starter import report

@@ -20,9 +20,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
+from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import ControlAck, CycleInput, CycleState, CycleStatus, RolloutInput
-from llm_optimizer.judge import JudgeThresholds
+from llm_optimizer.payloads import ControlAck, CycleInput, CycleState, CycleStatus, RolloutInput
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from starter.cycle import start_cycle

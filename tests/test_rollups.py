@@ -14,8 +14,8 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.loop import LoopActivities
-from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
-from llm_optimizer.samples import sample_events
+from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
+from simulator.samples import sample_events
 from storage import analysis_repo
 from storage.events_repo import land_events
 from workflows import StorageMaintenance

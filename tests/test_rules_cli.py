@@ -8,7 +8,7 @@ from conftest import settings_env, settings_for
 
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.samples import sample_events
+from simulator.samples import sample_events
 from starter import rules as rules_cli
 from storage import configs_repo, rules_repo
 from storage.events_repo import land_events

@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import settings_env, settings_for
 
-from llm_optimizer.control import CycleRecord, CycleStatus
+from llm_optimizer.payloads import CycleRecord, CycleStatus
 from starter import cycle as starter_cycle
 from worker import serving
 

@@ -12,8 +12,8 @@ from conftest import settings_for
 
 from benchmarks.savings import replay
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleStatus
 from llm_optimizer.decision import Constraints
+from llm_optimizer.payloads import CycleInput, CycleStatus
 from llm_optimizer.settings import CanaryThresholds
 from simulator.outcomes import OutcomeTable
 from simulator.synthetic import synthetic_fleet

@@ -18,7 +18,7 @@ from conftest import settings_for, wait_for
 from activities.loop import _split_in_words
 from devstack.processes import venv_binary
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import CycleInput, CycleStatus
+from llm_optimizer.payloads import CycleInput, CycleStatus
 from llm_optimizer.resolution import Assignment
 from starter import maintenance, periodic
 from starter.cycle import start_cycle

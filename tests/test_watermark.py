@@ -18,8 +18,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.ingestion import ensure_topic
 from activities.loop import LoopActivities
+from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import (
+from llm_optimizer.events import LLMEvent
+from llm_optimizer.payloads import (
     JudgeRequest,
     ObserveRequest,
     RolloutInput,
@@ -27,8 +29,6 @@ from llm_optimizer.control import (
     RolloutRecord,
     RolloutStatus,
 )
-from llm_optimizer.events import LLMEvent
-from llm_optimizer.judge import JudgeThresholds
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from starter.ingest import start_ingestion

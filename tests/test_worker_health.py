@@ -15,9 +15,9 @@ from conftest import wait_for
 from temporalio import activity, workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.health import PollClock, serve, watch_polls
 from devstack.processes import free_port
 from llm_optimizer.settings import Settings
+from runtime.health import PollClock, serve, watch_polls
 
 
 @activity.defn(name="health_probe_step")

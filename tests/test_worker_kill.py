@@ -18,9 +18,9 @@ import psycopg
 from conftest import settings_for, start_worker_process, wait_for
 from temporalio.api.enums.v1 import PendingActivityState
 
+from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.control import RolloutInput, RolloutOutcome
-from llm_optimizer.judge import JudgeThresholds
+from llm_optimizer.payloads import RolloutInput, RolloutOutcome
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
 from storage import configs_repo, watermarks_repo

@@ -13,7 +13,8 @@ from workflows.options import ACTIVITY
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import (
+    from llm_optimizer.experiments import ABResult
+    from llm_optimizer.payloads import (
         EvaluateRequest,
         ExperimentInput,
         ExperimentOutcome,
@@ -21,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         operator_request,
     )
-    from llm_optimizer.experiments import ABResult
     from workflows.details import minutes
     from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 

@@ -22,7 +22,8 @@ from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import (
+    from llm_optimizer.canary_judge import CanaryVerdict
+    from llm_optimizer.payloads import (
         EmergencyStopRequest,
         JudgeRequest,
         PauseRequest,
@@ -38,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         StageVerdict,
         operator_request,
     )
-    from llm_optimizer.judge import CanaryVerdict
 
 # Added after histories were recorded (tests/histories): the RolloutState search attribute and the final split
 # written with the rollout's record in one transaction. Older runs keep their command sequence.

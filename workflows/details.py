@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from llm_optimizer.control import CycleState, CycleStatus, RolloutInput
+from llm_optimizer.payloads import CycleState, CycleStatus, RolloutInput
 
 
 def minutes(seconds: float) -> str:

@@ -17,7 +17,8 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import (
+    from llm_optimizer.exploration import ArmResult, ArmStats, finished, shares
+    from llm_optimizer.payloads import (
         ExplorationInput,
         ExplorationOutcome,
         ExplorationStatus,
@@ -28,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         TrafficRequest,
         operator_request,
     )
-    from llm_optimizer.exploration import ArmResult, ArmStats, finished, shares
     from workflows.details import minutes
     from workflows.search_attributes import ROLLOUT_STATE
 

@@ -21,13 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.ingest import (
-        ConsumeReport,
-        ConsumeRequest,
-        IngestCounts,
-        IngestionInput,
-        IngestionStatus,
-    )
+    from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts, IngestionInput, IngestionStatus
     from workflows.details import minutes
 
 # Beyond Temporal's own suggestion, a bound that keeps each history short and cheap to replay; failed runs count

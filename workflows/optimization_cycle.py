@@ -20,7 +20,10 @@ from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
     from llm_optimizer import memory as memory_rules
-    from llm_optimizer.control import (
+    from llm_optimizer.canary_judge import thresholds_for
+    from llm_optimizer.decision import Action, Decision
+    from llm_optimizer.exploration import RETRYABLE, ExplorationPolicy
+    from llm_optimizer.payloads import (
         AuditRecord,
         ControlAck,
         ControlCommand,
@@ -57,9 +60,6 @@ with workflow.unsafe.imports_passed_through():
         shown,
         unstorable,
     )
-    from llm_optimizer.decision import Action, Decision
-    from llm_optimizer.exploration import RETRYABLE, ExplorationPolicy
-    from llm_optimizer.judge import thresholds_for
     from llm_optimizer.strategies import PRESETS
     from workflows.canary_rollout import CanaryRollout
     from workflows.details import DOING, cycle_details, minutes, rollout_details

@@ -15,7 +15,7 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import EvaluationRound, QualityReport, QualityRequest
+    from llm_optimizer.payloads import EvaluationRound, QualityReport, QualityRequest
     from workflows.details import clock, minutes
 
 ROUNDS_PER_HISTORY = 100  # about 11 events a round: a short history to replay

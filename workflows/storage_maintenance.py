@@ -13,7 +13,7 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import MaintenanceReport, MaintenanceRequest
+    from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
     from workflows.details import clock, minutes
 
 RUNS_PER_HISTORY = 100

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import WatchInput, WatchReport
+    from llm_optimizer.payloads import WatchInput, WatchReport
 
 RUNS_PER_HISTORY = 24  # a watch runs an hour by default: a day per history
 

@@ -7,7 +7,7 @@ from temporalio import workflow
 from workflows.options import TRAFFIC
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.control import RolloutRecord, TrafficRequest
+    from llm_optimizer.payloads import RolloutRecord, TrafficRequest
 
 
 async def set_traffic(

@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission, Principal
-from llm_optimizer.control import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
+from llm_optimizer.payloads import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
 from workflows.optimization_cycle import cycle_workflow_id
 
 router = APIRouter(prefix="/api/v1", tags=["control"])

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
-from llm_optimizer.ingest import IngestionStatus
+from llm_optimizer.payloads import IngestionStatus
 from starter.ingest import ingestion_workflow_id
 
 router = APIRouter(tags=["health"])

@@ -21,13 +21,13 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from activities import metrics
 from api import otlp
 from api.backend import Backend
 from api.security import allowed, dead_letter_prefix
 from llm_optimizer.auth import Permission
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import DeadLetter
+from runtime import metrics
 from storage.events_repo import DB_REFUSED
 
 router = APIRouter(tags=["events"])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from llm_optimizer.auth import KEY_PATTERN
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.logs import REDACTED
+from llm_optimizer.redaction import REDACTED
 from llm_optimizer.settings import EvaluationSettings
 
 ALWAYS_REDACTED = (

@@ -22,7 +22,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
-from llm_optimizer.tracing import interceptors, shutdown_tracing
+from runtime.tracing import interceptors, shutdown_tracing
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 

@@ -24,7 +24,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from activities.metrics import WORKER_LAST_POLL
+from runtime.metrics import WORKER_LAST_POLL
 
 log = logging.getLogger(__name__)
 

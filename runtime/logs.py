@@ -10,32 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 
-from llm_optimizer.auth import KEY_PATTERN
+from llm_optimizer.redaction import redact
 from llm_optimizer.settings import Settings
 
-REDACTED = "[REDACTED]"
-# Each pattern's first group, if it has one, is kept: only what follows it is the secret.
-_PATTERNS = (
-    KEY_PATTERN,
-    re.compile(r"(?i)(?<=bearer )[^\s\"']+"),
-    re.compile(r"(?<=://)([^:/@\s]+:)[^@/\s]+(?=@)"),
-    # A query parameter named like a secret: `?` or `&` (or `;`), the name, `=`, then the value up to the next
-    # separator. Over-redacting a harmless `?author=` costs less than printing a stranger's token.
-    re.compile(
-        r"(?i)([?&;][^=&;?#\s\"'<>]*(?:token|key|secret|passw|pwd|auth|sig|credential|session|cookie)"
-        r"[^=&;?#\s\"'<>]*=)[^&;#\s\"'<>]+"
-    ),
-)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-
-
-def redact(text: str) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}{REDACTED}" if m.groups() else REDACTED, text)
-    return text
 
 
 class RedactingFilter(logging.Filter):

@@ -11,12 +11,11 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import pairwise
 from typing import Any, overload
 
 import orjson
 import polars as pl
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from llm_optimizer.columnar import ROW_SCHEMA, decode_rows
 from llm_optimizer.errors import ValidationFailed
@@ -264,86 +263,3 @@ def _anomalies(envelope: CloudEvent) -> list[Anomaly]:
         Anomaly(anomaly_id=f"{envelope.id}/{service}", service=service, detected_at=envelope.time, alert=alert)
         for service in alert.affected_services
     ]
-
-
-class IngestCounts(BaseModel):
-    """Running totals of an ingestion, reported by the activity and shown by the workflow's query."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    anomalies: int = 0
-    batches: int = 0
-
-    def plus(self, other: IngestCounts) -> IngestCounts:
-        return IngestCounts(**{name: getattr(self, name) + getattr(other, name) for name in IngestCounts.model_fields})
-
-
-class ConsumeReport(IngestCounts):
-    """What one `consume_topic` run reports: its counts, and how far behind it left its partitions."""
-
-    lag: int | None = None  # messages between the last commit and the partitions' ends, summed; None: not known
-
-
-class ConsumeRequest(BaseModel):
-    """Input of the `consume_topic` activity: consume for `run_s` seconds, then report."""
-
-    topic: str
-    group_id: str
-    run_s: int = Field(gt=0)
-    # Which of the workflow's consumers this is: each has a Kafka consumer of its own in the group, on any worker.
-    consumer: int = Field(default=0, ge=0)
-
-
-# The Ingestion workflow calls its consumer stuck after this many failed runs in a row, or when the lag after its
-# runs has grown this many times in a row.
-STUCK_AFTER_FAILURES = 3
-STUCK_AFTER_LAG_RISES = 3
-
-
-class IngestionHealth(BaseModel):
-    """How the consumer of a topic has fared lately; carried across continue-as-new."""
-
-    consecutive_failures: int = 0  # failed runs of `consume_topic` since the last one that succeeded
-    last_error: str | None = None  # of the last failed run, kept after a success (the time says when)
-    last_error_at: datetime | None = None
-    last_success_at: datetime | None = None
-    lags: list[int] = Field(default_factory=list)  # after the last few successful runs, oldest first
-
-    @property
-    def lag_rising(self) -> bool:
-        recent = self.lags[-(STUCK_AFTER_LAG_RISES + 1) :]
-        return len(recent) > STUCK_AFTER_LAG_RISES and all(a < b for a, b in pairwise(recent))
-
-    @property
-    def stuck(self) -> bool:
-        return self.consecutive_failures >= STUCK_AFTER_FAILURES or self.lag_rising
-
-
-class IngestionInput(BaseModel):
-    """Input of the `Ingestion` workflow (one per topic); `totals` carries counts across continue-as-new."""
-
-    topic: str
-    group_id: str
-    run_s: int = Field(default=60, gt=0)
-    heartbeat_timeout_s: int = Field(default=10, gt=0)
-    # `consume_topic` activities run at once, one group member each (kafka.consumers); 1 before this field existed.
-    consumers: int = Field(default=1, gt=0)
-    totals: IngestCounts = IngestCounts()
-    health: IngestionHealth = IngestionHealth()
-
-
-class IngestionStatus(BaseModel):
-    topic: str
-    group_id: str
-    totals: IngestCounts
-    runs_in_this_history: int
-    last_error: str | None = None
-    # Stuck is visible: `stuck` when the last STUCK_AFTER_FAILURES runs failed or the lag rose after each of the
-    # last STUCK_AFTER_LAG_RISES runs; `last_error` says why (docs/troubleshooting.md).
-    stuck: bool = False
-    consecutive_failures: int = 0
-    last_error_at: datetime | None = None
-    last_success_at: datetime | None = None
-    lag: int | None = None
-    lag_rising: bool = False

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from integrations.http import Unavailable, call_json
 from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, register
 from llm_optimizer.pricing import price_book
-from llm_optimizer.resilience import CircuitBreaker
+from runtime.resilience import CircuitBreaker
 
 DEFAULT_RUBRIC = {
     "correctness": "Is the response factually and logically correct, and does it answer the request?",

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge
 
-from llm_optimizer.control import QualityReport
-from llm_optimizer.ingest import DecodedBatch, IngestCounts
+from llm_optimizer.decoding import DecodedBatch
+from llm_optimizer.payloads import IngestCounts, QualityReport
 
 EVENTS_INGESTED = Counter("optimizer_events_ingested_total", "Events landed in Postgres", ["source"])
 EVENTS_DUPLICATE = Counter("optimizer_events_duplicate_total", "Events already present (redeliveries)", ["source"])

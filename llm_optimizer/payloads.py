@@ -10,16 +10,17 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives, Profile
 from llm_optimizer.experiments import ABPolicy, ABResult
 from llm_optimizer.exploration import ArmResult, ArmStats, ExplorationPolicy, QualityEstimate
-from llm_optimizer.judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.settings import CanaryThresholds, ExplorationSettings, Strategy
 from llm_optimizer.strategies import RolloutStage
 
@@ -637,3 +638,89 @@ class QualityReport(BaseModel):
     unavailable: int = 0  # left for a later round: the evaluator's service was down or the time budget ran out
     cost_usd: float = 0.0
     note: str = ""
+
+
+# ---- Ingestion ----
+
+
+class IngestCounts(BaseModel):
+    """Running totals of an ingestion, reported by the activity and shown by the workflow's query."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    anomalies: int = 0
+    batches: int = 0
+
+    def plus(self, other: IngestCounts) -> IngestCounts:
+        return IngestCounts(**{name: getattr(self, name) + getattr(other, name) for name in IngestCounts.model_fields})
+
+
+class ConsumeReport(IngestCounts):
+    """What one `consume_topic` run reports: its counts, and how far behind it left its partitions."""
+
+    lag: int | None = None  # messages between the last commit and the partitions' ends, summed; None: not known
+
+
+class ConsumeRequest(BaseModel):
+    """Input of the `consume_topic` activity: consume for `run_s` seconds, then report."""
+
+    topic: str
+    group_id: str
+    run_s: int = Field(gt=0)
+    # Which of the workflow's consumers this is: each has a Kafka consumer of its own in the group, on any worker.
+    consumer: int = Field(default=0, ge=0)
+
+
+# The Ingestion workflow calls its consumer stuck after this many failed runs in a row, or when the lag after its
+# runs has grown this many times in a row.
+STUCK_AFTER_FAILURES = 3
+STUCK_AFTER_LAG_RISES = 3
+
+
+class IngestionHealth(BaseModel):
+    """How the consumer of a topic has fared lately; carried across continue-as-new."""
+
+    consecutive_failures: int = 0  # failed runs of `consume_topic` since the last one that succeeded
+    last_error: str | None = None  # of the last failed run, kept after a success (the time says when)
+    last_error_at: datetime | None = None
+    last_success_at: datetime | None = None
+    lags: list[int] = Field(default_factory=list)  # after the last few successful runs, oldest first
+
+    @property
+    def lag_rising(self) -> bool:
+        recent = self.lags[-(STUCK_AFTER_LAG_RISES + 1) :]
+        return len(recent) > STUCK_AFTER_LAG_RISES and all(a < b for a, b in pairwise(recent))
+
+    @property
+    def stuck(self) -> bool:
+        return self.consecutive_failures >= STUCK_AFTER_FAILURES or self.lag_rising
+
+
+class IngestionInput(BaseModel):
+    """Input of the `Ingestion` workflow (one per topic); `totals` carries counts across continue-as-new."""
+
+    topic: str
+    group_id: str
+    run_s: int = Field(default=60, gt=0)
+    heartbeat_timeout_s: int = Field(default=10, gt=0)
+    # `consume_topic` activities run at once, one group member each (kafka.consumers); 1 before this field existed.
+    consumers: int = Field(default=1, gt=0)
+    totals: IngestCounts = IngestCounts()
+    health: IngestionHealth = IngestionHealth()
+
+
+class IngestionStatus(BaseModel):
+    topic: str
+    group_id: str
+    totals: IngestCounts
+    runs_in_this_history: int
+    last_error: str | None = None
+    # Stuck is visible: `stuck` when the last STUCK_AFTER_FAILURES runs failed or the lag rose after each of the
+    # last STUCK_AFTER_LAG_RISES runs; `last_error` says why (docs/troubleshooting.md).
+    stuck: bool = False
+    consecutive_failures: int = 0
+    last_error_at: datetime | None = None
+    last_success_at: datetime | None = None
+    lag: int | None = None
+    lag_rising: bool = False

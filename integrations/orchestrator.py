@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from llm_optimizer.configs import ConfigVersion
-from llm_optimizer.control import TrafficRequest
-from llm_optimizer.resilience import CircuitBreaker
+from llm_optimizer.payloads import TrafficRequest
+from runtime.resilience import CircuitBreaker
 
 
 class OrchestratorRejected(Exception):
