@@ -6,6 +6,7 @@ COPY llm_optimizer ./llm_optimizer
 COPY api ./api
 COPY optimizer_client ./optimizer_client
 COPY integrations ./integrations
+COPY runtime ./runtime
 COPY storage ./storage
 COPY workflows ./workflows
 COPY activities ./activities
