@@ -1,0 +1,1 @@
+"""Code shared by the tests: servers, fake peers, fixed prices, test traffic. Not tests themselves."""
