@@ -29,7 +29,9 @@ class _Answer(BaseModel):
 class GovernanceClient:
     def __init__(self, settings: IntegrationSettings, transport: httpx.BaseTransport | None = None):
         self.settings = settings
-        self._http = httpx.Client(base_url=settings.governance_url, timeout=settings.timeout_s, transport=transport)
+        self._http = httpx.Client(
+            base_url=settings.governance_url or "", timeout=settings.timeout_s, transport=transport
+        )
         self.breaker = CircuitBreaker(
             "governance", failure_threshold=settings.failure_threshold, reset_after_s=settings.reset_after_s
         )

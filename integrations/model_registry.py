@@ -68,7 +68,9 @@ class ModelRegistryClient:
         transport: httpx.BaseTransport | None = None,
     ):
         self.settings = settings
-        self._http = httpx.Client(base_url=settings.model_registry_url, timeout=settings.timeout_s, transport=transport)
+        self._http = httpx.Client(
+            base_url=settings.model_registry_url or "", timeout=settings.timeout_s, transport=transport
+        )
         self.breaker = CircuitBreaker(
             "model registry", failure_threshold=settings.failure_threshold, reset_after_s=settings.reset_after_s
         )

@@ -125,13 +125,13 @@ def judge(baseline: ArmSample, canary: ArmSample, thresholds: JudgeThresholds) -
             **sizes,
         )
     alpha = thresholds.alpha / len(METRICS)
-    checks = [
+    measured = [
         _error_rate(baseline, canary, thresholds.error_rate_increase, alpha),
         _latency(baseline, canary, thresholds.latency_increase, alpha),
         _quality(baseline, canary, thresholds.quality_decrease, alpha),
         _cost(baseline, canary, thresholds.cost_increase, alpha),
     ]
-    checks = [c for c in checks if c is not None]
+    checks = [c for c in measured if c is not None]
     degraded = [c for c in checks if c.degraded]
     if degraded:
         return CanaryVerdict(verdict="degraded", reasons=[_reason(c) for c in degraded], checks=checks, **sizes)

@@ -98,14 +98,16 @@ def candidate_profiles(
         if explored is not None and explored.result.fate in RETRYABLE:
             # Deferred: measured, not decided. It goes back to exploration, which pools what it already measured.
             profile = _from_exploration(explored.result, model, provider, with_quality=False)
-        elif qualified and explored.result.version in by_version:
+        elif qualified and explored is not None and explored.result.version in by_version:
             profile = by_version[explored.result.version]
         elif not changes and model in best_of_model:
             profile = best_of_model[model]
         elif explored is not None and explored.result.quality is not None:
             profile = _from_exploration(explored.result, model, provider, with_quality=True)
         if profile is None:
-            quote = None if changes or not mix_known else price(model, current.tokens_in_mean, current.tokens_out_mean)
+            quote = None
+            if not changes and current.tokens_in_mean is not None and current.tokens_out_mean is not None:
+                quote = price(model, current.tokens_in_mean, current.tokens_out_mean)
             profile = Profile(
                 model=model,
                 provider=candidate.provider or (quote.provider if quote and quote.provider else current.provider),

@@ -238,6 +238,11 @@ def _optimistic_quality(arm: ArmStats | ArmResult, z_crit: float) -> float | Non
     return arm.quality.mean + z_crit * arm.quality.se
 
 
+def _mean(arm: ArmResult) -> float:
+    assert arm.quality is not None, "a qualified arm always has a quality estimate"
+    return arm.quality.mean
+
+
 def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, policy) -> None:
     """An arm still exploring (or qualified) that cannot beat the best qualified arm even at its optimistic
     quality needs no more traffic."""
@@ -246,9 +251,9 @@ def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, p
         return
     best = max(
         qualified,
-        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, r.quality.mean, policy),
+        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, _mean(r), policy),
     )
-    best_gain = weighted_gain(live.cost_per_request, live_quality, best.cost_per_request, best.quality.mean, policy)
+    best_gain = weighted_gain(live.cost_per_request, live_quality, best.cost_per_request, _mean(best), policy)
     for key, r in list(results.items()):
         if key == best.key or r.fate not in ("exploring", "qualified") or r.cost_per_request is None:
             continue
@@ -273,7 +278,7 @@ def winner(results: list[ArmResult], live: ArmStats, policy: ExplorationPolicy) 
     qualified = [r for r in results if r.fate == "qualified"]
     return max(
         qualified,
-        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, r.quality.mean, policy),
+        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, _mean(r), policy),
         default=None,
     )
 

@@ -41,20 +41,29 @@ OPENINFERENCE_MODEL_KINDS = {"LLM": None, "EMBEDDING": "embeddings"}  # None: de
 # traceloop.span.kind, set by the OpenLLMetry SDK's @workflow/@task/@agent/@tool decorators.
 TRACELOOP_KINDS = {"workflow": "workflow", "task": "task", "agent": "agent", "tool": "tool"}
 
-REQUEST_MODEL = ("gen_ai.request.model",)
+REQUEST_MODEL: tuple[str, ...] = ("gen_ai.request.model",)
 RESPONSE_MODEL = ("gen_ai.response.model", "llm.model_name", "embedding.model_name")
 # OpenInference puts the request's parameters (the model among them) in one JSON text.
 INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
 PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.system", "llm.provider")
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+INPUT_TOKENS: tuple[str, ...] = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
 INPUT_TOKENS += ("llm.token_count.prompt",)
-OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+OUTPUT_TOKENS: tuple[str, ...] = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.usage.completion_tokens",
+)
 OUTPUT_TOKENS += ("llm.token_count.completion",)
 # Span events that mark the first token (OpenInference) or the first streamed chunk (OpenLLMetry).
 FIRST_TOKEN_EVENTS = ("First Token Stream Event", "gen_ai.content.completion.chunk")
 TIME_TO_FIRST_CHUNK_S = "gen_ai.response.time_to_first_chunk"
 # Any of these makes a span a GenAI one (a model call unless its operation or kind says otherwise).
-MARKERS = ("gen_ai.operation.name", "llm.request.type", "openinference.span.kind", "traceloop.span.kind")
+MARKERS: tuple[str, ...] = (
+    "gen_ai.operation.name",
+    "llm.request.type",
+    "openinference.span.kind",
+    "traceloop.span.kind",
+)
 MARKERS += REQUEST_MODEL + RESPONSE_MODEL + PROVIDER
 
 _CLASS_REPR = re.compile(r"^<class '(.+)'>$")  # error.type as some instrumentations write it: str(type(error))

@@ -166,7 +166,9 @@ def mann_kendall(x: ArrayLike, alpha: float = 0.05) -> TrendResult:
     z = 0.0 if var_s <= 0 else (s - np.sign(s)) / math.sqrt(var_s)
     p = float(2 * sps.norm.sf(abs(z)))
     slope, _, low, high = sps.theilslopes(x, np.arange(n), alpha=0.95)
-    direction = "none" if p >= alpha else ("increasing" if z > 0 else "decreasing")
+    direction: Literal["increasing", "decreasing", "none"] = (
+        "none" if p >= alpha else ("increasing" if z > 0 else "decreasing")
+    )
     return TrendResult(direction, s, z, p, float(slope), float(low), float(high))
 
 

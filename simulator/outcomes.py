@@ -93,8 +93,8 @@ class _ServiceOutcomes:
                 ModelSummary(
                     model=model,
                     provider=str(rows["provider"][0]),
-                    quality=float(rows["quality"].mean()),
-                    cost_per_request=float(rows["cost_usd"].mean()),
+                    quality=float(self._columns[model]["quality"].mean()),
+                    cost_per_request=float(self._columns[model]["cost_usd"].mean()),
                     prompts=rows.height,
                 )
             )

@@ -142,8 +142,10 @@ def build(database_url: str, table: OutcomeTable, path: Path, goal: Goal) -> str
 def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
     with psycopg.connect(psycopg_url(database_url)) as conn:
         series = {s: _series(conn, s) for s in table.services}
-        models = dict(conn.execute("SELECT service || '/' || version, spec->>'model' FROM config_versions").fetchall())
-        live = dict(conn.execute("SELECT service, active_version FROM config_assignments").fetchall())
+        models: dict[str, str] = dict(
+            conn.execute("SELECT service || '/' || version, spec->>'model' FROM config_versions").fetchall()
+        )
+        live: dict[str, str] = dict(conn.execute("SELECT service, active_version FROM config_assignments").fetchall())
         verdicts: dict[str, list[StageVerdict]] = {}
         for rollout_id, stage, attempt, percent, verdict, judged_at, reasons in conn.execute(
             "SELECT rollout_id, stage, attempt, percent, verdict, extract(epoch FROM judged_at), reasons "
@@ -156,8 +158,8 @@ def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
             RolloutRecord(
                 service,
                 rollout_id,
-                models.get(f"{service}/{src}", src),
-                models.get(f"{service}/{dst}", dst),
+                models.get(f"{service}/{src}") or src,
+                models.get(f"{service}/{dst}") or dst,
                 state,
                 reason,
                 float(started),
@@ -426,6 +428,7 @@ def _rollouts_html(data: ReportData, service: str) -> str:
 def timeline_svg(data: ReportData, service: str) -> str:
     """Cost and quality per request over time, with each rollout shaded by outcome and each stage's verdict."""
     from matplotlib.figure import Figure
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -473,7 +476,7 @@ def timeline_svg(data: ReportData, service: str) -> str:
         ax.grid(True, color="#eee")
         ax.set_xlim(0, max(end, 0.5))
     cost_ax.set_title(f"{service}: cost and quality per request over time", loc="left", fontsize=11)
-    handles = [
+    handles: list[Artist] = [
         Line2D([], [], color="#1565c0", lw=1.6, label=f"cost per request ({BUCKET_S} s mean)"),
         Line2D([], [], color="#6a1b9a", lw=1.6, label=f"quality ({BUCKET_S} s mean)"),
         Line2D([], [], color="#555", ls="--", lw=1.2, label=f"quality floor ({floor:.3f})"),
@@ -589,7 +592,7 @@ def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
         Bbox.from_extents(px - 11, py - 11, px + 11, py + 11)
         for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)
     ]  # a marker's extent, star included
-    placed = []
+    placed: list[Bbox] = []
     for x, y, name in sorted(points, key=lambda p: -p[1]):
         chosen = None
         for dx, dy, ha in LABEL_SPOTS:

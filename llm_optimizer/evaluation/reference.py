@@ -63,12 +63,13 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
 
 
 Metric = Literal["exact_match", "token_f1", "rouge_l", "embedding"]
+DEFAULT_METRICS: tuple[Metric, ...] = ("exact_match", "token_f1", "rouge_l")
 
 
 class ReferenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["exact_match", "token_f1", "rouge_l"], min_length=1)
+    metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
     weights: dict[str, float] = Field(default_factory=dict)
     # Compare only the last match of this regular expression in the response (its first group if it has one),
     # e.g. r"-?\d+(?:\.\d+)?" for the final number of a worked maths answer.
@@ -87,7 +88,7 @@ class ReferenceBased:
         if item.reference is None:
             raise NotEvaluable("no reference answer")
         response = self._answer(item.response)
-        scores = {}
+        scores: dict[str, float] = {}
         for metric in self.options.metrics:
             if metric == "embedding":
                 from llm_optimizer.evaluation.minilm import similarity  # loads the model on first use
