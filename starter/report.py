@@ -22,6 +22,7 @@ from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds, Strategy
 from llm_optimizer.strategies import PRESETS
 from simulator.outcomes import ModelSummary, OutcomeTable
+from storage import report_repo
 from storage.db import psycopg_url
 
 BUCKET_S = 10
@@ -142,15 +143,10 @@ def build(database_url: str, table: OutcomeTable, path: Path, goal: Goal) -> str
 def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
     with psycopg.connect(psycopg_url(database_url)) as conn:
         series = {s: _series(conn, s) for s in table.services}
-        models: dict[str, str] = dict(
-            conn.execute("SELECT service || '/' || version, spec->>'model' FROM config_versions").fetchall()
-        )
-        live: dict[str, str] = dict(conn.execute("SELECT service, active_version FROM config_assignments").fetchall())
+        models = report_repo.models_by_version(conn)
+        live = report_repo.live_versions(conn)
         verdicts: dict[str, list[StageVerdict]] = {}
-        for rollout_id, stage, attempt, percent, verdict, judged_at, reasons in conn.execute(
-            "SELECT rollout_id, stage, attempt, percent, verdict, extract(epoch FROM judged_at), reasons "
-            "FROM rollout_verdicts ORDER BY judged_at, stage, attempt"
-        ):
+        for rollout_id, stage, attempt, percent, verdict, judged_at, reasons in report_repo.stage_verdicts(conn):
             verdicts.setdefault(rollout_id, []).append(
                 StageVerdict(stage, attempt, float(percent), verdict, float(judged_at), tuple(reasons or ()))
             )
@@ -166,10 +162,7 @@ def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
                 None if finished is None else float(finished),
                 tuple(verdicts.get(rollout_id, ())),
             )
-            for service, rollout_id, src, dst, state, reason, started, finished in conn.execute(
-                "SELECT service, rollout_id, from_version, to_version, state, reason, extract(epoch FROM started_at), "
-                "extract(epoch FROM finished_at) FROM rollouts ORDER BY started_at"
-            )
+            for service, rollout_id, src, dst, state, reason, started, finished in report_repo.rollouts(conn)
         ]
     start_models = {s: table.best_quality_model(s).model for s in table.services}
     return ReportData(
@@ -187,11 +180,7 @@ def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
 def _series(conn: psycopg.Connection, service: str) -> list[Point]:
     """Per BUCKET_S seconds; quality None where no event of the bucket has a score yet (an evaluator may still be
     scoring them)."""
-    rows = conn.execute(
-        f"SELECT floor(extract(epoch FROM ts) / {BUCKET_S}) * {BUCKET_S} AS b, avg(cost_usd), avg(quality_score) "
-        "FROM events WHERE service = %s GROUP BY b ORDER BY b",
-        (service,),
-    ).fetchall()
+    rows = report_repo.cost_quality_series(conn, service, BUCKET_S)
     return [(float(b), float(c or 0), None if q is None else float(q)) for b, c, q in rows]
 
 
@@ -427,8 +416,8 @@ def _rollouts_html(data: ReportData, service: str) -> str:
 
 def timeline_svg(data: ReportData, service: str) -> str:
     """Cost and quality per request over time, with each rollout shaded by outcome and each stage's verdict."""
-    from matplotlib.figure import Figure
     from matplotlib.artist import Artist
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
