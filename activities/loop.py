@@ -1,4 +1,4 @@
-"""Activities of OptimizationCycle, CanaryRollout, ABExperiment and StorageMaintenance: thin adapters to the domain.
+"""Activities of OptimizationCycle, CanaryRollout, Exploration and StorageMaintenance: thin adapters to the domain.
 
 Each opens a connection, reads summaries, calls a pure function, writes the result; each is idempotent (keyed by
 decision id, rollout id and stage, or audit id), so a retry after a crash writes nothing twice.
@@ -43,13 +43,11 @@ from llm_optimizer.decision import (
     decide,
     violations,
 )
-from llm_optimizer.experiments import ABResult, ArmCounts, evaluate_ab
 from llm_optimizer.exploration import ArmResult, ArmStats, settle
 from llm_optimizer.payloads import (
     AuditRecord,
     CycleState,
     DecideRequest,
-    EvaluateRequest,
     ExplorationArm,
     ExploreRound,
     ExploreRoundRequest,
@@ -566,40 +564,6 @@ class LoopActivities:
 
         return await self._db(work)
 
-    @activity.defn(name="evaluate_experiment")
-    @heartbeating
-    async def evaluate_experiment(self, request: EvaluateRequest) -> ABResult:
-        """Count each arm's requests and successes since the start, evaluate, and record the state."""
-
-        def work(conn: psycopg.Connection) -> ABResult:
-            arms = {
-                version: ArmCounts(requests=n, successes=ok)
-                for version, n, ok in conn.execute(
-                    "SELECT config_version, count(*), count(*) FILTER (WHERE status = 'ok' AND quality_score >= %s) "
-                    "FROM events WHERE service = %s AND config_version IN (%s, %s) AND ts >= %s AND ts < %s "
-                    "GROUP BY config_version",
-                    (
-                        request.success_quality,
-                        request.service,
-                        request.control_version,
-                        request.treatment_version,
-                        request.since,
-                        request.until,
-                    ),
-                ).fetchall()
-            }
-            empty = ArmCounts(requests=0, successes=0)
-            result = evaluate_ab(
-                arms.get(request.control_version, empty),
-                arms.get(request.treatment_version, empty),
-                request.policy,
-                (request.until - request.since).total_seconds(),
-            )
-            audit_repo.record_experiment(conn, request, result)
-            return result
-
-        return await self._db(work)
-
     @activity.defn(name="maintain_storage")
     @heartbeating
     async def maintain_storage(self, request: MaintenanceRequest) -> MaintenanceReport:
@@ -651,7 +615,6 @@ class LoopActivities:
             self.set_traffic,
             self.judge_stage,
             self.record_rollout,
-            self.evaluate_experiment,
             self.maintain_storage,
             self.version_exists,
         ]

@@ -19,7 +19,6 @@ from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives, Profile
-from llm_optimizer.experiments import ABPolicy, ABResult
 from llm_optimizer.exploration import ArmResult, ArmStats, ExplorationPolicy, QualityEstimate
 from llm_optimizer.settings import CanaryThresholds, ExplorationSettings, Strategy
 from llm_optimizer.strategies import RolloutStage
@@ -90,7 +89,7 @@ class PromoteRequest(SignalBase):
 
 
 class StopRequest(SignalBase):
-    """ABExperiment's `stop`."""
+    """Exploration's `stop` and `emergency_stop`."""
 
 
 Request = TypeVar("Request", bound=SignalBase)
@@ -560,36 +559,6 @@ class RolloutRecord(BaseModel):
 
 
 TrafficRequest.model_rebuild()
-
-
-# ---- ABExperiment ----
-
-
-class ExperimentInput(BaseModel):
-    experiment_id: str
-    service: str
-    control_version: str
-    treatment_version: str
-    policy: ABPolicy = ABPolicy()
-    check_every_s: float = Field(default=300, gt=0)
-    success_quality: float = Field(default=0.5, ge=0, le=1, description="a request succeeds if ok and quality >= this")
-
-
-class EvaluateRequest(BaseModel):
-    experiment_id: str
-    service: str
-    control_version: str
-    treatment_version: str
-    since: datetime
-    until: datetime
-    policy: ABPolicy
-    success_quality: float
-
-
-class ExperimentOutcome(BaseModel):
-    experiment_id: str
-    result: ABResult
-    live_version: str
 
 
 # ---- StorageMaintenance ----

@@ -1,4 +1,4 @@
-"""Statistical tests and estimators used by the analyzers, the canary judge and the experiments.
+"""Statistical tests and estimators used by the analyzers, the canary judge and the explorations.
 
 Thin, typed wrappers over scipy where scipy has the test; the rest (PSI, Mann-Kendall, CUSUM, robust outlier
 rules) implemented here and checked against known answers in the tests.

@@ -6,9 +6,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from llm_optimizer.decision import Decision
-from llm_optimizer.experiments import ABResult
 from llm_optimizer.exploration import ArmResult
-from llm_optimizer.payloads import AuditRecord, EvaluateRequest, ExploreRoundRequest, RolloutRecord, StageVerdict
+from llm_optimizer.payloads import AuditRecord, ExploreRoundRequest, RolloutRecord, StageVerdict
 
 
 def record_decision(conn: psycopg.Connection, decision: Decision, cycle_id: str) -> None:
@@ -88,25 +87,6 @@ def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerd
             verdict.verdict.verdict,
             Jsonb(verdict.verdict.reasons),
             Jsonb([c.model_dump() for c in verdict.verdict.checks]),
-        ),
-    )
-
-
-def record_experiment(conn: psycopg.Connection, request: EvaluateRequest, result: ABResult) -> None:
-    """Upsert the experiment's latest evaluation (status `running` until it ends)."""
-    conn.execute(
-        "INSERT INTO experiments (experiment_id, service, kind, arms, status, result, started_at, ended_at) "
-        "VALUES (%s, %s, 'ab_test', %s, %s, %s, %s, CASE WHEN %s THEN now() END) "
-        "ON CONFLICT (experiment_id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, "
-        "ended_at = EXCLUDED.ended_at",
-        (
-            request.experiment_id,
-            request.service,
-            Jsonb({"control": request.control_version, "treatment": request.treatment_version}),
-            result.status,
-            Jsonb(result.model_dump()),
-            request.since,
-            result.status != "running",
         ),
     )
 

@@ -227,19 +227,6 @@ optimization_events = Table(
     Index(None, "service", "ts"),
 )
 
-experiments = Table(
-    "experiments",
-    metadata,
-    Column("experiment_id", Text, primary_key=True),
-    Column("service", Text, nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("arms", JSONB, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("result", JSONB),
-    _now("started_at"),
-    _ts("ended_at"),
-)
-
 # Rules, constraints and governance policies as data.
 policies = Table(
     "policies",

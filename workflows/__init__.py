@@ -1,6 +1,5 @@
 """Deterministic orchestration only: workflows call activities, wait on timers and react to signals."""
 
-from workflows.ab_experiment import ABExperiment
 from workflows.canary_rollout import CanaryRollout
 from workflows.exploration import Exploration
 from workflows.ingestion import IngestionWorkflow
@@ -13,7 +12,6 @@ ALL_WORKFLOWS = [
     IngestionWorkflow,
     OptimizationCycle,
     CanaryRollout,
-    ABExperiment,
     Exploration,
     StorageMaintenance,
     QualityEvaluation,
@@ -22,7 +20,6 @@ ALL_WORKFLOWS = [
 
 __all__ = [
     "ALL_WORKFLOWS",
-    "ABExperiment",
     "CanaryRollout",
     "Exploration",
     "IngestionWorkflow",

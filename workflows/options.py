@@ -25,7 +25,7 @@ RETRY = RetryPolicy(
 )
 
 # The loop's reads of a window and its calls to the model registry and governance (decide, prepare_canary,
-# explore_round, evaluate_experiment, maintain_storage, ...): seconds usually, a minute or two at worst. They
+# explore_round, maintain_storage, ...): seconds usually, a minute or two at worst. They
 # heartbeat (activities/heartbeats.py), so a dead worker's attempt is retried after HEARTBEAT, not after two minutes.
 ACTIVITY: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=2),

@@ -1,7 +1,7 @@
 """The project's custom search attributes: one place for their names, types and typed keys.
 
 Every workflow of a service carries `Service`; cycles add `CycleState` and `ConfigVersion` (the live version);
-canaries, explorations and experiments add `ConfigVersion` (the version on trial) and `RolloutState`.
+canaries and explorations add `ConfigVersion` (the version on trial) and `RolloutState`.
 """
 
 from temporalio.common import SearchAttributeKey

@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from devstack.processes import venv_binary
 from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.decision import Action, Decision
-from llm_optimizer.experiments import ABResult
+from llm_optimizer.exploration import ArmStats, ExplorationPolicy
 from llm_optimizer.payloads import (
     AuditRecord,
     ControlAck,
@@ -37,7 +37,10 @@ from llm_optimizer.payloads import (
     CycleState,
     CycleStatus,
     EmergencyStopRequest,
-    ExperimentInput,
+    ExplorationArm,
+    ExplorationInput,
+    ExploreRound,
+    ExploreRoundRequest,
     JudgeRequest,
     ObjectivesUpdate,
     Observation,
@@ -54,7 +57,7 @@ from llm_optimizer.payloads import (
     operator_request,
 )
 from llm_optimizer.strategies import RolloutStage
-from workflows import ABExperiment, CanaryRollout, OptimizationCycle
+from workflows import CanaryRollout, Exploration, OptimizationCycle
 
 SERVICE = "fuzzed"
 # Hour-long bakes: a rollout waits at its stage while the inputs arrive.
@@ -509,36 +512,44 @@ async def _with_refusals(handle: WorkflowHandle, count: int) -> CycleStatus | No
     return status if len(status.refusals) >= count else None
 
 
-@activity.defn(name="evaluate_experiment")
-async def still_running(request: dict) -> ABResult:
-    return ABResult(status="running", control_rate=0.5, treatment_rate=0.5, reason="scripted: not yet")
+@activity.defn(name="explore_round")
+async def nothing_settled(request: ExploreRoundRequest) -> ExploreRound:
+    return ExploreRound(arms=request.previous, live=ArmStats(key="live", version=request.live_version))
 
 
-async def test_an_experiment_refuses_a_malformed_stop_and_obeys_a_valid_one(temporal_client):
+async def test_an_exploration_refuses_a_malformed_stop_and_obeys_a_valid_one(temporal_client):
     script = Script()
     queue = f"arity-{uuid.uuid4().hex[:8]}"
     async with Worker(
         temporal_client,
         task_queue=queue,
-        workflows=[ABExperiment],
-        activities=[script.set_traffic, still_running],
+        workflows=[Exploration],
+        activities=[script.set_traffic, nothing_settled],
     ):
         handle = await temporal_client.start_workflow(
-            ABExperiment.run,
-            ExperimentInput(
-                experiment_id=f"ab/{SERVICE}", service=SERVICE, control_version="v1", treatment_version="v2"
+            Exploration.run,
+            ExplorationInput(
+                exploration_id=f"explore/{SERVICE}",
+                service=SERVICE,
+                live_version="v1",
+                arms=[ExplorationArm(key="cheaper", version="v2")],
+                traffic_percent=10,
+                round_s=3600,
+                max_duration_s=86400,
+                policy=ExplorationPolicy(floor_ratio=0.95),
             ),
-            id=f"ab/{SERVICE}/{uuid.uuid4().hex[:6]}",
+            id=f"explore/{SERVICE}/{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )
         await handle.signal("stop", args=raw(["{}", "{}"]))
         await handle.signal("stop", args=raw(['"now"']))
-        await handle.signal("stop", args=raw(['{"reason": 1e999}']))
-        assert await handle.query("refusals", "ignored", result_type=list[str]) == [
+        await handle.signal("emergency_stop", args=raw(['{"reason": 1e999}']))
+        status = await handle.query(Exploration.status)
+        assert status.stop_reason is None and status.refusals == [
             "stop refused: takes one JSON object, got 2 inputs: [{}, {}]",
             "stop refused: the input must be a JSON object, got a string 'now'",
-            "stop refused: reason = inf: not a finite number",
+            "emergency_stop refused: reason = inf: not a finite number",
         ]
         await handle.signal("stop", {"reason": "enough"})
         outcome = await asyncio.wait_for(handle.result(), 30)
-    assert outcome.result.reason == "stopped by an operator: enough" and outcome.live_version == "v1"
+    assert outcome.reason == "stopped: enough" and [a.fate for a in outcome.arms] == ["exploring"]
