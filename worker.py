@@ -31,8 +31,9 @@ from runtime.logs import configure_logging
 from runtime.temporal import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
+from workflows.ids import watcher_id
 from workflows.search_attributes import SEARCH_ATTRIBUTES
-from workflows.threshold_watcher import ThresholdWatcher, watcher_workflow_id
+from workflows.threshold_watcher import ThresholdWatcher
 
 log = logging.getLogger("worker")
 
@@ -66,7 +67,7 @@ async def start_watcher(client: Client, settings: Settings) -> None:
     await client.start_workflow(
         ThresholdWatcher.run,
         WatchInput(task_queue=queue, list_every_s=min(10.0, opt.fast_path_interval_s * opt.time_scale)),
-        id=watcher_workflow_id(queue),
+        id=watcher_id(queue),
         task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"Threshold watcher: the fast path of every cycle on {queue}",

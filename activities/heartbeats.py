@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 from temporalio import activity
 
@@ -14,14 +15,17 @@ BEAT_EVERY_S = 1.0  # well inside workflows/options.py HEARTBEAT, so one late be
 # What an activity puts here goes with each beat, so that a retry can read it (activity.info().heartbeat_details).
 beat_details: contextvars.ContextVar[list] = contextvars.ContextVar("beat_details")
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-def heartbeating(fn: Callable) -> Callable:
+
+def heartbeating(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Heartbeat from a side task while the activity runs, when its options ask for heartbeats: a worker that dies
     stops heartbeating, and Temporal retries its work after the heartbeat timeout (seconds) instead of the
     start-to-close timeout. What the activity puts in `beat_details` goes with each beat (a retry reads it)."""
 
     @functools.wraps(fn)
-    async def run(*args, **kwargs):
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
         if not activity.info().heartbeat_timeout:
             return await fn(*args, **kwargs)
         details: list = list(activity.info().heartbeat_details)

@@ -87,6 +87,7 @@ from storage import (
     watermarks_repo,
 )
 from storage.db import psycopg_url
+from workflows.ids import running_cycles_query
 from workflows.search_attributes import CYCLE_STATE
 
 T = TypeVar("T")
@@ -633,9 +634,8 @@ def _split_in_words(a: Assignment) -> str:
 
 async def _watched_cycles(client: Client, task_queue: str) -> dict[str, tuple[ThresholdWatch, str | None]]:
     """Running cycles on `task_queue` that publish what to watch (memo `thresholds`), with their CycleState."""
-    query = f'WorkflowType = "OptimizationCycle" AND ExecutionStatus = "Running" AND TaskQueue = "{task_queue}"'
     cycles = {}
-    async for execution in client.list_workflows(query):
+    async for execution in client.list_workflows(running_cycles_query(task_queue)):
         watch = await execution.memo_value("thresholds", None, type_hint=ThresholdWatch)
         if watch is not None:  # a cycle started before the watcher existed watches itself
             cycles[execution.id] = (watch, execution.typed_search_attributes.get(CYCLE_STATE))

@@ -5,12 +5,9 @@ from __future__ import annotations
 import httpx
 
 from llm_optimizer.configs import ConfigVersion
+from llm_optimizer.errors import OrchestratorRejected
 from llm_optimizer.payloads import TrafficRequest
 from runtime.resilience import CircuitBreaker
-
-
-class OrchestratorRejected(Exception):
-    """The orchestrator refused the configuration (a 4xx other than 408/429): retrying will not help."""
 
 
 def payload(request: TrafficRequest, active: ConfigVersion, canary: ConfigVersion | None) -> dict:

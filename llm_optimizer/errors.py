@@ -16,3 +16,11 @@ class ValidationFailed(OptimizerError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class OrchestratorRejected(OptimizerError):
+    """The orchestrator or gateway refused a traffic split (a 4xx other than 408/409/429): retrying will not help."""
+
+
+class ControlRefused(OptimizerError):
+    """An operator's control that the cycle refuses; the message names the field, the value and why."""

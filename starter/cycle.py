@@ -1,14 +1,18 @@
 """Operate the optimization loop of a service from the command line.
 
-    python -m starter.cycle register --service chat --model gpt-4o --provider openai   # first config, assigned
-    python -m starter.cycle start --service chat [--candidates gpt-4o-mini,my-vllm-qwen-ft] \
+    llm-optimizer cycle register --service chat --model gpt-4o --provider openai   # first config, assigned
+    llm-optimizer cycle start --service chat [--candidates gpt-4o-mini,my-vllm-qwen-ft] \
         [--candidate-configs candidates.yaml]   # e.g. [{name: short-prompt, prompt_template: "..."}]
-    python -m starter.cycle status --service chat
-    python -m starter.cycle history --service chat
-    python -m starter.cycle pause|resume|trigger|emergency-stop --service chat [--reason "..."]
-    python -m starter.cycle rollback --service chat [--target v3] [--reason "..."]
-    python -m starter.cycle set-objectives --service chat --json '{"strategy": "conservative"}'
-    python -m starter.cycle schedule create|list|delete --service chat [--every 15m]
+    llm-optimizer cycle status --service chat
+    llm-optimizer cycle history --service chat
+    llm-optimizer cycle pause|resume|trigger|emergency-stop --service chat [--reason "..."]
+    llm-optimizer cycle rollback --service chat [--target v3] [--reason "..."]
+    llm-optimizer cycle set-objectives --service chat --json '{"strategy": "conservative"}'
+    llm-optimizer cycle schedule create|list|delete --service chat [--every 15m]
+
+`register` stores the first config of a service and assigns it; `start` runs the service's OptimizationCycle (one
+long-running workflow, idempotent); `status` and `history` print what it is doing and what it did; `schedule` runs
+one-shot cycles from a Temporal Schedule instead (batch mode).
 
 Each control is the cycle's `control` update: it prints what the cycle answered, and a refusal's one-line reason
 (exit code 1). The same from the `temporal` CLI (docs/operations.md), e.g.
@@ -43,8 +47,8 @@ from llm_optimizer.settings import Settings, load_settings
 from runtime.temporal import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
+from workflows import ids
 from workflows.details import minutes
-from workflows.optimization_cycle import cycle_workflow_id
 from workflows.search_attributes import SERVICE
 
 # Command-line name -> the control's name (the `control` update's "name", and the signal of the same name).
@@ -124,7 +128,7 @@ async def start_cycle(client: Client, task_queue: str, inp: CycleInput) -> Workf
     return await client.start_workflow(
         "OptimizationCycle",
         inp,
-        id=cycle_workflow_id(inp.service),
+        id=ids.cycle_id(inp.service),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([SearchAttributePair(SERVICE, inp.service)]),
@@ -189,7 +193,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"{args.service}: registered {version}")
         return 0
     client = await connect_client(settings)
-    handle = client.get_workflow_handle(cycle_workflow_id(args.service))
+    handle = client.get_workflow_handle(ids.cycle_id(args.service))
     candidates = [c for c in (args.candidates or "").split(",") if c]
     if args.command == "start":
         if not settings.optimization.enabled:
@@ -213,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 async def schedule(client: Client, settings: Settings, args: argparse.Namespace, candidates: list[str]) -> int:
     """Batch/daemon mode: a Temporal Schedule runs one-shot cycles instead of a long-running one."""
-    schedule_id = f"optimization-schedule/{args.service}"
+    schedule_id = ids.schedule_id(args.service)
     if args.action == "create":
         inp = cycle_input_from_settings(settings, args.service, candidates).model_copy(update={"run_once": True})
         summary, details = cycle_summary(inp)
@@ -222,7 +226,7 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
             schedule_id,
             "OptimizationCycle",
             inp.model_copy(update={"interval_s": 1.0}),
-            workflow_id=f"optimization-batch/{args.service}",
+            workflow_id=ids.batch_cycle_id(args.service),
             task_queue=settings.temporal.task_queue,
             every=parse_every(args.every),
             summary=f"{summary.split(' (')[0]}, every {args.every} (Schedule {schedule_id})",
@@ -241,28 +245,34 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m starter.cycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser(prog: str = "python -m starter.cycle") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "command",
         choices=["register", "start", "status", "history", "schedule", *CONTROLS],
+        help="what to do (see above); the controls answer with what the cycle did, or why it refused",
     )
     parser.add_argument("action", nargs="?", choices=["create", "list", "delete"], help="for `schedule`")
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--model")
-    parser.add_argument("--provider")
+    parser.add_argument("--service", required=True, help="the service's name, as its events carry it")
+    parser.add_argument("--model", help="for register: the model of the first config")
+    parser.add_argument("--provider", help="for register: its provider (e.g. openai, anthropic)")
     parser.add_argument("--candidates", help="comma-separated models worth trying (any names)")
     parser.add_argument(
         "--candidate-configs",
         metavar="FILE",
         help="YAML list of config candidates: {name, model?, provider?, prompt_template?, params?}",
     )
-    parser.add_argument("--reason", default="")
+    parser.add_argument("--reason", default="", help="for the controls: recorded in the audit trail")
     parser.add_argument("--target", help="rollback target version (default: the parent of the live one)")
-    parser.add_argument("--json", default="{}", help="for set-objectives")
-    parser.add_argument("--every", default="15m", help="for `schedule create`")
+    parser.add_argument(
+        "--json", default="{}", help="for set-objectives: strategy, objectives or constraints (docs/operations.md)"
+    )
+    parser.add_argument("--every", default="15m", help="for `schedule create`: 30s, 15m, 1h, ... (default 15m)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.cycle") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command == "register" and not (args.model and args.provider):
         parser.error("register needs --model and --provider")

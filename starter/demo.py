@@ -33,7 +33,7 @@ from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage.config_client import ConfigClient
 from storage.db import connect, migrate
-from workflows.optimization_cycle import cycle_workflow_id
+from workflows.ids import cycle_id
 
 # Shipped with the repository (data/outcomes/README.md: provenance and licence).
 DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"
@@ -191,7 +191,7 @@ async def _send_traffic(settings, table, incidents, rate, duration, client) -> N
 async def _progress(client, table: OutcomeTable, t: float, rate: float) -> None:
     lines = [f"[{t:5.0f}s] {rate:,.0f} requests/s per service"]
     for service in table.services:
-        status = await client.get_workflow_handle(cycle_workflow_id(service)).query("status", result_type=CycleStatus)
+        status = await client.get_workflow_handle(cycle_id(service)).query("status", result_type=CycleStatus)
         rollout = f" canary {status.rollout.to_version} at {status.rollout.percent:g}%" if status.rollout else ""
         decision = status.last_decision.action.value if status.last_decision else "-"
         lines.append(

@@ -1,12 +1,16 @@
 """Quality evaluation of the services configured in `evaluation.services`: one round now, or periodically.
 
-python -m starter.evaluation run                      # one round, and print what it scored
-python -m starter.evaluation schedule create          # one workflow running a round every evaluation.interval_s
-python -m starter.evaluation schedule delete          # stop it
+    llm-optimizer evaluation run                      # one round, and print what it scored
+    llm-optimizer evaluation schedule create          # one workflow running a round every evaluation.interval_s
+    llm-optimizer evaluation schedule delete          # stop it
+
+A round scores the sampled events that came without a quality score, with each service's evaluator
+(docs/configuration.md, `evaluation`; docs/operations.md, "Quality evaluation"); the worker must be running.
 """
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 
 from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
@@ -16,6 +20,7 @@ from llm_optimizer.payloads import EvaluationRound, QualityReport
 from llm_optimizer.settings import Settings
 from runtime.temporal import exit_process
 from starter import periodic
+from workflows.ids import QUALITY_EVALUATION_ID
 
 
 def evaluation_round(settings: Settings) -> EvaluationRound:
@@ -33,7 +38,7 @@ def evaluation_round(settings: Settings) -> EvaluationRound:
 
 JOB = periodic.Periodic(
     workflow="QualityEvaluation",
-    schedule_id="quality-evaluation",
+    schedule_id=QUALITY_EVALUATION_ID,
     make_input=lambda settings, args: evaluation_round(settings),
     every=lambda settings, args: timedelta(seconds=settings.evaluation.interval_s),
     result_type=list[QualityReport],
@@ -41,8 +46,12 @@ JOB = periodic.Periodic(
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    return periodic.main(JOB, "python -m starter.evaluation", __doc__, argv)
+def build_parser(prog: str = "python -m starter.evaluation") -> argparse.ArgumentParser:
+    return periodic.build_parser(prog, __doc__)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.evaluation") -> int:
+    return periodic.main(JOB, prog, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Start, inspect or stop the ingestion workflow of a topic.
 
-python -m starter.ingest start [--topic llm-events]   # idempotent: an existing run is kept
-python -m starter.ingest status [--topic llm-events]
-python -m starter.ingest stop [--topic llm-events]
+    llm-optimizer ingest start [--topic llm-events]   # idempotent: an existing run is kept
+    llm-optimizer ingest status [--topic llm-events]
+    llm-optimizer ingest stop [--topic llm-events]
+
+One Ingestion workflow per topic consumes it for ever into Postgres (docs/integrations.md); `status` says how many
+runs failed in a row and whether the lag keeps rising (docs/troubleshooting.md).
 """
 
 from __future__ import annotations
@@ -17,10 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from llm_optimizer.payloads import IngestionInput, IngestionStatus
 from llm_optimizer.settings import Settings, load_settings
 from runtime.temporal import connect_client, exit_process
-
-
-def ingestion_workflow_id(topic: str) -> str:
-    return f"ingestion/{topic}"
+from workflows.ids import ingestion_id
 
 
 async def start_ingestion(client: Client, settings: Settings, topic: str | None = None) -> WorkflowHandle:
@@ -33,7 +33,7 @@ async def start_ingestion(client: Client, settings: Settings, topic: str | None 
             run_s=settings.kafka.consume_run_s,
             consumers=settings.kafka.consumer_count,
         ),
-        id=ingestion_workflow_id(topic),
+        id=ingestion_id(topic),
         task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"Ingestion of the Kafka topic {topic} into Postgres (group {settings.kafka.group_id})",
@@ -45,7 +45,7 @@ async def start_ingestion(client: Client, settings: Settings, topic: str | None 
 
 
 async def ingestion_status(client: Client, topic: str) -> IngestionStatus:
-    handle = client.get_workflow_handle(ingestion_workflow_id(topic))
+    handle = client.get_workflow_handle(ingestion_id(topic))
     return await handle.query("status", result_type=IngestionStatus)
 
 
@@ -60,16 +60,20 @@ async def main_async(args: argparse.Namespace) -> int:
         elif args.command == "status":
             print(json.dumps((await ingestion_status(client, topic)).model_dump(mode="json"), indent=2))
         else:
-            await client.get_workflow_handle(ingestion_workflow_id(topic)).cancel()
-            print(f"cancelled {ingestion_workflow_id(topic)}")
+            await client.get_workflow_handle(ingestion_id(topic)).cancel()
+            print(f"cancelled {ingestion_id(topic)}")
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m starter.ingest", description=__doc__)
-    parser.add_argument("command", choices=["start", "status", "stop"])
+def build_parser(prog: str = "python -m starter.ingest") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "status", "stop"], help="start, inspect or stop the ingestion")
     parser.add_argument("--topic", help="default: kafka.topic and kafka.anomaly_topic")
-    return asyncio.run(main_async(parser.parse_args()))
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.ingest") -> int:
+    return asyncio.run(main_async(build_parser(prog).parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer.canary_judge import CanaryVerdict
     from llm_optimizer.payloads import (
         EmergencyStopRequest,
@@ -257,8 +258,8 @@ class CanaryRollout:
         sampled = [v for v in earlier if not (v.data_late and v.baseline_requests == v.canary_requests == 0)]
         previous = (sampled[-1].baseline_requests, sampled[-1].canary_requests) if sampled else None
         label = f"judge stage {stage + 1}: {percent:g}%" + (" (promotion gate)" if gate else "")
-        verdict = await workflow.execute_activity(
-            "judge_stage",
+        verdict = await workflow.execute_activity_method(
+            LoopActivities.judge_stage,
             JudgeRequest(
                 rollout_id=self.input.rollout_id,
                 service=self.input.service,
@@ -274,7 +275,6 @@ class CanaryRollout:
                 data_wait_s=self.input.data_wait_s,
                 previous_requests=previous,
             ),
-            result_type=CanaryVerdict,
             summary=label + (f", attempt {attempt + 1}" if attempt else ""),
             **waiting_for_data(self.input.data_wait_s),
         )
@@ -339,8 +339,8 @@ class CanaryRollout:
         )
 
     async def _record(self, state: str, *, reason: str | None = None, finished: bool = False) -> None:
-        await workflow.execute_activity(
-            "record_rollout",
+        await workflow.execute_activity_method(
+            LoopActivities.record_rollout,
             self._record_of(state, reason=reason, finished=finished),
             summary=f"record rollout {state}",
             **QUICK,

@@ -17,12 +17,12 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer.exploration import ArmResult, ArmStats, finished, shares
     from llm_optimizer.payloads import (
         ExplorationInput,
         ExplorationOutcome,
         ExplorationStatus,
-        ExploreRound,
         ExploreRoundRequest,
         PayloadRefused,
         StopRequest,
@@ -62,8 +62,8 @@ class Exploration:
                         timeout_summary=f"round {self.rounds + 1}: measure for {minutes(input.round_s)}",
                     )
                 final = self.stop_reason is not None or workflow.now() >= deadline
-                round_ = await workflow.execute_activity(
-                    "explore_round",
+                round_ = await workflow.execute_activity_method(
+                    LoopActivities.explore_round,
                     ExploreRoundRequest(
                         exploration_id=input.exploration_id,
                         service=input.service,
@@ -77,7 +77,6 @@ class Exploration:
                         previous=self.results,
                         final=final,
                     ),
-                    result_type=ExploreRound,
                     summary=f"round {self.rounds + 1}: test every arm against the quality floor",
                     **ACTIVITY,
                 )
@@ -128,8 +127,8 @@ class Exploration:
     async def _split(self, split: dict[str, float]) -> None:
         self.shares = split
         described = ", ".join(f"{v} {p:g}%" for v, p in split.items()) or "none (all traffic to the live config)"
-        await workflow.execute_activity(
-            "set_traffic",
+        await workflow.execute_activity_method(
+            LoopActivities.set_traffic,
             TrafficRequest(
                 rollout_id=f"{self.input.exploration_id}#{self.rounds}",
                 service=self.input.service,

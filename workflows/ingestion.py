@@ -20,7 +20,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
 
+from workflows.options import failed_with
+
 with workflow.unsafe.imports_passed_through():
+    from activities.ingestion import IngestionActivities
+    from llm_optimizer.errors import SettingsError
     from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts, IngestionInput, IngestionStatus
     from workflows.details import minutes
 
@@ -28,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
 # too, so that a consumer failing for days still continues as new.
 MAX_RUNS_PER_HISTORY = 200
 CONSUMERS_PATCH = "ingestion-several-consumers"
-NON_RETRYABLE = ("SettingsError",)  # a wrong setting: retrying cannot help, fail loudly
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 LAGS_KEPT = 8
@@ -78,10 +81,9 @@ class IngestionWorkflow:
         input = self.input
         while self._more_runs():
             try:
-                report = await workflow.execute_activity(
-                    "consume_topic",
+                report = await workflow.execute_activity_method(
+                    IngestionActivities.consume_topic,
                     ConsumeRequest(topic=input.topic, group_id=input.group_id, run_s=input.run_s, consumer=consumer),
-                    result_type=ConsumeReport,
                     start_to_close_timeout=timedelta(seconds=input.run_s + 120),
                     heartbeat_timeout=timedelta(seconds=input.heartbeat_timeout_s),
                     retry_policy=RetryPolicy(maximum_attempts=1),  # retried below, where the failure is seen
@@ -174,8 +176,9 @@ def _summary(topic: str, run_s: int, group_id: str, consumer: int, of: int) -> s
 
 
 def _non_retryable(err: ActivityError) -> bool:
+    """A failure retrying cannot help (a wrong setting): the ingestion fails loudly."""
     cause = err.cause
-    return isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in NON_RETRYABLE)
+    return (isinstance(cause, ApplicationError) and cause.non_retryable) or failed_with(err, SettingsError)
 
 
 def _describe(err: ActivityError) -> str:

@@ -15,13 +15,16 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
-from workflows.options import ACTIVITY, OBSERVE
+from workflows import ids
+from workflows.options import ACTIVITY, OBSERVE, ActivityOptions
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer import memory as memory_rules
     from llm_optimizer.canary_judge import thresholds_for
     from llm_optimizer.decision import Action, Decision
+    from llm_optimizer.errors import ControlRefused
     from llm_optimizer.exploration import RETRYABLE, ExplorationPolicy
     from llm_optimizer.payloads import (
         AuditRecord,
@@ -33,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         CycleStatus,
         DecideRequest,
         EmergencyStopRequest,
-        ExplorationArm,
         ExplorationInput,
         ExplorationOutcome,
         ObjectivesUpdate,
@@ -43,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         PayloadRefused,
         PrepareArmsRequest,
         PrepareCanaryRequest,
-        PreparedCanary,
         ResumeRequest,
         RollbackRequest,
         RolloutInput,
@@ -51,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutOutcome,
         RolloutProgress,
         ThresholdBreach,
-        ThresholdCheck,
         ThresholdRequest,
         ThresholdWatch,
         TriggerRequest,
@@ -68,6 +68,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 T = TypeVar("T", bound=BaseModel)
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
@@ -78,16 +80,13 @@ INSTANT_STATES = (CycleState.ANALYZING,)
 LOCAL_STEP_STATES = (CycleState.OBSERVING, CycleState.ANALYZING, CycleState.DECIDING)
 
 
-def cycle_workflow_id(service: str) -> str:
-    return f"optimization-cycle/{service}"
-
-
 def control_refused(refusal: str) -> FailureError:
     """How the `control` update refuses: an ApplicationError of type ControlRefused, non-retryable, whose message is
     the one line naming the field and value (docs/operations.md). Its failure is built here, so it carries no cause
     and no Python stack trace: the caller (the API, `temporal workflow update execute`) shows just that line."""
     failure = Failure(
-        message=refusal, application_failure_info=ApplicationFailureInfo(type="ControlRefused", non_retryable=True)
+        message=refusal,
+        application_failure_info=ApplicationFailureInfo(type=ControlRefused.__name__, non_retryable=True),
     )
     return FailureError(refusal, failure=failure)
 
@@ -180,15 +179,14 @@ class OptimizationCycle:
             except TimeoutError:
                 if workflow.now() >= self.next_run_at:
                     return "timer"
-                check = await workflow.execute_activity(
-                    "check_thresholds",
+                check = await workflow.execute_activity_method(
+                    LoopActivities.check_thresholds,
                     ThresholdRequest(
                         service=self.input.service,
                         window_start=workflow.now() - timedelta(seconds=self.input.fast_path_s * scale),
                         window_end=workflow.now(),
                         constraints=self.input.constraints,
                     ),
-                    result_type=ThresholdCheck,
                     **ACTIVITY,
                 )
                 if check.violated:
@@ -251,9 +249,8 @@ class OptimizationCycle:
         await self._transition(CycleState.OBSERVING, trigger)
         window_start = now - timedelta(seconds=self.input.analysis_window_s * self.input.time_scale)
         observation = await self._step(
-            "observe",
+            LoopActivities.observe,
             ObserveRequest(service=self.input.service, window_start=window_start, window_end=now),
-            Observation,
             "observe: the live config and its traffic split",
             OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
         )
@@ -270,7 +267,7 @@ class OptimizationCycle:
             await self._transition(CycleState.ANALYZING, trigger)
             await self._transition(CycleState.DECIDING, trigger)
             decision = await self._step(
-                "decide",
+                LoopActivities.decide,
                 DecideRequest(
                     service=self.input.service,
                     cycle_id=record.cycle_id,
@@ -286,7 +283,6 @@ class OptimizationCycle:
                     exploration=self.input.exploration,
                     time_scale=self.input.time_scale,
                 ),
-                Decision,
                 f"decide on the last {minutes(self.input.analysis_window_s * self.input.time_scale)} "
                 f"of traffic ({self.input.strategy.value})",
                 ACTIVITY,
@@ -315,8 +311,8 @@ class OptimizationCycle:
         explored = self.memory.explored.get(candidate.key)
         measured = explored is not None and explored.result.fate == "qualified"
         await self._transition(CycleState.VALIDATING, "decision")
-        prepared = await workflow.execute_activity(
-            "prepare_canary",
+        prepared = await workflow.execute_activity_method(
+            LoopActivities.prepare_canary,
             PrepareCanaryRequest(
                 service=self.input.service,
                 decision_id=decision.decision_id,
@@ -326,7 +322,6 @@ class OptimizationCycle:
                 changes=candidate.changes,
                 known_version=explored.result.version if measured else None,
             ),
-            result_type=PreparedCanary,
             summary=f"register the candidate {candidate.key} as a version",
             **ACTIVITY,
         )
@@ -337,7 +332,7 @@ class OptimizationCycle:
             return
         await self._transition(CycleState.DEPLOYING, "decision")
         preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
-        workflow_id = f"canary/{self.input.service}/{prepared.version}"
+        workflow_id = ids.canary_id(self.input.service, prepared.version)
         rollout_id = f"{workflow_id}@{decision.decision_id[:8]}"  # a version may be rolled out again later
         thresholds = thresholds_for(
             self.input.canary, preset.error_rate_increase, self.input.constraints.quality_floor_ratio
@@ -353,7 +348,8 @@ class OptimizationCycle:
             service=self.input.service,
             from_version=observation.active_version,
             to_version=prepared.version,
-            stages=list(preset.stages),
+            strategy=self.input.canary.rollout,
+            stages=list(preset.rollout_stages(self.input.canary.rollout)),
             # Rounded where people read them (the UI, `status`): a limit of -0.19999999999999996 reads as -0.2.
             thresholds=thresholds.model_copy(update={"quality_decrease": round(thresholds.quality_decrease, 6)}),
             max_extensions=self.input.canary.max_extensions,
@@ -418,15 +414,14 @@ class OptimizationCycle:
         remembered, and the next decision, right after, picks from it."""
         assert observation.active_version is not None
         await self._transition(CycleState.VALIDATING, "decision")
-        arms = await workflow.execute_activity(
-            "prepare_arms",
+        arms = await workflow.execute_activity_method(
+            LoopActivities.prepare_arms,
             PrepareArmsRequest(
                 service=self.input.service,
                 decision_id=decision.decision_id,
                 base_version=observation.active_version,
                 arms=decision.arms,
             ),
-            result_type=list[ExplorationArm],
             summary=f"register {len(decision.arms)} exploration arms",
             **ACTIVITY,
         )
@@ -440,7 +435,7 @@ class OptimizationCycle:
         await self._transition(CycleState.DEPLOYING, "exploration")
         scale = self.input.time_scale
         exploring = self.input.exploration
-        exploration_id = f"exploration/{self.input.service}/{decision.decision_id[:8]}"
+        exploration_id = ids.exploration_id(self.input.service, decision.decision_id)
         arm_names = ", ".join(f"{a.key} ({a.version})" for a in arms)
         self._show(f"starting an exploration of {arm_names}")
         self.exploration_handle = await workflow.start_child_workflow(
@@ -539,7 +534,7 @@ class OptimizationCycle:
         self._show(f"rolling back to {target}: {reason}")
         try:
             await set_traffic(
-                f"rollback/{self.input.service}/{record.cycle_id}",
+                ids.rollback_change_id(self.input.service, record.cycle_id),
                 self.input.service,
                 target,
                 None,
@@ -568,16 +563,21 @@ class OptimizationCycle:
             self.live_model = model
         self._show()
 
-    async def _step(self, name: str, request: Any, result_type: type[T], summary: str, options: dict[str, Any]) -> T:
+    async def _step(
+        self,
+        activity: Callable[[LoopActivities, Request], Awaitable[Result]],
+        request: Request,
+        summary: str,
+        options: ActivityOptions,
+    ) -> Result:
         """Observe or decide: a local activity where the history is lean (its result in one marker, in the same
         workflow task: a dead worker's task is retried by another after the workflow task timeout), else a regular
         activity as the recorded histories have it."""
         if not self.local_steps:
-            return await workflow.execute_activity(name, request, result_type=result_type, summary=summary, **options)
-        return await workflow.execute_local_activity(
-            name,
+            return await workflow.execute_activity_method(activity, request, summary=summary, **options)
+        return await workflow.execute_local_activity_method(
+            activity,
             request,
-            result_type=result_type,
             summary=summary,
             start_to_close_timeout=options["start_to_close_timeout"],
             retry_policy=options["retry_policy"],
@@ -610,7 +610,9 @@ class OptimizationCycle:
             details=details,
         )
         if not self.lean:  # as the recorded histories did: one local activity per row
-            await workflow.execute_local_activity("audit", record, start_to_close_timeout=timedelta(seconds=30))
+            await workflow.execute_local_activity_method(
+                LoopActivities.audit, record, start_to_close_timeout=timedelta(seconds=30)
+            )
             return
         self.pending_audit.append(record)
         if flush:
@@ -622,10 +624,9 @@ class OptimizationCycle:
         if not batch:
             return
         kinds = sorted({r.event_type for r in batch})
-        await workflow.execute_local_activity(
-            "audit_batch",
+        await workflow.execute_local_activity_method(
+            LoopActivities.audit_batch,
             batch,
-            result_type=int,
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"audit {len(batch)} rows ({', '.join(kinds)})",
         )
@@ -726,10 +727,9 @@ class OptimizationCycle:
         if not workflow.patched("rollback-target-exists"):
             return None
         try:
-            exists = await workflow.execute_activity(
-                "version_exists",
+            exists = await workflow.execute_activity_method(
+                LoopActivities.version_exists,
                 args=[self.input.service, version],
-                result_type=bool,
                 summary=f"is {version} a version of {self.input.service}? (rollback target)",
                 **ACTIVITY,
             )

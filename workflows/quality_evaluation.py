@@ -12,9 +12,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.options import ACTIVITY
+from workflows.options import ACTIVITY, within
 
 with workflow.unsafe.imports_passed_through():
+    from activities.evaluation import EvaluationActivities
     from llm_optimizer.payloads import EvaluationRound, QualityReport, QualityRequest
     from workflows.details import clock, minutes
 
@@ -44,14 +45,12 @@ class QualityEvaluation:
         reports = []
         for service in round_.services:  # one after the other: a shared LLM judge is not flooded
             request = QualityRequest(service=service, now=workflow.now(), lookback_s=round_.lookback_s)
-            options = {**ACTIVITY, "start_to_close_timeout": timedelta(seconds=request.time_budget_s + 60)}
             reports.append(
-                await workflow.execute_activity(
-                    "evaluate_quality",
+                await workflow.execute_activity_method(
+                    EvaluationActivities.evaluate_quality,
                     request,
-                    result_type=QualityReport,
                     summary=f"score {service}'s unscored events of the last {minutes(round_.lookback_s)}",
-                    **options,
+                    **within(ACTIVITY, request.time_budget_s + 60),
                 )
             )
         self.round = self.round.model_copy(update={"rounds_done": self.round.rounds_done + 1})

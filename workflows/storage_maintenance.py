@@ -13,6 +13,7 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
     from workflows.details import clock, minutes
 
@@ -41,10 +42,9 @@ class StorageMaintenance:
 
     async def _once(self) -> MaintenanceReport:
         request = self.request.model_copy(update={"now": workflow.now()})
-        self.last = await workflow.execute_activity(
-            "maintain_storage",
+        self.last = await workflow.execute_activity_method(
+            LoopActivities.maintain_storage,
             request,
-            result_type=MaintenanceReport,
             summary=f"roll up events older than {minutes(request.lateness_s)}, expire those past "
             f"{request.retention_days:g} days",
             **ACTIVITY,

@@ -13,13 +13,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer.payloads import WatchInput, WatchReport
 
 RUNS_PER_HISTORY = 24  # a watch runs an hour by default: a day per history
-
-
-def watcher_workflow_id(task_queue: str) -> str:
-    return f"threshold-watcher/{task_queue}"
 
 
 @workflow.defn(name="ThresholdWatcher")
@@ -33,10 +30,9 @@ class ThresholdWatcher:
     async def run(self, input: WatchInput) -> None:
         for _ in range(RUNS_PER_HISTORY):
             workflow.set_current_details(self._details())
-            self.last = await workflow.execute_activity(
-                "watch_thresholds",
+            self.last = await workflow.execute_activity_method(
+                LoopActivities.watch_thresholds,
                 input,
-                result_type=WatchReport,
                 start_to_close_timeout=timedelta(seconds=input.run_s + 120),
                 heartbeat_timeout=timedelta(seconds=max(30.0, 3 * input.list_every_s)),
                 # A watch that fails (Temporal or Postgres away) is started again, for as long as it takes.

@@ -7,6 +7,7 @@ from temporalio import workflow
 from workflows.options import TRAFFIC
 
 with workflow.unsafe.imports_passed_through():
+    from activities.loop import LoopActivities
     from llm_optimizer.payloads import RolloutRecord, TrafficRequest
 
 
@@ -27,8 +28,8 @@ async def set_traffic(
     A split the registry refuses (a version that does not exist) raises ActivityError at once, not retried."""
     if summary is None:
         summary = f"traffic: {percent:g}% to {canary}, the rest to {active}" if canary else f"traffic: all to {active}"
-    await workflow.execute_activity(
-        "set_traffic",
+    await workflow.execute_activity_method(
+        LoopActivities.set_traffic,
         TrafficRequest(
             rollout_id=change_id,
             service=service,

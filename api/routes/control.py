@@ -20,7 +20,7 @@ from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission, Principal
 from llm_optimizer.payloads import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
-from workflows.optimization_cycle import cycle_workflow_id
+from workflows.ids import cycle_id, running_cycles_query, service_of_cycle
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 
@@ -68,8 +68,7 @@ class ControlResult(BaseModel):
 
 async def _running_cycles(client: Client, task_queue: str) -> list[str]:
     """The services whose cycle runs on this deployment's task queue."""
-    query = f'WorkflowType = "OptimizationCycle" AND ExecutionStatus = "Running" AND TaskQueue = "{task_queue}"'
-    return sorted([w.id.removeprefix("optimization-cycle/") async for w in client.list_workflows(query)])
+    return sorted([service_of_cycle(w.id) async for w in client.list_workflows(running_cycles_query(task_queue))])
 
 
 async def _control(
@@ -94,7 +93,7 @@ async def _control(
 
     async def one(service: str) -> ControlAck:
         command = ControlCommand(name=name, payload={**payload, "request_id": f"{request_id}/{service}"})
-        handle = client.get_workflow_handle(cycle_workflow_id(service))
+        handle = client.get_workflow_handle(cycle_id(service))
         try:
             return await asyncio.wait_for(
                 handle.execute_update("control", command, result_type=ControlAck), backend.timeout_s
@@ -150,7 +149,7 @@ async def cycle_status(request: Request, service: str) -> CycleStatus:
     backend: Backend = request.app.state.backend
     try:
         client = await backend.temporal()
-        handle = client.get_workflow_handle(cycle_workflow_id(service))
+        handle = client.get_workflow_handle(cycle_id(service))
         return await asyncio.wait_for(handle.query("status", result_type=CycleStatus), backend.timeout_s)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:

@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
 from llm_optimizer.payloads import IngestionStatus
-from starter.ingest import ingestion_workflow_id
+from workflows.ids import ingestion_id
 
 router = APIRouter(tags=["health"])
 
@@ -135,7 +135,7 @@ async def _ingestion(backend: Backend) -> str:
 
 
 async def _topic_ingestion(client, topic: str, timeout_s: float) -> tuple[str, bool]:
-    handle = client.get_workflow_handle(ingestion_workflow_id(topic))
+    handle = client.get_workflow_handle(ingestion_id(topic))
     try:
         description = await handle.describe()
     except RPCError as exc:

@@ -25,7 +25,7 @@ from starter.cycle import start_cycle
 from storage import configs_repo
 from worker import serving
 from workflows.details import minutes
-from workflows.threshold_watcher import watcher_workflow_id
+from workflows.ids import watcher_id
 
 
 def register(database_url: str, service: str) -> None:
@@ -74,7 +74,7 @@ async def test_a_quiet_cycle_says_what_it_is_doing_and_its_history_stays_lean(st
         await asyncio.sleep(6.5)  # about three intervals, some twenty fast-path checks
         history = await handle.fetch_history()
         done_after = (await status()).cycles_done
-        watcher = temporal_client.get_workflow_handle(watcher_workflow_id(settings.temporal.task_queue))
+        watcher = temporal_client.get_workflow_handle(watcher_id(settings.temporal.task_queue))
         watched = await watcher.describe()
 
         described = await handle.describe()
