@@ -30,7 +30,8 @@ from llm_optimizer.decision import Constraints, Memory, Objectives
 from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.pricing import price_book
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.settings import Settings, Strategy
+from llm_optimizer.settings import Settings
+from llm_optimizer.strategies import Strategy
 from simulator.samples import sample_events
 from storage import configs_repo
 from storage.db import migrate

@@ -20,8 +20,8 @@ from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives, Profile
 from llm_optimizer.exploration import ArmResult, ArmStats, ExplorationPolicy, QualityEstimate
-from llm_optimizer.settings import CanaryThresholds, ExplorationSettings, Strategy
-from llm_optimizer.strategies import RolloutStage
+from llm_optimizer.settings import CanaryThresholds, ExplorationSettings
+from llm_optimizer.strategies import RolloutKind, RolloutStage, Strategy
 
 
 class CycleState(StrEnum):
@@ -401,7 +401,7 @@ class RolloutInput(BaseModel):
     # canary: the last stage (100%) promotes. blue_green: usually a small health-check stage, then a switch of all
     # traffic that keeps the old version for an instant rollback and is judged against the old version's
     # traffic just before the switch.
-    strategy: Literal["canary", "blue_green"] = "canary"
+    strategy: RolloutKind = "canary"
     stages: list[RolloutStage]
     thresholds: JudgeThresholds
     max_extensions: int = 2

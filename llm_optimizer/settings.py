@@ -24,6 +24,7 @@ from pydantic_settings import (
 from llm_optimizer import yamlsafe
 from llm_optimizer.errors import SettingsError
 from llm_optimizer.patterns import checked_regex
+from llm_optimizer.strategies import RolloutKind, Strategy
 
 ENV_PREFIX = "OPTIMIZER_"
 CONFIG_FILE_ENV = "OPTIMIZER_CONFIG_FILE"
@@ -44,12 +45,6 @@ Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Strategy(StrEnum):
-    conservative = "conservative"
-    balanced = "balanced"
-    aggressive = "aggressive"
 
 
 class LogLevel(StrEnum):
@@ -138,8 +133,9 @@ class TemporalSettings(Section):
 
 
 class CanaryThresholds(Section):
-    """Relative degradations that make the canary judge roll back (seed defaults)."""
+    """How a change rolls out, and the relative degradations that make the canary judge roll it back."""
 
+    rollout: RolloutKind = "canary"  # or blue_green: a health check on the first stage, then all traffic at once
     error_rate_increase: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # None: the preset's
     latency_increase: PositiveFloat = 0.20
     quality_decrease: Fraction = 0.10

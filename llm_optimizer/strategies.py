@@ -5,9 +5,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llm_optimizer.settings import Strategy
+
+class Strategy(StrEnum):
+    conservative = "conservative"
+    balanced = "balanced"
+    aggressive = "aggressive"
+
+
+# How a change reaches all traffic (`optimization.canary.rollout`): `canary` shifts it in the preset's stages;
+# `blue_green` checks the new version on the preset's first stage, then switches all traffic at once and watches it,
+# the old version kept for an instant rollback (workflows/canary_rollout.py).
+RolloutKind = Literal["canary", "blue_green"]
 
 
 class RolloutStage(BaseModel):
@@ -35,6 +48,15 @@ class StrategyPreset(BaseModel):
         if percents != sorted(percents) or percents[-1] != 100:
             raise ValueError(f"stages must grow and end at 100%, got {percents}")
         return self
+
+    def rollout_stages(self, kind: RolloutKind) -> tuple[RolloutStage, ...]:
+        """The stages a rollout of this kind runs: a canary's are the preset's; a blue-green rollout checks the new
+        version on the first stage, then switches all traffic and watches it as long as the preset's longest bake
+        (a degraded verdict in that watch switches back)."""
+        if kind == "canary":
+            return self.stages
+        watch = max(s.bake_s for s in self.stages)
+        return (self.stages[0], RolloutStage(percent=100, bake_s=watch))
 
     def scaled(self, time_scale: float) -> StrategyPreset:
         """The same preset with every bake time multiplied by `time_scale` (demos and tests shorten them)."""

@@ -19,8 +19,8 @@ import psycopg
 
 from llm_optimizer.decision import Constraints, Objectives
 from llm_optimizer.payloads import CycleInput
-from llm_optimizer.settings import CanaryThresholds, Strategy
-from llm_optimizer.strategies import PRESETS
+from llm_optimizer.settings import CanaryThresholds
+from llm_optimizer.strategies import PRESETS, Strategy
 from simulator.outcomes import ModelSummary, OutcomeTable
 from storage import report_repo
 from storage.db import psycopg_url

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from llm_optimizer.decision import DecisionInput, Profile
-from llm_optimizer.settings import Strategy
-from llm_optimizer.strategies import PRESETS
+from llm_optimizer.strategies import PRESETS, Strategy
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 CURRENT = Profile(

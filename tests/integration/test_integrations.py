@@ -29,7 +29,8 @@ from llm_optimizer.decision import (
 )
 from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.settings import IntegrationSettings, Strategy
+from llm_optimizer.settings import IntegrationSettings
+from llm_optimizer.strategies import Strategy
 from simulator.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land_events

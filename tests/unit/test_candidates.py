@@ -16,8 +16,8 @@ from llm_optimizer.candidates import (
 )
 from llm_optimizer.decision import Constraints, ExploredArm, Memory, Objectives, Profile
 from llm_optimizer.exploration import ArmResult, QualityEstimate
-from llm_optimizer.settings import ExplorationSettings, OptimizationSettings, Strategy
-from llm_optimizer.strategies import PRESETS
+from llm_optimizer.settings import ExplorationSettings, OptimizationSettings
+from llm_optimizer.strategies import PRESETS, Strategy
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
 CURRENT = Profile(

@@ -22,8 +22,7 @@ from llm_optimizer.decision import (
     weighted_gain,
 )
 from llm_optimizer.exploration import ArmResult
-from llm_optimizer.settings import Strategy
-from llm_optimizer.strategies import PRESETS
+from llm_optimizer.strategies import PRESETS, Strategy
 
 
 def observed(

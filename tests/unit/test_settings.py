@@ -43,6 +43,9 @@ def test_precedence_env_over_short_env_over_yaml(tmp_path, monkeypatch):
     assert settings.kafka_brokers == ["a:1", "b:2"]
     assert settings.kafka.topic == "from-env"
     assert settings.optimization.canary.min_samples == 50
+    assert settings.optimization.canary.rollout == "canary"
+    monkeypatch.setenv("OPTIMIZER_OPTIMIZATION__CANARY__ROLLOUT", "blue_green")
+    assert load_settings().optimization.canary.rollout == "blue_green"
 
     monkeypatch.setenv("DATABASE_URL", "postgres://prod/optimizer")
     assert load_settings().database_url == "postgresql+psycopg://prod/optimizer"
@@ -55,6 +58,7 @@ def test_precedence_env_over_short_env_over_yaml(tmp_path, monkeypatch):
         ("OPTIMIZER_KAFKA__BATCH_MAX_EVENTS", "lots", "kafka.batch_max_events = 'lots'"),
         ("OPTIMIZER_OPTIMIZATION__STRATEGY", "reckless", "optimization.strategy = 'reckless'"),
         ("OPTIMIZER_OPTIMIZATION__CANARY__QUALITY_DECREASE", "1.5", "optimization.canary.quality_decrease = '1.5'"),
+        ("OPTIMIZER_OPTIMIZATION__CANARY__ROLLOUT", "big_bang", "optimization.canary.rollout = 'big_bang'"),
         ("DATABASE_URL", "mysql://x", "database.url = 'mysql://x'"),
         ("OPTIMIZER_KAFKA__TOPICS", "x", "kafka.topics = 'x'"),
         ("OPTIMIZER_REDIS__URL", "redis://", "OPTIMIZER_REDIS__URL = 'redis://'"),

@@ -24,8 +24,7 @@ from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds, MetricChe
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.settings import Strategy
-from llm_optimizer.strategies import PRESETS, RolloutStage
+from llm_optimizer.strategies import PRESETS, RolloutStage, Strategy
 from storage import configs_repo
 from workflows import CanaryRollout
 from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE
