@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -104,11 +105,11 @@ class Script:
         ]
 
 
-async def _result_once_started(handle: WorkflowHandle) -> RolloutOutcome:
+async def _result_once_started(handle: WorkflowHandle[Any, RolloutOutcome]) -> RolloutOutcome:
     """The rollout's outcome; the cycle starts it after its first decision, so it may not exist yet."""
     while True:
         try:
-            return await handle.result(result_type=RolloutOutcome)
+            return await handle.result()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -133,7 +134,7 @@ async def test_the_cycle_rolls_out_blue_green_when_the_setting_says_so(temporal_
             id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )
-        rollout: WorkflowHandle = temporal_client.get_workflow_handle("canary/bluegreen/v2")
+        rollout = temporal_client.get_workflow_handle("canary/bluegreen/v2", result_type=RolloutOutcome)
         outcome = await asyncio.wait_for(_result_once_started(rollout), 30)
         await cycle.terminate()
     assert outcome.result == "promoted", outcome
