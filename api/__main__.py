@@ -1,7 +1,14 @@
-"""Serve the HTTP API: `python -m api` (host, port and workers from the `server` settings)."""
+"""Serve the HTTP API (docs/api.md): config resolution, event reports, controls, keys.
+
+    llm-optimizer api               # or python -m api, make api
+
+Host, port and worker processes come from the `server` settings (docs/configuration.md); the database is migrated
+first. Stops on SIGINT or SIGTERM.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import uvicorn
@@ -12,7 +19,12 @@ from runtime.logs import configure_logging
 from storage.db import migrate
 
 
-def main() -> int:
+def build_parser(prog: str = "python -m api") -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m api") -> int:
+    build_parser(prog).parse_args(argv)
     try:
         settings = load_settings()
     except OptimizerError as exc:

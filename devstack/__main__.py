@@ -1,4 +1,13 @@
-"""Command line of the local stack: `python -m devstack up|down|status [--json]`."""
+"""The local stack: Postgres, Temporal and Kafka on loopback, run from Python wheels (no Docker), their data and
+logs under `stack.data_dir` (.data/).
+
+    llm-optimizer stack up         # start what is not running (idempotent)
+    llm-optimizer stack status     # exit 0 when the servers run, 3 when one is down
+    llm-optimizer stack down [--json]
+
+Ports and the data folder come from the `stack` settings (docs/configuration.md); `make up`, `make down` and
+`make status` run the same.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +20,17 @@ from llm_optimizer.errors import OptimizerError
 from llm_optimizer.settings import load_settings
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+def build_parser(prog: str = "python -m devstack") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "status"], help="start, stop or inspect the stack")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m devstack") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         stack = LocalStack(load_settings().stack)
         if args.command == "up":

@@ -1,8 +1,12 @@
 """Manage the HTTP API's keys. The key is printed once, at creation; only its hash is stored.
 
-python -m starter.apikeys create --name checkout-app --role viewer [--rate 50]
-python -m starter.apikeys list
-python -m starter.apikeys revoke --key-id 1a2b3c4d
+    llm-optimizer apikeys create --name checkout-app --role viewer [--rate 50]
+    llm-optimizer apikeys list
+    llm-optimizer apikeys revoke --key-id 1a2b3c4d
+
+Roles (docs/api.md, "Keys, roles and limits"): viewer for applications (resolve configs, report events), operator
+for on-call engineers (also trigger and roll back), admin for the platform team (also configs, pause, resume,
+emergency stop).
 """
 
 from __future__ import annotations
@@ -17,17 +21,23 @@ from storage import apikeys_repo
 from storage.db import connect, migrate
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m starter.apikeys", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "python -m starter.apikeys") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{create,list,revoke}", help="what to do")
     create = commands.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", required=True, help="who uses the key (shown in audit records)")
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the key may do")
     create.add_argument("--rate", type=float, default=None, help="requests/s (default: server.rate_limit_per_s)")
     commands.add_parser("list", help="list keys (ids, names, roles; never secrets)")
     revoke = commands.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("--key-id", required=True)
-    args = parser.parse_args(argv)
+    revoke.add_argument("--key-id", required=True, help="the id `list` shows (not the key itself)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.apikeys") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         settings = load_settings()
         migrate(settings.database_url)

@@ -1,6 +1,6 @@
 """Backfill events from a JSONL, CSV or Parquet file through the same validation and landing path as Kafka.
 
-    python -m starter.backfill events.jsonl [--format jsonl|csv|parquet] [--batch-size 5000]
+    llm-optimizer backfill events.jsonl [--format jsonl|csv|parquet] [--batch-size 5000]
 
 Files are streamed (JSONL line by line, CSV and Parquet in polars batches), so a file larger than memory works.
 Re-running on the same file adds nothing: events are unique by id, dead letters by file and line/row.
@@ -103,12 +103,18 @@ def _progress_bar(path: Path, total: int):
     return show
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m starter.backfill", description=__doc__)
-    parser.add_argument("path", type=Path)
-    parser.add_argument("--format", choices=["jsonl", "csv", "parquet"])
-    parser.add_argument("--batch-size", type=int, default=5000)
-    args = parser.parse_args(argv)
+def build_parser(prog: str = "python -m starter.backfill") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("path", type=Path, help="a JSONL, CSV or Parquet file of events")
+    parser.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the file's extension")
+    parser.add_argument("--batch-size", type=int, default=5000, help="events landed per transaction (default 5000)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.backfill") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         if not args.path.is_file():
             raise OptimizerError(f"{args.path}: no such file")

@@ -1,4 +1,4 @@
-"""Operate the optimization loop of a service from the command line.
+r"""Operate the optimization loop of a service from the command line.
 
     llm-optimizer cycle register --service chat --model gpt-4o --provider openai   # first config, assigned
     llm-optimizer cycle start --service chat [--candidates gpt-4o-mini,my-vllm-qwen-ft] \
@@ -246,7 +246,9 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
 
 
 def build_parser(prog: str = "python -m starter.cycle") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "command",
         choices=["register", "start", "status", "history", "schedule", *CONTROLS],

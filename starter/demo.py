@@ -1,11 +1,12 @@
-"""`make demo`: the whole loop on the embedded stack, replaying real LLM outcomes, in a few minutes.
+"""`llm-optimizer demo` (`make demo`): the whole loop on the embedded stack, replaying real LLM outcomes, in a few
+minutes.
 
 Starts Postgres, Temporal and Kafka, the worker, the ingestion and one OptimizationCycle per service of the
 outcomes table; every service starts on its highest-quality model. The fleet simulator then sends one CloudEvent
 per request to Kafka, each request served by whatever config the registry assigns it, carrying that model's real
 quality, tokens and cost for the prompt. Two incidents are scheduled. Live progress is printed; at the end the
 report compares cost and quality before and after, lists the rollouts with their reasons, and is written to
-reports/demo.html. The stack keeps running for the Temporal UI; `make down` stops it.
+reports/demo.html. The stack keeps running for the Temporal UI; `llm-optimizer stack down` (`make down`) stops it.
 """
 
 from __future__ import annotations
@@ -52,14 +53,25 @@ DEMO_EVALUATION = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m starter.demo", description=__doc__)
-    parser.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES)
+def build_parser(prog: str = "python -m starter.demo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n    llm-optimizer demo --minutes 2 --quality-floor 0.9   # a shorter run, a lower floor",
+    )
+    parser.add_argument(
+        "--outcomes", type=Path, default=DEFAULT_OUTCOMES, help="the outcomes table replayed (default: the shipped one)"
+    )
     parser.add_argument("--minutes", type=float, default=5.0, help="how long the fleet sends traffic")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second per service")
     parser.add_argument("--quality-floor", type=float, default=0.8, help="of each service's starting quality")
-    parser.add_argument("--report", type=Path, default=Path("reports/demo.html"))
-    return parser.parse_args(argv)
+    parser.add_argument("--report", type=Path, default=Path("reports/demo.html"), help="where the page is written")
+    return parser
+
+
+def parse_args(argv: list[str] | None, prog: str = "python -m starter.demo") -> argparse.Namespace:
+    return build_parser(prog).parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -201,8 +213,8 @@ async def _progress(client, table: OutcomeTable, t: float, rate: float) -> None:
     print("\n".join(lines), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m starter.demo") -> int:
+    args = parse_args(argv, prog)
     if not args.outcomes.exists():
         print(f"error: outcomes table {args.outcomes} not found (pass --outcomes PATH)", file=sys.stderr)
         return 2

@@ -66,7 +66,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "python -m starter.ingest") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["start", "status", "stop"], help="start, inspect or stop the ingestion")
     parser.add_argument("--topic", help="default: kafka.topic and kafka.anomaly_topic")
     return parser

@@ -5,7 +5,8 @@
     llm-optimizer maintenance schedule delete
 
 A run rolls raw events up into the 1-minute and 1-hour rollups and drops the partitions of raw events older than
-database.event_retention_days once the rollups cover them (docs/operations.md, "Storage maintenance"); the worker must be running.
+database.event_retention_days once the rollups cover them (docs/operations.md, "Storage maintenance"); the worker
+must be running.
 """
 
 from __future__ import annotations

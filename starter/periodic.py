@@ -97,12 +97,21 @@ async def _main_async(job: Periodic, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(job: Periodic, prog: str, doc: str, argv: list[str] | None, parser_hook=None) -> int:
+def build_parser(prog: str, doc: str, parser_hook=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "schedule"])
-    parser.add_argument("action", nargs="?", choices=["create", "delete"])
+    parser.add_argument(
+        "command", choices=["run", "schedule"], help="run: once now, and print the result; schedule: periodically"
+    )
+    parser.add_argument(
+        "action", nargs="?", choices=["create", "delete"], help="for schedule: start or stop the periodic workflow"
+    )
     if parser_hook:
         parser_hook(parser)
+    return parser
+
+
+def main(job: Periodic, prog: str, doc: str, argv: list[str] | None, parser_hook=None) -> int:
+    parser = build_parser(prog, doc, parser_hook)
     args = parser.parse_args(argv)
     if args.command == "schedule" and not args.action:
         parser.error("schedule needs create or delete")

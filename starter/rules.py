@@ -1,9 +1,9 @@
 """Rules as data: load them from YAML into Postgres, list them, and try them on a service's live data.
 
-    python -m starter.rules load rules.yaml [--service chat]    # insert or replace by name; no --service: every service
-    python -m starter.rules list [--service chat]
-    python -m starter.rules dry-run --service chat [--window 15m]   # what the rules and analyzers say now; nothing kept
-    python -m starter.rules delete --name slow-p95
+    llm-optimizer rules load rules.yaml [--service chat]    # insert or replace by name; no --service: every service
+    llm-optimizer rules list [--service chat]
+    llm-optimizer rules dry-run --service chat [--window 15m]   # what the rules and analyzers say now; nothing kept
+    llm-optimizer rules delete --name slow-p95
 
 The rule format is in llm_optimizer/rules.py; the decide activity reads the rules of the service at every decision.
 """
@@ -53,15 +53,20 @@ def dry_run(settings: Settings, service: str, window_s: float) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(prog: str = "python -m starter.rules") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m starter.rules", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["load", "list", "dry-run", "delete"])
+    parser.add_argument("command", choices=["load", "list", "dry-run", "delete"], help="what to do (see above)")
     parser.add_argument("file", nargs="?", type=Path, help="for load: a YAML list of rules")
-    parser.add_argument("--service")
-    parser.add_argument("--name", help="for delete")
-    parser.add_argument("--window", default="15m", help="for dry-run")
+    parser.add_argument("--service", help="the service the rules are for (load, list) or tried on (dry-run)")
+    parser.add_argument("--name", help="for delete: the rule's name")
+    parser.add_argument("--window", default="15m", help="for dry-run: how much recent data to judge (default 15m)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m starter.rules") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
