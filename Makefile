@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The operators' command (starter/cli.py); `llm-optimizer --help` lists its subcommands.
+CLI := $(VENV)/bin/llm-optimizer
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint up down status worker api clean bench-ingest bench-soak bench-analysis bench-savings bench-savings-synthetic bench-api
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m starter.demo
+	$(CLI) demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -29,19 +31,19 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 up: $(STAMP)
-	$(PY) -m devstack up
+	$(CLI) stack up
 
 down: $(STAMP)
-	$(PY) -m devstack down
+	$(CLI) stack down
 
 status: $(STAMP)
-	$(PY) -m devstack status
+	$(CLI) stack status
 
 worker: $(STAMP)
-	$(PY) worker.py
+	$(CLI) worker
 
 api: $(STAMP)
-	$(PY) -m api
+	$(CLI) api
 
 clean: down
 	rm -rf .data
