@@ -167,37 +167,34 @@ def _generated_names() -> tuple[set[str], set[str]]:
 
 
 def test_no_price_source_knows_the_models():
-    models, providers = _generated_names()
-    checked = []
-    try:
-        from genai_prices import Usage, calc_price
-        from genai_prices.data_snapshot import get_snapshot
-    except ImportError:
-        pass
-    else:
-        snapshot = get_snapshot()
-        known_providers = {p.id for p in snapshot.providers}
-        assert providers.isdisjoint(known_providers)
-        for model in models:
-            for provider in snapshot.providers:
-                assert provider.find_model(model, all_providers=snapshot.providers) is None, (model, provider.id)
-            with pytest.raises(LookupError):
-                calc_price(Usage(input_tokens=100, output_tokens=100), model_ref=model)
-        checked.append("genai-prices")
-    # The hand-kept catalog, wherever it lives now (the package's data, or the tests' fixture).
-    root = Path(__file__).resolve().parents[2]
-    for catalog in (root / "llm_optimizer" / "data" / "pricing.yaml", root / "tests" / "fixtures" / "pricing.yaml"):
-        if catalog.exists():
-            import yaml
+    """genai-prices and the product's lookup in it are dependencies (pyproject.toml): checked unconditionally, so a
+    missing one fails instead of passing on the other sources."""
+    from genai_prices import Usage, calc_price
+    from genai_prices.data_snapshot import get_snapshot
 
-            entries = yaml.safe_load(catalog.read_text()).get("models", [])
-            listed = {str(e.get("model", "")).lower() for e in entries}
-            assert listed and {m.lower() for m in models}.isdisjoint(listed), catalog
-            checked.append(str(catalog.relative_to(root)))
-    # The product's own lookup in genai-prices, where it has one (llm_optimizer/pricing.py).
     from llm_optimizer import pricing
 
-    if callable(lookup := getattr(pricing, "genai_price", None)):
-        assert [m for m in models if lookup(m) is not None] == []
-        checked.append("llm_optimizer.pricing.genai_price")
-    assert checked, "no price source found to check against"
+    models, providers = _generated_names()
+    snapshot = get_snapshot()
+    known_providers = {p.id for p in snapshot.providers}
+    assert providers.isdisjoint(known_providers)
+    for model in models:
+        for provider in snapshot.providers:
+            assert provider.find_model(model, all_providers=snapshot.providers) is None, (model, provider.id)
+        with pytest.raises(LookupError):
+            calc_price(Usage(input_tokens=100, output_tokens=100), model_ref=model)
+    assert [m for m in models if pricing.genai_price(m) is not None] == []
+    # The hand-kept catalog: the tests' fixture (and the package's data, if it ships one again).
+    root = Path(__file__).resolve().parents[2]
+    catalogs = [
+        c
+        for c in (root / "llm_optimizer" / "data" / "pricing.yaml", root / "tests" / "fixtures" / "pricing.yaml")
+        if c.exists()
+    ]
+    assert catalogs, "no hand-kept price catalog found to check against"
+    import yaml
+
+    for catalog in catalogs:
+        entries = yaml.safe_load(catalog.read_text()).get("models", [])
+        listed = {str(e.get("model", "")).lower() for e in entries}
+        assert listed and {m.lower() for m in models}.isdisjoint(listed), catalog

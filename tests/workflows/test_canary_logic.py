@@ -112,21 +112,29 @@ async def test_data_late_past_max_late_s_rolls_back(time_skipping_env):
     assert fakes.judged_stages() == [(0, 0), (0, 1), (0, 2)]
 
 
-async def test_operator_promote_skips_the_stage_verdict_and_to_end_promotes_at_once(time_skipping_env):
+async def test_operator_promote_skips_the_stage_verdict_once_per_request_id(time_skipping_env):
     fakes = FakeLoop(SERVICE)
     async with fake_worker(time_skipping_env.client, fakes) as worker:
         handle = await start(time_skipping_env, worker)
         await baking(handle, 0)
         await handle.signal(CanaryRollout.promote, {"request_id": "p1"})
         await baking(handle, 1)
-        assert fakes.judged == [], "a promoted stage is not judged"
-        await handle.signal(CanaryRollout.promote, {"request_id": "p1"})  # a repeat: ignored
-        await asyncio.sleep(0.3)
-        assert (await handle.query(CanaryRollout.status)).stage == 1
-        await handle.signal(CanaryRollout.promote, {"to_end": True, "request_id": "p2"})
+        await handle.signal(CanaryRollout.promote, {"request_id": "p1"})  # a repeat: ignored, stage 2 is judged
+        outcome = await handle.result()
+    assert outcome.result == "promoted"
+    assert fakes.judged_stages() == [(1, 0)], "the promoted stage is not judged, the next one is"
+    assert fakes.splits() == [("v2", "v3", 5), ("v2", "v3", 50), ("v3", None, 0)]
+
+
+async def test_operator_promote_to_end_promotes_at_once(time_skipping_env):
+    fakes = FakeLoop(SERVICE)
+    async with fake_worker(time_skipping_env.client, fakes) as worker:
+        handle = await start(time_skipping_env, worker)
+        await baking(handle, 0)
+        await handle.signal(CanaryRollout.promote, {"to_end": True})
         outcome = await handle.result()
     assert outcome.result == "promoted" and outcome.verdicts == [] and fakes.judged == []
-    assert fakes.splits() == [("v2", "v3", 5), ("v2", "v3", 50), ("v3", None, 0)]
+    assert fakes.splits() == [("v2", "v3", 5), ("v3", None, 0)]
 
 
 async def test_operator_rollback_mid_stage_restores_the_baseline_without_a_verdict(time_skipping_env):
