@@ -167,3 +167,29 @@ async def test_emergency_stop_during_a_rollout_rolls_the_child_back_and_stops(ti
     assert fakes.judged == [] and fakes.splits()[-1] == ("v2", None, 0)
     assert stopped.stopped_reason == "provider outage" and stopped.rollout is None
     assert history[-1].outcome == "rolled_back: emergency stop: provider outage"
+
+
+async def test_operator_rollback_goes_to_the_rollout_in_flight_or_else_to_the_parent(time_skipping_env):
+    fakes = FakeLoop(SERVICE, decisions=[canary_of("gpt-4o-mini")])
+    env = time_skipping_env
+    async with fake_worker(env.client, fakes) as worker:
+        handle = await start(env, worker)
+        await handle.signal(OptimizationCycle.trigger, {})
+        await until(env, handle, lambda s: s.rollout is not None, "a rollout in flight", step=None)
+        # During a rollout: the rollout is rolled back, the cycle goes on (it is not stopped).
+        await handle.signal(OptimizationCycle.rollback, {"reason": "bad answers"})
+        after = await until(env, handle, lambda s: s.cycles_done == 1 and s.state == CycleState.IDLE, "rolled back")
+        assert after.stopped_reason is None and after.active_version == "v2"
+        # Between cycles: the next cycle, at once, moves all traffic to the live version's parent.
+        await handle.signal(OptimizationCycle.rollback, {"reason": "still bad"})
+        parent = await until(env, handle, lambda s: s.cycles_done == 2, "the rollback's cycle", step=None)
+        history = await handle.query(OptimizationCycle.history)
+        await handle.terminate()
+    assert history[0].outcome == "rolled_back: rolled back by an operator: bad answers"
+    assert (history[1].trigger, history[1].action, history[1].outcome) == (
+        "operator: rollback",
+        "rollback",
+        "rolled back to v1",
+    )
+    assert parent.active_version == "v1" and fakes.splits()[-1] == ("v1", None, 0)
+    assert len(fakes.decided) == 1, "an operator's rollback is not decided on"
