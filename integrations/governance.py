@@ -1,4 +1,4 @@
-"""The governance service: policy evaluation before a rollout (`POST /api/v1/policies/evaluate`, seed 001).
+"""The governance service: policy evaluation before a rollout (`POST /api/v1/policies/evaluate`, docs/integrations.md).
 
 It approves, or denies with violations; violations of `warn` policies come back with an approval and are recorded.
 Unreachable: denied by default (`integrations.governance_fail_open` lets rollouts go ahead unchecked instead),

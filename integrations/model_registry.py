@@ -1,4 +1,4 @@
-"""The model registry: model profiles, capabilities and prices (`GET /api/v1/models`, seed 001).
+"""The model registry: model profiles, capabilities and prices (`GET /api/v1/models`, docs/integrations.md).
 
 Its prices are the highest layer of the price book (docs/configuration.md, "Prices") and its models join the
 candidates. When it cannot be reached, the rest of the book applies (the documented fallback) and the book's

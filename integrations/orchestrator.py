@@ -1,4 +1,4 @@
-"""Push a service's traffic split to an external orchestrator or gateway (the seeds' configuration API)."""
+"""Push a service's traffic split to an external orchestrator or gateway (docs/integrations.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from runtime.resilience import CircuitBreaker
 
 
 def payload(request: TrafficRequest, active: ConfigVersion, canary: ConfigVersion | None) -> dict:
-    """The seeds' configuration-update shape, with both versions so the gateway can split traffic itself."""
+    """The configuration-update shape (docs/integrations.md), with both versions: the gateway splits traffic itself."""
 
     def configuration(version: ConfigVersion) -> dict:
         spec = version.spec

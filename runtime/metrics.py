@@ -1,7 +1,7 @@
 """The product's Prometheus metrics, recorded by the activities in the worker process.
 
-Names follow the seeds where they fit (`optimizer_rollbacks_total`, ...). The Temporal SDK's own runtime metrics are
-exported separately by the worker (see `worker.py`).
+Names follow Prometheus conventions (`optimizer_rollbacks_total`, ...); docs/grafana/ charts them. The Temporal
+SDK's own runtime metrics are exported separately by the worker (see `worker.py`).
 """
 
 from __future__ import annotations

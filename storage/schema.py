@@ -214,7 +214,7 @@ decisions = Table(
     Index(None, "service", "made_at"),
 )
 
-# The audit trail of the control loop: state transitions, signals, triggers (seed table optimization_events).
+# The audit trail of the control loop: state transitions, signals, triggers (`optimization_events`).
 optimization_events = Table(
     "optimization_events",
     metadata,
@@ -310,7 +310,7 @@ event_texts = Table(
     Index(None, "ts"),
 )
 
-# Quality scores produced by evaluators (seed table quality_evaluations); the score is also written into the event.
+# Quality scores produced by evaluators (`quality_evaluations`); the score is also written into the event.
 quality_evaluations = Table(
     "quality_evaluations",
     metadata,

@@ -55,7 +55,7 @@ async def export(
     request: Request, service: Annotated[Name | None, Query(description="one service")] = None
 ) -> StreamingResponse:
     """Every version and the active version of the service (of every service without `service`, one YAML document
-    each), as YAML that `POST /import` reads back: the seeds' `curl .../config/export > backup.yaml`.
+    each), as YAML that `POST /import` reads back: a backup is `curl .../config/export > backup.yaml` (docs/api.md).
 
     Streamed a page of versions at a time; refused (422) before anything is sent when the specs it would hold are
     over the export bound (docs/api.md, "Limits and refusals"). The last line is `# end of export: N services`, so

@@ -64,7 +64,7 @@ def _parse(body: bytes) -> Any:
 
 
 def _items(body: Any) -> list[Any]:
-    """The events of a batch: a JSON array, or an object with `metrics` (the seeds' shape) or `events`."""
+    """The events of a batch: a JSON array, or an object with `metrics` or `events` (docs/api.md)."""
     if isinstance(body, list):
         return body
     if isinstance(body, dict):

@@ -1,4 +1,4 @@
-"""The assessment of the live config: analyzers and rules feed the decision as the seeds' flow says."""
+"""The assessment of the live config: analyzers and rules feed the decision (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from llm_optimizer.settings import CanaryThresholds
 
 CANARY_N = 2_000
 BASELINE_N = 10_000  # the baseline serves the rest of the traffic: here the canary has about 17%
-THRESHOLDS = JudgeThresholds()  # seed defaults: error +5%, latency +20%, quality -10%
+THRESHOLDS = JudgeThresholds()  # the defaults: error +5%, latency +20%, quality -10%
 
 
 def arm(rng, n, *, error_rate=0.02, latency_scale=1.0, quality=0.85, cost=0.002) -> ArmSample:
