@@ -5,7 +5,7 @@ is parsed by polars' JSON reader and checked with column expressions that apply 
 rules to the shapes they accept: structured CloudEvents and bare events without nulls, extension attributes,
 attributes or texts, whose fields hold their plain JSON types. Every other message (tombstones, binary mode,
 unusual timestamps, anything invalid...) is handed back to the per-message path, which accepts it or
-dead-letters it with the reason. `tests/test_columnar.py` holds the two paths to the same result on generated input.
+dead-letters it with the reason. `tests/unit/test_columnar.py` holds the two paths to one result on generated input.
 
 How a column tells what JSON held: polars refuses a batch where a number or object field holds another JSON type
 (the batch is then split); a string field takes any value as text, so a string that reads like another JSON value

@@ -234,7 +234,7 @@ class CloudEvent(Frozen):
 # of every message (they doubled the per-message decoding time). The one-pass validator applies the same rules in
 # pydantic's Rust core alone, some of them more strictly; whatever it refuses goes to the general path (`LLMEvent`),
 # which then accepts it or names the reason. It only accepts what the general path accepts, as the same `LLMEvent`
-# (`tests/test_decoder.py` and `tests/test_columnar.py` hold the two to that on generated input):
+# (`tests/unit/test_decoder.py` and `tests/unit/test_columnar.py` hold the two to that on generated input):
 # - NUL: JSON text can only hold one as the escape `\u0000` (a raw control character is invalid JSON), so a
 #   message whose bytes have no such escape has no NUL anywhere (`one_pass_event`);
 # - booleans in number fields: the numbers are strict, which takes JSON numbers only (`true` is refused, and so is
@@ -266,7 +266,7 @@ _OnePassInt = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 
 
 class _OnePassEvent(Frozen):
-    """`LLMEvent`'s fields with the one-pass rules (`tests/test_events.py` holds the two to the same fields)."""
+    """`LLMEvent`'s fields with the one-pass rules (`tests/unit/test_events.py` holds the two to the same fields)."""
 
     event_id: _BareId
     timestamp: _OnePassInstant

@@ -7,7 +7,7 @@ one-sided test at `alpha` each way:
   bad arm can stay, which is what the test shortens);
 - credibly above it: `qualified`. The test is repeated every round, and a trap just under the floor would
   eventually look good by chance on one of those looks: qualifying takes a level `alpha / REPEATED_LOOKS` (a
-  Pocock-like constant boundary; `tests/test_exploration.py` simulates whole explorations to hold the chance of a
+  Pocock-like constant boundary; `tests/unit/test_exploration.py` simulates whole explorations to hold the chance of a
   trap qualifying under `alpha`). Leaving for below the floor keeps `alpha`: a wrong exit only costs a saving;
 - an arm that cannot beat a qualified arm on the weighted objective even at its optimistic quality is `dominated`,
   and one that cannot beat the live config by the strategy's minimum gain is `no_saving`: neither needs more data;

@@ -1,4 +1,5 @@
-"""Payloads of the control loop: the inputs, signals, queries and results of OptimizationCycle and CanaryRollout.
+"""Payloads of the workflows: the inputs, signals, queries and results of OptimizationCycle, CanaryRollout,
+Exploration, StorageMaintenance, QualityEvaluation and the ingestion.
 
 They carry ids and summaries, never event batches: the activities read events from Postgres themselves.
 """

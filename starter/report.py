@@ -3,7 +3,7 @@ its verdict at each stage, and a page (reports/demo.html) with the charts.
 
 The charts are drawn by matplotlib as SVG inlined in the page (docs/dependencies.md, "The demo report"): the page
 needs no script and no network, and stays small. `gather` reads what happened from Postgres; `write` draws it, so
-the page can be built from any `ReportData` (tests/test_report.py builds one by hand).
+the page can be built from any `ReportData` (tests/integration/test_report.py builds one by hand).
 """
 
 from __future__ import annotations
