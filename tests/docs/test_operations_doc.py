@@ -147,13 +147,14 @@ async def _is(status, predicate) -> bool:
 def starter_commands(repo_root) -> list[str]:
     text = (repo_root / "docs" / "operations.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    return [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.startswith("python -m ")]
+    return [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.startswith("llm-optimizer ")]
 
 
 async def test_every_starter_command_in_the_operations_doc(stack, database_url, temporal_client, repo_root):
-    """The `python -m starter...` lines run against the test stack; each exits 0 and does what it says."""
+    """The `llm-optimizer ...` lines run against the test stack (the console script `make install` installs, each
+    dispatched to its starter); each exits 0 and does what it says."""
     commands = starter_commands(repo_root)
-    assert {c.split()[2] for c in commands} == {"starter.cycle", "starter.maintenance", "starter.evaluation"}
+    assert {c.split()[1] for c in commands} == {"cycle", "maintenance", "evaluation"}
     evaluation = {"services": {"chat": {"evaluator": "feedback"}}}
     settings = settings_for(stack, database_url, evaluation=evaluation)
     env = {
@@ -167,7 +168,7 @@ async def test_every_starter_command_in_the_operations_doc(stack, database_url, 
             for command in commands:
                 result = await asyncio.to_thread(
                     subprocess.run,
-                    [sys.executable, *shlex.split(command)[1:]],
+                    [os.path.join(os.path.dirname(sys.executable), "llm-optimizer"), *shlex.split(command)[1:]],
                     env=env,
                     capture_output=True,
                     text=True,
@@ -179,7 +180,7 @@ async def test_every_starter_command_in_the_operations_doc(stack, database_url, 
         for schedule_id in ("storage-maintenance", "quality-evaluation", "optimization-schedule/chat"):
             with contextlib.suppress(RPCError):
                 await temporal_client.get_schedule_handle(schedule_id).delete()
-    by_verb = {" ".join(c.split()[2:5]): out for c, out in outputs.items()}
-    assert "optimization-schedule/chat" in by_verb["starter.cycle schedule list"]
-    assert '"rollup_rows"' in by_verb["starter.maintenance run"]
-    assert '"evaluator": "feedback"' in by_verb["starter.evaluation run"]
+    by_verb = {" ".join(c.split()[1:4]): out for c, out in outputs.items()}
+    assert "optimization-schedule/chat" in by_verb["cycle schedule list"]
+    assert '"rollup_rows"' in by_verb["maintenance run"]
+    assert '"evaluator": "feedback"' in by_verb["evaluation run"]
