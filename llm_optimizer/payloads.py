@@ -208,7 +208,30 @@ class RolloutLink(BaseModel):
     outcome: str | None = None
 
 
+class RequestLog(BaseModel):
+    """What a workflow's handlers remember of the requests they took (workflows/handlers.py): the request ids seen,
+    so that a repeat is a duplicate, and the refusals with why, newest last."""
+
+    seen_request_ids: list[str] = Field(default_factory=list)
+    refusals: list[str] = Field(default_factory=list)
+
+
+class CycleCarried(RequestLog):
+    """Everything a cycle keeps across continue-as-new, in one object: the cycle holds it as one attribute and hands
+    it whole to its next run (with the settings operators last set), so no field can be left behind."""
+
+    memory: Memory = Memory()
+    history: list[CycleRecord] = Field(default_factory=list)
+    paused_reason: str | None = None
+    stopped_reason: str | None = None
+    cycles_done: int = 0
+    rollouts: list[RolloutLink] = Field(default_factory=list)
+
+
 class CycleInput(BaseModel):
+    """A cycle's settings (changed by `set_objectives` for the cycles after it) and what it carries from its
+    earlier runs."""
+
     service: str
     strategy: Strategy = Strategy.balanced
     objectives: Objectives = Objectives()
@@ -222,16 +245,31 @@ class CycleInput(BaseModel):
     candidate_configs: list[CandidateConfig] = Field(default_factory=list)
     canary: CanaryThresholds = CanaryThresholds()
     exploration: ExplorationSettings = ExplorationSettings()
-    run_once: bool = False  # a Schedule's one-shot cycle: one pass, then return
-    # Carried across continue-as-new:
-    memory: Memory = Memory()
-    history: list[CycleRecord] = Field(default_factory=list)
-    paused_reason: str | None = None
-    stopped_reason: str | None = None
-    seen_request_ids: list[str] = Field(default_factory=list)
-    refusals: list[str] = Field(default_factory=list)
-    cycles_done: int = 0
-    rollouts: list[RolloutLink] = Field(default_factory=list)
+    # A Schedule's one-shot cycle: one pass at once, then return (the cycle's result says what it did).
+    run_once: bool = False
+    carried: CycleCarried = Field(default_factory=CycleCarried)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_carried(cls, data: Any) -> Any:
+        """Inputs written before CycleCarried (recorded histories, a continue-as-new of an older worker) hold its
+        fields at the top level: folded into `carried`. A field in both places is ambiguous, and refused."""
+        if not isinstance(data, dict):
+            return data
+        flat = [name for name in CycleCarried.model_fields if name in data]
+        if not flat:
+            return data
+        data = dict(data)
+        carried = data.get("carried")
+        if isinstance(carried, BaseModel):
+            carried = carried.model_dump()
+        carried = dict(carried or {})
+        both = [name for name in flat if name in carried]
+        if both:
+            raise ValueError(f"{', '.join(both)}: given both at the top level and in `carried`; give them in `carried`")
+        carried.update({name: data.pop(name) for name in flat})
+        data["carried"] = carried
+        return data
 
 
 class RolloutProgress(BaseModel):

@@ -225,7 +225,7 @@ async def schedule(client: Client, settings: Settings, args: argparse.Namespace,
             client,
             schedule_id,
             "OptimizationCycle",
-            inp.model_copy(update={"interval_s": 1.0}),
+            inp,  # run_once: each runs one cycle at once and returns
             workflow_id=ids.batch_cycle_id(args.service),
             task_queue=settings.temporal.task_queue,
             every=parse_every(args.every),

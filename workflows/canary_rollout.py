@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
         EmergencyStopRequest,
         JudgeRequest,
         PauseRequest,
-        PayloadRefused,
         PromoteRequest,
+        RequestLog,
         ResumeRequest,
         RollbackRequest,
         RolloutInput,
@@ -38,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
         RolloutRecord,
         RolloutStatus,
         StageVerdict,
-        operator_request,
     )
+    from workflows.handlers import take
 
 # Added after histories were recorded (tests/histories): the RolloutState search attribute and the final split
 # written with the rollout's record in one transaction. Older runs keep their command sequence.
@@ -58,11 +58,10 @@ class CanaryRollout:
         self.promote_request: PromoteRequest | None = None
         self.rollback_reason: str | None = None
         self.verdicts: list[StageVerdict] = []
-        self.deadline = None
+        self.deadline: datetime | None = None
         self.time_left_when_paused: float | None = None
         self.outcome: RolloutOutcome | None = None
-        self.seen_requests: set[str] = set()
-        self.refusals: list[str] = []
+        self.requests = RequestLog()  # request ids seen and refusals (workflows/handlers.py)
         self.v2 = False
         self.state = "starting"
         self.late_since: datetime | None = None  # the current stage's data has been late since then
@@ -396,48 +395,36 @@ class CanaryRollout:
     # they come (`*inputs`), so that no input can fail a workflow task: what is not one valid JSON object is refused
     # and shown in `status` (docs/operations.md). ----
 
-    def _accept(self, name: str, inputs: tuple[Any, ...], model: type) -> Any | None:
-        try:
-            request = operator_request(model, inputs)
-        except PayloadRefused as err:
-            self.refusals = [*self.refusals, f"{name} refused: {err}"[:500]][-20:]
-            return None
-        if request.request_id:
-            if request.request_id in self.seen_requests:
-                return None
-            self.seen_requests.add(request.request_id)
-        return request
-
     @workflow.signal(
         description='Skip the rest of this stage\'s bake and its verdict: {"to_end": true} promotes to all traffic '
         "at once, otherwise the next stage starts. Optional request_id, reason."
     )
     def promote(self, *inputs: Any) -> None:
-        request = self._accept("promote", inputs, PromoteRequest)
+        request = take(self.requests, "promote", inputs, PromoteRequest).request
         if request is not None and self.outcome is None:
             self.promote_request = request
 
     @workflow.signal(description="Put all traffic back on the baseline version and end the rollout. Optional reason.")
     def rollback(self, *inputs: Any) -> None:
-        request = self._accept("rollback", inputs, RollbackRequest)
+        request = take(self.requests, "rollback", inputs, RollbackRequest).request
         if request is not None and self.rollback_reason is None:
             self.rollback_reason = "rolled back by an operator" + (f": {request.reason}" if request.reason else "")
 
     @workflow.signal(description="Roll back at once, whatever the stage (the cycle forwards its emergency stop).")
     def emergency_stop(self, *inputs: Any) -> None:
-        request = self._accept("emergency_stop", inputs, EmergencyStopRequest)
+        request = take(self.requests, "emergency_stop", inputs, EmergencyStopRequest).request
         if request is not None:
             self.rollback_reason = "emergency stop" + (f": {request.reason}" if request.reason else "")
 
     @workflow.signal(description="Stop the bake timer: the split stays as it is and nothing is judged until resume.")
     def pause(self, *inputs: Any) -> None:
-        if self._accept("pause", inputs, PauseRequest) is not None:
+        if take(self.requests, "pause", inputs, PauseRequest).request is not None:
             self.paused = True
             self._show()
 
     @workflow.signal(description="Start the bake timer again where pause stopped it.")
     def resume(self, *inputs: Any) -> None:
-        if self._accept("resume", inputs, ResumeRequest) is not None:
+        if take(self.requests, "resume", inputs, ResumeRequest).request is not None:
             self.paused = False
             self._show()
 
@@ -462,7 +449,7 @@ class CanaryRollout:
             time_left_s=left,
             verdicts=self.verdicts,
             finished=self.outcome,
-            refusals=self.refusals,
+            refusals=self.requests.refusals,
             state=self.state,
             data_late_s=round(late_for, 1),
             alerts=self.alerts,

@@ -24,12 +24,12 @@ with workflow.unsafe.imports_passed_through():
         ExplorationOutcome,
         ExplorationStatus,
         ExploreRoundRequest,
-        PayloadRefused,
+        RequestLog,
         StopRequest,
         TrafficRequest,
-        operator_request,
     )
     from workflows.details import minutes
+    from workflows.handlers import take
     from workflows.search_attributes import ROLLOUT_STATE
 
 
@@ -45,7 +45,7 @@ class Exploration:
         self.shares: dict[str, float] = {}
         self.rounds = 0
         self.stop_reason: str | None = None
-        self.refused: list[str] = []
+        self.requests = RequestLog()  # request ids seen and refusals (workflows/handlers.py)
 
     @workflow.run
     async def run(self, input: ExplorationInput) -> ExplorationOutcome:
@@ -153,12 +153,8 @@ class Exploration:
         self._stop("emergency_stop", inputs)
 
     def _stop(self, name: str, inputs: tuple[Any, ...]) -> None:
-        try:
-            request = operator_request(StopRequest, inputs)
-        except PayloadRefused as err:
-            self.refused = [*self.refused, f"{name} refused: {err}"[:500]][-20:]
-            return
-        if self.stop_reason is None:
+        request = take(self.requests, name, inputs, StopRequest).request
+        if request is not None and self.stop_reason is None:
             self.stop_reason = request.reason or f"{name} requested"
 
     @workflow.query(description="Every arm's evidence and fate, the current traffic slice, refusals.")
@@ -169,5 +165,5 @@ class Exploration:
             shares=self.shares,
             arms=self.results,
             stop_reason=self.stop_reason,
-            refusals=self.refused,
+            refusals=self.requests.refusals,
         )

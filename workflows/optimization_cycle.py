@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.canary_rollout import CanaryRollout
     from workflows.details import DOING, cycle_details, minutes, rollout_details
     from workflows.exploration import Exploration
+    from workflows.handlers import first_time, refuse, take
     from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
 
@@ -71,6 +72,8 @@ T = TypeVar("T", bound=BaseModel)
 Request = TypeVar("Request")
 Result = TypeVar("Result")
 
+# Added after one-shot cycles ran (they waited an interval first): patched() keeps their histories replaying.
+RUN_ONCE_AT_ONCE = "run-once-at-once"
 MAX_CYCLES_PER_RUN = 100  # beside Temporal's suggestion: keeps every run's history short
 HISTORY_KEPT = 20
 ROLLOUTS_KEPT = 20
@@ -95,16 +98,15 @@ def control_refused(refusal: str) -> FailureError:
 class OptimizationCycle:
     @workflow.init
     def __init__(self, input: CycleInput) -> None:
+        # The settings as operators last set them (`set_objectives`): what the next cycle takes.
         self.input = input
-        self.memory = input.memory
-        self.records = list(input.history)
+        # What the running cycle took at its start: a change arriving half-way (say between decide and deploy) waits
+        # for the next cycle instead of mixing two strategies in one.
+        self.settings = input
+        # Everything kept across continue-as-new, in one object handed whole to the next run (`_continued_input`).
+        self.carried = input.carried.model_copy(deep=True)
         self.audit_seq = 0
-        self.paused_reason = input.paused_reason
-        self.stopped_reason = input.stopped_reason
-        self.seen_requests = list(input.seen_request_ids)
-        self.refusals = list(input.refusals)
         self.alerts: list[str] = []  # what needs an operator (a rollback that could not be applied)
-        self.cycles_done = input.cycles_done
         self.cycles_this_run = 0
         self.state = CycleState.IDLE
         self.trigger_reason: str | None = None
@@ -115,8 +117,7 @@ class OptimizationCycle:
         self.rollout_handle: workflow.ChildWorkflowHandle | None = None
         self.exploration_handle: workflow.ChildWorkflowHandle | None = None
         self.last_decision: Decision | None = None
-        self.next_run_at = None
-        self.rollouts = list(input.rollouts)
+        self.next_run_at: datetime | None = None
         self.live_model: str | None = None
         self.breach: list[str] | None = None  # the threshold watcher's latest findings, not yet acted on
         self.pending_audit: list[AuditRecord] = []
@@ -138,22 +139,27 @@ class OptimizationCycle:
         if self.lean:
             self._publish_watch()
         self._show()
+        # A one-shot cycle (a Schedule's) runs at once; runs from before waited for an interval first (the Schedule
+        # set it to a second), and keep doing so on replay.
+        at_once = input.run_once and workflow.patched(RUN_ONCE_AT_ONCE)
+        carried = self.carried
         while True:
-            if self.stopped_reason is not None or self.paused_reason is not None:
-                await self._transition(CycleState.STOPPED if self.stopped_reason else CycleState.PAUSED, "operator")
-                await workflow.wait_condition(lambda: self.stopped_reason is None and self.paused_reason is None)
+            if carried.stopped_reason is not None or carried.paused_reason is not None:
+                await self._transition(CycleState.STOPPED if carried.stopped_reason else CycleState.PAUSED, "operator")
+                await workflow.wait_condition(lambda: carried.stopped_reason is None and carried.paused_reason is None)
                 await self._transition(CycleState.IDLE, "operator")
-            trigger = await self._next_trigger()
+            trigger = "schedule" if at_once else await self._next_trigger()
             if trigger is not None:
                 await self._one_cycle(trigger)
                 if input.run_once:
                     break
             if self.cycles_this_run >= MAX_CYCLES_PER_RUN or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._carried_input())
+                workflow.continue_as_new(self._continued_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
         # A one-shot cycle (a Schedule's) answers with what it did, so its result in the UI says it in words.
-        return self.records[-1] if self.records else None
+        history = self.carried.history
+        return history[-1] if history else None
 
     # ---- the loop ----
 
@@ -219,8 +225,8 @@ class OptimizationCycle:
         return (
             self.trigger_reason is not None
             or self.rollback_request is not None
-            or self.paused_reason is not None
-            or self.stopped_reason is not None
+            or self.carried.paused_reason is not None
+            or self.carried.stopped_reason is not None
             or (breaches and self.breach is not None)
         )
 
@@ -232,7 +238,7 @@ class OptimizationCycle:
         if self.trigger_reason is not None:
             reason, self.trigger_reason = self.trigger_reason, None
             return True, f"manual: {reason}" if reason else "manual"
-        if self.paused_reason is not None or self.stopped_reason is not None:
+        if self.carried.paused_reason is not None or self.carried.stopped_reason is not None:
             return True, None
         if breaches and self.breach is not None:
             self.findings, self.breach = self.breach, None
@@ -240,17 +246,18 @@ class OptimizationCycle:
         return False, None
 
     async def _one_cycle(self, trigger: str) -> None:
+        self.settings = self.input  # what this cycle uses to its end, whatever arrives meanwhile
         now = workflow.now()
         record = CycleRecord(
-            cycle_id=f"{workflow.info().workflow_id}#{self.cycles_done + 1}", started_at=now, trigger=trigger
+            cycle_id=f"{workflow.info().workflow_id}#{self.carried.cycles_done + 1}", started_at=now, trigger=trigger
         )
         await self._audit("cycle_started", trigger, {"cycle_id": record.cycle_id})
 
         await self._transition(CycleState.OBSERVING, trigger)
-        window_start = now - timedelta(seconds=self.input.analysis_window_s * self.input.time_scale)
+        window_start = now - timedelta(seconds=self.settings.analysis_window_s * self.settings.time_scale)
         observation = await self._step(
             LoopActivities.observe,
-            ObserveRequest(service=self.input.service, window_start=window_start, window_end=now),
+            ObserveRequest(service=self.settings.service, window_start=window_start, window_end=now),
             "observe: the live config and its traffic split",
             OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
         )
@@ -269,28 +276,28 @@ class OptimizationCycle:
             decision = await self._step(
                 LoopActivities.decide,
                 DecideRequest(
-                    service=self.input.service,
+                    service=self.settings.service,
                     cycle_id=record.cycle_id,
                     now=now,
                     window_start=window_start,
-                    strategy=self.input.strategy,
-                    objectives=self.input.objectives,
-                    constraints=self.input.constraints,
-                    memory=self.memory,
+                    strategy=self.settings.strategy,
+                    objectives=self.settings.objectives,
+                    constraints=self.settings.constraints,
+                    memory=self.carried.memory,
                     findings=self.findings,
-                    candidate_models=self.input.candidate_models,
-                    candidate_configs=self.input.candidate_configs,
-                    exploration=self.input.exploration,
-                    time_scale=self.input.time_scale,
+                    candidate_models=self.settings.candidate_models,
+                    candidate_configs=self.settings.candidate_configs,
+                    exploration=self.settings.exploration,
+                    time_scale=self.settings.time_scale,
                 ),
-                f"decide on the last {minutes(self.input.analysis_window_s * self.input.time_scale)} "
-                f"of traffic ({self.input.strategy.value})",
+                f"decide on the last {minutes(self.settings.analysis_window_s * self.settings.time_scale)} "
+                f"of traffic ({self.settings.strategy.value})",
                 ACTIVITY,
             )
             self.last_decision, self.findings = decision, []
-            self.memory = memory_rules.after_decision(self.memory, decision, now)
+            self.carried.memory = memory_rules.after_decision(self.carried.memory, decision, now)
             record.action, record.rationale = decision.action.value, decision.rationale
-            free = self.stopped_reason is None and self.paused_reason is None
+            free = self.carried.stopped_reason is None and self.carried.paused_reason is None
             if decision.action is Action.canary and free:
                 await self._deploy(decision, observation, record)
             elif decision.action is Action.experiment and decision.arms and free:
@@ -299,8 +306,8 @@ class OptimizationCycle:
                 await self._apply_rollback(decision.target_version, decision.rationale, record)
 
         record.finished_at = workflow.now()
-        self.records = [*self.records, record][-HISTORY_KEPT:]
-        self.cycles_done += 1
+        self.carried.history = [*self.carried.history, record][-HISTORY_KEPT:]
+        self.carried.cycles_done += 1
         self.cycles_this_run += 1
         await self._audit("cycle_finished", trigger, record.model_dump(mode="json"))
         await self._transition(CycleState.IDLE, trigger)
@@ -308,19 +315,19 @@ class OptimizationCycle:
     async def _deploy(self, decision: Decision, observation: Observation, record: CycleRecord) -> None:
         assert decision.candidate is not None and observation.active_version is not None
         candidate = decision.candidate
-        explored = self.memory.explored.get(candidate.key)
-        measured = explored is not None and explored.result.fate == "qualified"
+        explored = self.carried.memory.explored.get(candidate.key)
+        measured = explored if explored is not None and explored.result.fate == "qualified" else None
         await self._transition(CycleState.VALIDATING, "decision")
         prepared = await workflow.execute_activity_method(
             LoopActivities.prepare_canary,
             PrepareCanaryRequest(
-                service=self.input.service,
+                service=self.settings.service,
                 decision_id=decision.decision_id,
                 base_version=observation.active_version,
                 model=candidate.model,
                 provider=candidate.provider,
                 changes=candidate.changes,
-                known_version=explored.result.version if measured else None,
+                known_version=measured.result.version if measured else None,
             ),
             summary=f"register the candidate {candidate.key} as a version",
             **ACTIVITY,
@@ -328,14 +335,16 @@ class OptimizationCycle:
         if prepared.version == observation.active_version:
             # The candidate's content is the live config's (same fingerprint): there is nothing to roll out.
             record.outcome = f"{candidate.key} is the live version {prepared.version} already: nothing rolled out"
-            self.memory = memory_rules.after_rollout(self.memory, candidate.key, "promoted", workflow.now())
+            self.carried.memory = memory_rules.after_rollout(
+                self.carried.memory, candidate.key, "promoted", workflow.now()
+            )
             return
         await self._transition(CycleState.DEPLOYING, "decision")
-        preset = PRESETS[self.input.strategy].scaled(self.input.time_scale)
-        workflow_id = ids.canary_id(self.input.service, prepared.version)
+        preset = PRESETS[self.settings.strategy].scaled(self.settings.time_scale)
+        workflow_id = ids.canary_id(self.settings.service, prepared.version)
         rollout_id = f"{workflow_id}@{decision.decision_id[:8]}"  # a version may be rolled out again later
         thresholds = thresholds_for(
-            self.input.canary, preset.error_rate_increase, self.input.constraints.quality_floor_ratio
+            self.settings.canary, preset.error_rate_increase, self.settings.constraints.quality_floor_ratio
         )
         if decision.floor_margin is not None:
             # The floor is relative to the reference config, not to the live one: after earlier promotions less
@@ -345,16 +354,16 @@ class OptimizationCycle:
             )
         rollout_input = RolloutInput(
             rollout_id=rollout_id,
-            service=self.input.service,
+            service=self.settings.service,
             from_version=observation.active_version,
             to_version=prepared.version,
-            strategy=self.input.canary.rollout,
-            stages=list(preset.rollout_stages(self.input.canary.rollout)),
+            strategy=self.settings.canary.rollout,
+            stages=list(preset.rollout_stages(self.settings.canary.rollout)),
             # Rounded where people read them (the UI, `status`): a limit of -0.19999999999999996 reads as -0.2.
             thresholds=thresholds.model_copy(update={"quality_decrease": round(thresholds.quality_decrease, 6)}),
-            max_extensions=self.input.canary.max_extensions,
+            max_extensions=self.settings.canary.max_extensions,
             decision_id=decision.decision_id,
-            evidence_since=explored.since if measured else None,
+            evidence_since=measured.since if measured else None,
             from_model=observation.active_model,
             to_model=prepared.spec.model,
         )
@@ -363,13 +372,13 @@ class OptimizationCycle:
             CanaryRollout.run,
             rollout_input,
             id=workflow_id,
-            static_summary=f"{self.input.service}: canary {observation.active_version} -> {prepared.version} "
+            static_summary=f"{self.settings.service}: canary {observation.active_version} -> {prepared.version} "
             f"({candidate.key})",
             static_details=rollout_details(rollout_input, decision.rationale),
             # Found in the UI with the cycle's own filters (Service="chat", ConfigVersion="v3", RolloutState).
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(SERVICE, self.input.service),
+                    SearchAttributePair(SERVICE, self.settings.service),
                     SearchAttributePair(CONFIG_VERSION, prepared.version),
                     SearchAttributePair(ROLLOUT_STATE, "starting"),  # the rollout's own states follow
                 ]
@@ -399,7 +408,9 @@ class OptimizationCycle:
             self.rollout_handle, self.rollout = None, None
             record.outcome = await self._alert(f"rollout {rollout_id} failed: {err.cause or err}", "rollout")
             self._finish_link(rollout_id, record.outcome)
-            self.memory = memory_rules.after_rollout(self.memory, candidate.key, "rolled_back", workflow.now())
+            self.carried.memory = memory_rules.after_rollout(
+                self.carried.memory, candidate.key, "rolled_back", workflow.now()
+            )
             return
         self.rollout_handle, self.rollout = None, None
         record.outcome = f"{outcome.result}: {outcome.reason}"
@@ -407,7 +418,9 @@ class OptimizationCycle:
         self._set_active(
             outcome.final_version, candidate.model if outcome.result == "promoted" and candidate.model else None
         )
-        self.memory = memory_rules.after_rollout(self.memory, candidate.key, outcome.result, workflow.now())
+        self.carried.memory = memory_rules.after_rollout(
+            self.carried.memory, candidate.key, outcome.result, workflow.now()
+        )
 
     async def _explore(self, decision: Decision, observation: Observation, record: CycleRecord) -> None:
         """Measure several candidates at once on a slice of traffic (a child `Exploration`); what it measured is
@@ -417,7 +430,7 @@ class OptimizationCycle:
         arms = await workflow.execute_activity_method(
             LoopActivities.prepare_arms,
             PrepareArmsRequest(
-                service=self.input.service,
+                service=self.settings.service,
                 decision_id=decision.decision_id,
                 base_version=observation.active_version,
                 arms=decision.arms,
@@ -428,47 +441,47 @@ class OptimizationCycle:
         # A candidate deferred by an earlier exploration carries on from what it measured then.
         arms = [
             a.model_copy(update={"since": e.since})
-            if (e := self.memory.explored.get(a.key)) is not None and e.result.fate in RETRYABLE
+            if (e := self.carried.memory.explored.get(a.key)) is not None and e.result.fate in RETRYABLE
             else a
             for a in arms
         ]
         await self._transition(CycleState.DEPLOYING, "exploration")
-        scale = self.input.time_scale
-        exploring = self.input.exploration
-        exploration_id = ids.exploration_id(self.input.service, decision.decision_id)
+        scale = self.settings.time_scale
+        exploring = self.settings.exploration
+        exploration_id = ids.exploration_id(self.settings.service, decision.decision_id)
         arm_names = ", ".join(f"{a.key} ({a.version})" for a in arms)
         self._show(f"starting an exploration of {arm_names}")
         self.exploration_handle = await workflow.start_child_workflow(
             Exploration.run,
             ExplorationInput(
                 exploration_id=exploration_id,
-                service=self.input.service,
+                service=self.settings.service,
                 live_version=observation.active_version,
                 arms=arms,
                 traffic_percent=exploring.traffic_percent,
                 round_s=exploring.round_s * scale,
                 max_duration_s=exploring.max_duration_s * scale,
                 policy=ExplorationPolicy(
-                    floor_ratio=self.input.constraints.quality_floor_ratio,
+                    floor_ratio=self.settings.constraints.quality_floor_ratio,
                     alpha=exploring.alpha,
                     min_samples=exploring.min_samples,
                     max_samples=exploring.max_samples,
-                    error_rate_max=self.input.constraints.error_rate_max,
-                    min_gain=PRESETS[self.input.strategy].min_improvement,
-                    cost_weight=self.input.objectives.cost,
-                    quality_weight=self.input.objectives.quality,
+                    error_rate_max=self.settings.constraints.error_rate_max,
+                    min_gain=PRESETS[self.settings.strategy].min_improvement,
+                    cost_weight=self.settings.objectives.cost,
+                    quality_weight=self.settings.objectives.quality,
                     max_traffic_percent=exploring.max_traffic_percent,
                     safe_margin=exploring.safe_margin,
                 ),
-                reference_version=self.memory.reference_version,
-                reference=self.memory.reference,
+                reference_version=self.carried.memory.reference_version,
+                reference=self.carried.memory.reference,
                 decision_id=decision.decision_id,
             ),
             id=exploration_id,
-            static_summary=f"{self.input.service}: explore {', '.join(a.key for a in arms)}",
+            static_summary=f"{self.settings.service}: explore {', '.join(a.key for a in arms)}",
             static_details=(
-                f"Measures {arm_names} on {exploring.traffic_percent:g}% of {self.input.service}'s traffic against "
-                f"the quality floor ({self.input.constraints.quality_floor_ratio:g} x the reference), for at most "
+                f"Measures {arm_names} on {exploring.traffic_percent:g}% of {self.settings.service}'s traffic against "
+                f"the quality floor ({self.settings.constraints.quality_floor_ratio:g} x the reference), for at most "
                 f"{minutes(exploring.max_duration_s * scale)}; the live config {observation.active_version} serves "
                 f"the rest.\n\nDecision: {decision.rationale}"
             ),
@@ -476,7 +489,7 @@ class OptimizationCycle:
             # arms are measured beside; `Service` and `RolloutState` find it.
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(SERVICE, self.input.service),
+                    SearchAttributePair(SERVICE, self.settings.service),
                     SearchAttributePair(CONFIG_VERSION, observation.active_version),
                     SearchAttributePair(ROLLOUT_STATE, "exploring"),
                 ]
@@ -508,8 +521,8 @@ class OptimizationCycle:
         self.exploration_handle = None
         record.outcome = outcome.reason
         self._finish_link(exploration_id, record.outcome)
-        self.memory = memory_rules.after_exploration(
-            self.memory,
+        self.carried.memory = memory_rules.after_exploration(
+            self.carried.memory,
             outcome.arms,
             outcome.live_version,
             outcome.live.quality if outcome.live is not None else None,
@@ -521,11 +534,12 @@ class OptimizationCycle:
 
     async def _operator_rollback(self, observation: Observation, record: CycleRecord) -> None:
         request, self.rollback_request = self.rollback_request, None
+        assert request is not None  # the caller checked
         target = request.target_version or observation.parent_version
         record.action = "rollback"
         if target is None or observation.active_version is None:
             record.rationale = "rollback requested but the live version has no parent to return to"
-            self.refusals.append(record.rationale)
+            refuse(self.carried, "rollback", record.rationale)
             return
         await self._apply_rollback(target, f"operator: {request.reason or 'manual rollback'}", record)
 
@@ -534,8 +548,8 @@ class OptimizationCycle:
         self._show(f"rolling back to {target}: {reason}")
         try:
             await set_traffic(
-                ids.rollback_change_id(self.input.service, record.cycle_id),
-                self.input.service,
+                ids.rollback_change_id(self.settings.service, record.cycle_id),
+                self.settings.service,
                 target,
                 None,
                 0,
@@ -551,7 +565,7 @@ class OptimizationCycle:
             return
         record.rationale, record.outcome = reason, f"rolled back to {target}"
         self._set_active(target)
-        self.memory = memory_rules.after_rollback(self.memory, workflow.now())
+        self.carried.memory = memory_rules.after_rollback(self.carried.memory, workflow.now())
 
     # ---- bookkeeping ----
 
@@ -643,14 +657,14 @@ class OptimizationCycle:
             workflow.upsert_memo({"thresholds": watch})
 
     def _link(self, link: RolloutLink) -> None:
-        self.rollouts = [*self.rollouts, link][-ROLLOUTS_KEPT:]
+        self.carried.rollouts = [*self.carried.rollouts, link][-ROLLOUTS_KEPT:]
 
     def _finish_link(self, rollout_id: str, outcome: str) -> None:
-        self.rollouts = [
+        self.carried.rollouts = [
             r.model_copy(update={"finished_at": workflow.now(), "outcome": outcome[:500]})
             if r.rollout_id == rollout_id and r.finished_at is None
             else r
-            for r in self.rollouts
+            for r in self.carried.rollouts
         ]
 
     def _show(self, doing: str | None = None) -> None:
@@ -659,40 +673,13 @@ class OptimizationCycle:
             self.doing = doing
         workflow.set_current_details(cycle_details(self.status(), self.live_model, self.doing, workflow.now()))
 
-    def _carried_input(self) -> CycleInput:
-        return self.input.model_copy(
-            update={
-                "memory": self.memory,
-                "history": self.records,
-                "paused_reason": self.paused_reason,
-                "stopped_reason": self.stopped_reason,
-                "seen_request_ids": self.seen_requests[-100:],
-                "refusals": self.refusals[-20:],
-                "cycles_done": self.cycles_done,
-                "rollouts": self.rollouts,
-            }
-        )
+    def _continued_input(self) -> CycleInput:
+        """The next run's input: the settings operators last set, and everything carried, whole."""
+        return self.input.model_copy(update={"carried": self.carried})
 
     # ---- operator controls. Every handler takes its inputs as they come (`*inputs`: any number, any JSON), so
     # that no input can fail a workflow task: what is not one valid JSON object is refused, shown in `status` and
     # audited; the `control` update answers a refusal with a ControlRefused error (docs/operations.md). ----
-
-    def _refuse(self, name: str, why: str) -> str:
-        refusal = f"{name} refused: {why}"[:500]
-        self.refusals = [*self.refusals, refusal][-20:]
-        return refusal
-
-    def _accept(self, name: str, inputs: Sequence[Any], model: type) -> tuple[Any | None, str, str | None]:
-        """(request, outcome, refusal): outcome is accepted, refused (invalid; shown in `status`) or duplicate."""
-        try:
-            request = operator_request(model, inputs)
-        except PayloadRefused as err:
-            return None, "refused", self._refuse(name, str(err))
-        if request.request_id:
-            if request.request_id in self.seen_requests:
-                return None, "duplicate", None
-            self.seen_requests = [*self.seen_requests, request.request_id][-100:]
-        return request, "accepted", None
 
     async def _alert(self, text: str, cause: str) -> str:
         self.alerts = [*self.alerts, text[:500]][-20:]
@@ -742,42 +729,42 @@ class OptimizationCycle:
     # (outcome, refusal).
 
     async def _pause(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("pause", inputs, PauseRequest)
-        if request is not None and self.paused_reason is None:
-            self.paused_reason = request.reason or "paused by an operator"
+        request, outcome, refusal = take(self.carried, "pause", inputs, PauseRequest)
+        if request is not None and self.carried.paused_reason is None:
+            self.carried.paused_reason = request.reason or "paused by an operator"
         await self._record_signal("pause", inputs, outcome, refusal)
         return outcome, refusal
 
     async def _resume(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("resume", inputs, ResumeRequest)
+        request, outcome, refusal = take(self.carried, "resume", inputs, ResumeRequest)
         if request is not None:
-            self.paused_reason = None
-            self.stopped_reason = None
+            self.carried.paused_reason = None
+            self.carried.stopped_reason = None
         await self._record_signal("resume", inputs, outcome, refusal)
         return outcome, refusal
 
     async def _trigger(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("trigger", inputs, TriggerRequest)
+        request, outcome, refusal = take(self.carried, "trigger", inputs, TriggerRequest)
         if request is not None:
             self.trigger_reason = request.reason or "operator"
         await self._record_signal("trigger", inputs, outcome, refusal)
         return outcome, refusal
 
     async def _emergency_stop(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("emergency_stop", inputs, EmergencyStopRequest)
+        request, outcome, refusal = take(self.carried, "emergency_stop", inputs, EmergencyStopRequest)
         if request is not None:
-            self.stopped_reason = request.reason or "emergency stop"
+            self.carried.stopped_reason = request.reason or "emergency stop"
             if self.rollout_handle is not None or self.exploration_handle is not None:
-                await self._signal_rollout("emergency_stop", {"reason": self.stopped_reason})
+                await self._signal_rollout("emergency_stop", {"reason": self.carried.stopped_reason})
         await self._record_signal("emergency_stop", inputs, outcome, refusal)
         return outcome, refusal
 
     async def _rollback(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("rollback", inputs, RollbackRequest)
+        request, outcome, refusal = take(self.carried, "rollback", inputs, RollbackRequest)
         if request is not None and request.target_version is not None:
             missing = await self._missing_target(request.target_version)
             if missing is not None:
-                request, outcome, refusal = None, "refused", self._refuse("rollback", missing)
+                request, outcome, refusal = None, "refused", refuse(self.carried, "rollback", missing)
         if request is not None:
             if self.rollout_handle is not None and request.target_version is None:
                 await self._signal_rollout("rollback", {"reason": request.reason})
@@ -787,7 +774,7 @@ class OptimizationCycle:
         return outcome, refusal
 
     async def _set_objectives(self, inputs: Sequence[Any]) -> tuple[str, str | None]:
-        request, outcome, refusal = self._accept("set_objectives", inputs, ObjectivesUpdate)
+        request, outcome, refusal = take(self.carried, "set_objectives", inputs, ObjectivesUpdate)
         if request is not None:
             changes = {
                 k: v
@@ -836,7 +823,7 @@ class OptimizationCycle:
 
     @workflow.signal(
         description='Change "objectives" (weights), "constraints" (limits) or "strategy" (conservative, balanced, '
-        "aggressive)." + _SIGNAL
+        "aggressive) for the cycles that start from now on; a running cycle ends with what it started with." + _SIGNAL
     )
     async def set_objectives(self, *inputs: Any) -> None:
         await self._set_objectives(inputs)
@@ -915,20 +902,20 @@ class OptimizationCycle:
             rollout=self.rollout,
             last_decision=self.last_decision,
             next_run_at=self.next_run_at,
-            paused_reason=self.paused_reason,
-            stopped_reason=self.stopped_reason,
+            paused_reason=self.carried.paused_reason,
+            stopped_reason=self.carried.stopped_reason,
             strategy=self.input.strategy,
             objectives=self.input.objectives,
             constraints=self.input.constraints,
-            refusals=self.refusals,
-            cycles_done=self.cycles_done,
+            refusals=self.carried.refusals,
+            cycles_done=self.carried.cycles_done,
             alerts=self.alerts,
-            rollouts=self.rollouts,
+            rollouts=self.carried.rollouts,
         )
 
     @workflow.query(description="The last 20 cycles: trigger, action, rationale, rollout and outcome.")
     def history(self, *inputs: Any) -> list[CycleRecord]:
-        return self.records
+        return self.carried.history
 
     # ---- internal channels: sent by other workflows, never by an operator (their descriptions say so) ----
 
@@ -942,9 +929,9 @@ class OptimizationCycle:
                 raise PayloadRefused(problem)
             return model.model_validate(inputs[0])
         except ValidationError as err:
-            self._refuse(name, describe_refusal(err))
+            refuse(self.carried, name, describe_refusal(err))
         except PayloadRefused as err:
-            self._refuse(name, str(err))
+            refuse(self.carried, name, str(err))
         return None
 
     @workflow.signal(
@@ -955,10 +942,8 @@ class OptimizationCycle:
         breach = self._internal_payload("threshold_breached", inputs, ThresholdBreach)
         if breach is None:
             return
-        if breach.request_id:
-            if breach.request_id in self.seen_requests:
-                return
-            self.seen_requests = [*self.seen_requests, breach.request_id][-100:]
+        if not first_time(self.carried, breach.request_id):
+            return
         # Sentinel's alerts were claimed for this cycle: kept whenever they arrive (a running or paused cycle acts on
         # them next). Broken limits only count while the cycle waits, and of the version it serves: one checked
         # while a cycle ran (visibility lags) or of a version since replaced is stale; the watcher checks again.
