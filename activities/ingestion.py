@@ -29,13 +29,14 @@ from temporalio.exceptions import ApplicationError
 
 from llm_optimizer.decoding import DecodedBatch, Decoder
 from llm_optimizer.evaluation.texts import TextPolicy
+from llm_optimizer.events import DeadLetterCode
 from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts
 from llm_optimizer.pricing import PricingCatalog
 from llm_optimizer.settings import Settings
 from runtime import metrics
 from storage import watermarks_repo
 from storage.db import psycopg_url
-from storage.events_repo import DB_REFUSED, land
+from storage.events_repo import land
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ class IngestionActivities:
             if marks is not None:  # in the same transaction: a watermark never claims rows that are not there
                 watermarks_repo.landed(conn, marks.topic, marks.partitions, _feeds(batch))
         metrics.record_landed("kafka", batch, counts)
-        refused = sum(1 for d in batch.dead_letters if d.reason.startswith(DB_REFUSED))
+        refused = sum(1 for d in batch.dead_letters if d.code is DeadLetterCode.db_refused)
         if refused:
             metrics.LANDING_SPLITS.labels("kafka").inc()
             log.warning("Postgres refused %d message(s) of a batch: dead-lettered, the rest landed", refused)

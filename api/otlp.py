@@ -10,7 +10,8 @@ span into one outcome (`optimizer_otlp_spans_total{outcome,reason}` counts them,
   the reason.
 A request whose shape is not an OTLP export (a list where an object belongs, a span that is not an object) is
 refused whole with the path of the first problem; a span whose own fields are malformed (attributes, ids, times,
-status, events, a NUL character in a value it carries) is refused alone, with the field named.
+status, events, a NUL character in a value it carries) is refused alone, with the field named: a dead letter of
+code `invalid_span` (one the event model then refuses is `invalid_event`, as on every path).
 
 Our own attributes, for what the conventions do not cover: `llm_optimizer.config_version`, `.variant`,
 `.request_key`, `.quality_score`, `.user_feedback`, `.cost_usd`, `.ttft_ms`, `.service` (else the resource's
@@ -77,7 +78,7 @@ class Sorted:
     """Every span of an export in one outcome: an event document to decode, a dead letter, or ignored (by reason)."""
 
     documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (position, event document)
-    refused: list[tuple[RawSpan, str]] = field(default_factory=list)  # (span, reason)
+    refused: list[tuple[RawSpan, str]] = field(default_factory=list)  # (span, reason): DeadLetterCode.invalid_span
     ignored: Counter[str] = field(default_factory=Counter)
 
 
@@ -227,7 +228,7 @@ def _is_id(value: Any, length: int) -> bool:
 
 def _id(raw: dict[str, Any], name: str, length: int) -> str:
     value = raw.get(name)
-    if not _is_id(value, length):
+    if not isinstance(value, str) or not _is_id(value, length):
         raise ValidationFailed(f"{name} = {_show(value)}: expected {length} hex digits", field=name, value=_show(value))
     return value
 

@@ -7,6 +7,7 @@ headers, the event JSON as the body), and the bare event JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from llm_optimizer.events import (
     AnomalyAlert,
     CloudEvent,
     DeadLetter,
+    DeadLetterCode,
     LLMEvent,
+    Undecodable,
+    dead_letter_code,
     describe_validation_error,
     event_from_cloudevent,
     one_pass_event,
@@ -49,10 +53,12 @@ class Anomaly:
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where an accepted event or anomaly came from, so that it can still be dead-lettered if Postgres refuses it
-    (see `storage.events_repo.land`). `raw` may be a function, for inputs whose bytes cost something to make."""
+    (see `storage.events_repo.land`). `raw` may be a function, for inputs whose bytes cost something to make.
+    `index` is its place in the request that carried it, for inputs that came as a list (an HTTP batch)."""
 
     position: str
     raw: bytes | Callable[[], bytes]
+    index: int | None = None
 
     def raw_bytes(self) -> bytes:
         return self.raw() if callable(self.raw) else self.raw
@@ -63,15 +69,18 @@ class Origins(Sequence[Origin]):
     Held as two lists of positions and raws: an `Origin` and a function per item, kept for the batch's life, made
     the garbage collector's passes over a batch of 20,000 cost about 5 µs a message (docs/benchmarks.md)."""
 
-    __slots__ = ("_positions", "_raws")
+    __slots__ = ("_indices", "_positions", "_raws")
 
     def __init__(self, positions: list[str] | None = None, raws: list[bytes | Callable[[], bytes]] | None = None):
         self._positions = [] if positions is None else positions
         self._raws = [] if raws is None else raws
         if len(self._positions) != len(self._raws):
             raise ValueError(f"{len(self._positions)} positions but {len(self._raws)} raws")
+        self._indices: dict[int, int] = {}  # item -> `Origin.index`, for the items that have one
 
-    def add(self, position: str, raw: bytes | Callable[[], bytes]) -> None:
+    def add(self, position: str, raw: bytes | Callable[[], bytes], index: int | None = None) -> None:
+        if index is not None:
+            self._indices[len(self._positions)] = index
         self._positions.append(position)
         self._raws.append(raw)
 
@@ -87,7 +96,7 @@ class Origins(Sequence[Origin]):
     def __getitem__(self, index: int | slice) -> Origin | list[Origin]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return Origin(self._positions[index], self._raws[index])
+        return Origin(self._positions[index], self._raws[index], self._indices.get(index))
 
 
 @dataclass
@@ -150,14 +159,15 @@ class Decoder:
         return batch
 
     def decode_documents(self, documents: Iterable[tuple[str, Any]]) -> DecodedBatch:
-        """Already parsed JSON documents (an HTTP batch): each a bare event or a CloudEvent, at `position`."""
+        """Already parsed JSON documents (an HTTP batch): each a bare event or a CloudEvent, at `position`. Each
+        dead letter, here or Postgres's, carries its document's index in `documents`."""
         batch = DecodedBatch()
-        for position, document in documents:
+        for index, (position, document) in enumerate(documents):
             try:
                 decoded: LLMEvent | list[Anomaly] | ValidationFailed = _from_document(document)
             except ValidationFailed as exc:
                 decoded = exc
-            self._add(batch, position, decoded, lambda d=document: _raw_json(d))
+            self._add(batch, position, decoded, functools.partial(_raw_json, document), index)
         return batch
 
     def _add(
@@ -166,24 +176,29 @@ class Decoder:
         position: str,
         decoded: LLMEvent | list[Anomaly] | ValidationFailed,
         raw: bytes | Callable[[], bytes],
+        index: int | None = None,
     ) -> None:
         if isinstance(decoded, ValidationFailed):
             raw = raw() if callable(raw) else raw
-            batch.dead_letters.append(DeadLetter(source=self.source, position=position, reason=str(decoded), raw=raw))
+            code, reason = dead_letter_code(decoded), str(decoded)
+            batch.dead_letters.append(
+                DeadLetter(source=self.source, position=position, index=index, code=code, reason=reason, raw=raw)
+            )
         elif isinstance(decoded, LLMEvent):
             batch.events.append(self.catalog.fill_cost(decoded))
-            batch.event_origins.add(position, raw)
+            batch.event_origins.add(position, raw, index)
         else:
             batch.anomalies.extend(decoded)
             for _ in decoded:
-                batch.anomaly_origins.add(position, raw)
+                batch.anomaly_origins.add(position, raw, index)
 
     def _decode_one(self, value: bytes | None, headers: Headers) -> LLMEvent | list[Anomaly]:
         if value is None:
-            raise ValidationFailed("message has no body (a tombstone)")
+            raise Undecodable(DeadLetterCode.no_body, "message has no body (a tombstone)")
         if len(value) > self.max_message_bytes:
-            raise ValidationFailed(
-                f"message of {len(value)} bytes is larger than kafka.max_message_bytes ({self.max_message_bytes})"
+            raise Undecodable(
+                DeadLetterCode.too_large,
+                f"message of {len(value)} bytes is larger than kafka.max_message_bytes ({self.max_message_bytes})",
             )
         ce_headers = _ce_headers(headers)
         if ce_headers:
@@ -202,7 +217,7 @@ def _ce_headers(headers: Headers) -> dict[str, bytes]:
 
 def _from_document(document: Any) -> LLMEvent | list[Anomaly]:
     if not isinstance(document, dict):
-        raise ValidationFailed(f"body is a JSON {type(document).__name__}, expected an object")
+        raise Undecodable(DeadLetterCode.not_an_object, f"body is a JSON {type(document).__name__}, expected an object")
     if "specversion" in document:
         return _from_envelope(document)
     return parse_event(document)
@@ -226,15 +241,17 @@ def _parse_json(value: bytes) -> Any:
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as bad:
-            raise ValidationFailed(f"body is not UTF-8 text ({bad.reason} at byte {bad.start})") from None
-        raise ValidationFailed(f"body is not valid JSON ({exc})") from None
+            raise Undecodable(
+                DeadLetterCode.not_utf8, f"body is not UTF-8 text ({bad.reason} at byte {bad.start})"
+            ) from None
+        raise Undecodable(DeadLetterCode.not_json, f"body is not valid JSON ({exc})") from None
 
 
 def _from_binary_mode(ce_headers: dict[str, bytes], value: bytes) -> LLMEvent | list[Anomaly]:
     try:
         attributes = {k: v.decode("utf-8") for k, v in ce_headers.items()}
     except UnicodeDecodeError as exc:
-        raise ValidationFailed(f"a ce_ header is not UTF-8 ({exc.reason})") from None
+        raise Undecodable(DeadLetterCode.not_utf8, f"a ce_ header is not UTF-8 ({exc.reason})") from None
     return _from_envelope({**attributes, "data": _parse_json(value)})
 
 
@@ -242,7 +259,7 @@ def _from_envelope(document: dict) -> LLMEvent | list[Anomaly]:
     try:
         envelope = CloudEvent.model_validate(document)
     except ValidationError as exc:
-        raise ValidationFailed("CloudEvent: " + describe_validation_error(exc)) from None
+        raise Undecodable(DeadLetterCode.invalid_envelope, "CloudEvent: " + describe_validation_error(exc)) from None
     if envelope.type == SENTINEL_ANOMALY_EVENT_TYPE:
         return _anomalies(envelope)
     return event_from_cloudevent(envelope)
@@ -252,13 +269,13 @@ def _anomalies(envelope: CloudEvent) -> list[Anomaly]:
     try:
         alert = AnomalyAlert.model_validate(envelope.data)
     except ValidationError as exc:
-        raise ValidationFailed("anomaly: " + describe_validation_error(exc)) from None
+        raise Undecodable(DeadLetterCode.invalid_anomaly, "anomaly: " + describe_validation_error(exc)) from None
     if envelope.time is None:
-        raise ValidationFailed("anomaly: the CloudEvent has no `time`")
+        raise Undecodable(DeadLetterCode.invalid_anomaly, "anomaly: the CloudEvent has no `time`")
     # Stored as text and JSONB: refused here, with the reason, rather than by Postgres.
     problem = storable_problem(envelope.id, "id") or storable_problem(alert.model_dump(), "data")
     if problem:
-        raise ValidationFailed(f"anomaly: {problem}")
+        raise Undecodable(DeadLetterCode.invalid_anomaly, f"anomaly: {problem}")
     return [
         Anomaly(anomaly_id=f"{envelope.id}/{service}", service=service, detected_at=envelope.time, alert=alert)
         for service in alert.affected_services

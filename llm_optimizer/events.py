@@ -388,7 +388,8 @@ def parse_event(raw: dict[str, Any] | str | bytes) -> LLMEvent:
 def event_from_cloudevent(envelope: CloudEvent) -> LLMEvent:
     """The LLM event inside a CloudEvent; the envelope's id and time fill the event's when it has none."""
     if envelope.type != LLM_REQUEST_EVENT_TYPE:
-        raise ValidationFailed(
+        raise Undecodable(
+            DeadLetterCode.invalid_envelope,
             f"type = {envelope.type!r}: not an LLM request event (expected {LLM_REQUEST_EVENT_TYPE!r})",
             field="type",
             value=envelope.type,
@@ -398,9 +399,11 @@ def event_from_cloudevent(envelope: CloudEvent) -> LLMEvent:
         try:
             data = json.loads(data)
         except ValueError as exc:
-            raise ValidationFailed(f"data: not valid JSON ({exc})", field="data") from None
+            raise Undecodable(DeadLetterCode.not_json, f"data: not valid JSON ({exc})", field="data") from None
     if not isinstance(data, dict):
-        raise ValidationFailed(f"data = {type(data).__name__}: must be a JSON object", field="data")
+        raise Undecodable(
+            DeadLetterCode.not_an_object, f"data = {type(data).__name__}: must be a JSON object", field="data"
+        )
     data = {"event_id": envelope.id, **data}
     if envelope.time is not None and "timestamp" not in data:
         data["timestamp"] = envelope.time.isoformat()
@@ -421,11 +424,44 @@ def to_cloudevent(event: LLMEvent, source: str = "llm-app") -> dict[str, Any]:
     }
 
 
+class DeadLetterCode(StrEnum):
+    """Why an input was dead-lettered, as a stable word: what metrics, the API and queries group by (a few values,
+    whatever the input), beside the reason's text, which names the field and the value for a person."""
+
+    no_body = "no_body"  # a Kafka tombstone
+    too_large = "too_large"  # larger than kafka.max_message_bytes
+    not_utf8 = "not_utf8"  # the body or a ce_ header
+    not_json = "not_json"  # the body, or a CloudEvent's data given as text
+    not_an_object = "not_an_object"  # JSON, but not an object (the body, or a CloudEvent's data)
+    invalid_envelope = "invalid_envelope"  # the CloudEvent around the event (its attributes, its type)
+    invalid_event = "invalid_event"  # the event model refused a field
+    invalid_anomaly = "invalid_anomaly"  # a Sentinel alert the anomaly model refused
+    invalid_span = "invalid_span"  # an OTLP span whose own fields are malformed (api/otlp.py)
+    db_refused = "db_refused"  # Postgres refused what the model accepted (storage/events_repo.py)
+    unknown = "unknown"  # only rows dead-lettered before codes existed whose text says nothing more (migration 0011)
+
+
+class Undecodable(ValidationFailed):
+    """Input refused at a step other than the event model's validation, with the code of that step. Any other
+    `ValidationFailed` met while decoding an event is the event model's: `DeadLetterCode.invalid_event`."""
+
+    def __init__(self, code: DeadLetterCode, message: str, *, field: str | None = None, value: object = None):
+        super().__init__(message, field=field, value=value)
+        self.code = code
+
+
+def dead_letter_code(error: ValidationFailed) -> DeadLetterCode:
+    """The code of a refusal met while decoding an event: the step's when it says one, else the event model's."""
+    return error.code if isinstance(error, Undecodable) else DeadLetterCode.invalid_event
+
+
 class DeadLetter(Frozen):
-    """Input that could not become an event, with where it came from and why it was refused."""
+    """Input that could not become an event, with where it came from and why it was refused (a code and a text)."""
 
     source: str  # kafka, http, file, otlp
     position: str  # e.g. "llm-events/0/1234" or "events.jsonl:17": makes a redelivery land once
+    index: int | None = None  # its place in the request that carried it (an HTTP batch's); not stored
+    code: DeadLetterCode
     reason: str
     raw: bytes
 

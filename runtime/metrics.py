@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from prometheus_client import Counter, Gauge
 
 from llm_optimizer.decoding import DecodedBatch
+from llm_optimizer.events import DeadLetterCode
 from llm_optimizer.payloads import IngestCounts, QualityReport
 
 EVENTS_INGESTED = Counter("optimizer_events_ingested_total", "Events landed in Postgres", ["source"])
 EVENTS_DUPLICATE = Counter("optimizer_events_duplicate_total", "Events already present (redeliveries)", ["source"])
+# `reason` is the dead letter's `DeadLetterCode` (a few values, whatever the input); the text is in the table.
 DEAD_LETTERS = Counter(
     "optimizer_dead_letters_total", "Inputs refused into the dead-letter table", ["source", "reason"]
 )
@@ -52,42 +54,28 @@ EVALUATION_COST = Counter(
 )
 
 
-def dead_letter_kind(reason: str) -> str:
-    """A low-cardinality label for a dead letter's reason."""
-    for marker, kind in (
-        ("not UTF-8", "undecodable"),
-        ("not valid JSON", "invalid_json"),
-        ("larger than", "oversized"),
-        ("tombstone", "empty"),
-        ("CloudEvent:", "envelope"),
-        ("anomaly:", "anomaly"),
-        (" = ", "schema"),
-    ):
-        if marker in reason:
-            return kind
-    return "other"
-
-
 def record_landed(source: str, batch: DecodedBatch, counts: IngestCounts) -> None:
     """Count one landed batch (from Kafka, HTTP or OTLP)."""
     EVENTS_INGESTED.labels(source).inc(counts.accepted)
     EVENTS_DUPLICATE.labels(source).inc(counts.duplicates)
     for dead in batch.dead_letters:
-        DEAD_LETTERS.labels(source, dead_letter_kind(dead.reason)).inc()
+        DEAD_LETTERS.labels(source, dead.code.value).inc()
 
 
 # Every span an OTLP export carries, by what became of it (api/otlp.py): landed or duplicate (reason ""),
-# dead_lettered (reason: `dead_letter_kind`), ignored (reason: not_genai, agent, workflow, tool, ...).
+# dead_lettered (reason: the dead letter's `DeadLetterCode`), ignored (reason: not_genai, agent, workflow, tool, ...).
 OTLP_SPANS = Counter(
     "optimizer_otlp_spans_total", "Spans received on /v1/traces, by outcome and reason", ["outcome", "reason"]
 )
 
 
-def record_otlp_spans(landed: int, duplicates: int, dead_letter_reasons: list[str], ignored: Mapping[str, int]) -> None:
+def record_otlp_spans(
+    landed: int, duplicates: int, dead_letter_codes: list[DeadLetterCode], ignored: Mapping[str, int]
+) -> None:
     OTLP_SPANS.labels("landed", "").inc(landed)
     OTLP_SPANS.labels("duplicate", "").inc(duplicates)
-    for reason in dead_letter_reasons:
-        OTLP_SPANS.labels("dead_lettered", dead_letter_kind(reason)).inc()
+    for code in dead_letter_codes:
+        OTLP_SPANS.labels("dead_lettered", code.value).inc()
     for reason, count in ignored.items():
         OTLP_SPANS.labels("ignored", reason).inc(count)
 

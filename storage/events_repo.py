@@ -28,7 +28,7 @@ import psycopg
 from llm_optimizer.columnar import ROW_SCHEMA
 from llm_optimizer.decoding import Anomaly, DecodedBatch, Origin
 from llm_optimizer.evaluation.texts import TextPolicy
-from llm_optimizer.events import DeadLetter, LLMEvent
+from llm_optimizer.events import DeadLetter, DeadLetterCode, LLMEvent
 from llm_optimizer.payloads import IngestCounts
 
 EVENT_COLUMNS = (*ROW_SCHEMA, "source")
@@ -43,7 +43,6 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeEncodeError,
     OverflowError,
 )
-DB_REFUSED = "Postgres refused it"  # how a dead letter's reason starts when the database, not the model, refused
 
 
 def event_row(event: LLMEvent) -> tuple:
@@ -93,10 +92,10 @@ def land(
         except DATA_ERRORS as exc:
             landed, refused = _land_split(conn, batch, _items(batch), source, texts, exc)
         known = {d.position for d in batch.dead_letters}
-        for dead in refused:  # several anomalies of one message refused: one dead letter
-            if dead.position not in known:
-                known.add(dead.position)
-                batch.dead_letters.append(dead)
+        for letter in refused:  # several anomalies of one message refused: one dead letter
+            if letter.position not in known:
+                known.add(letter.position)
+                batch.dead_letters.append(letter)
         dead = _land_dead_letters(conn, batch.dead_letters) if batch.dead_letters else 0
     return IngestCounts(
         accepted=landed.accepted,
@@ -180,8 +179,9 @@ def _refused(batch: DecodedBatch, item: _Item, source: str, error: BaseException
     kind, i = item
     origins = {"row": batch.row_origins, "event": batch.event_origins, "anomaly": batch.anomaly_origins}[kind]
     origin: Origin | None = origins[i] if i < len(origins) else None
+    index = None
     if origin is not None:
-        position, raw = origin.position, origin.raw_bytes()
+        position, raw, index = origin.position, origin.raw_bytes(), origin.index
     elif kind == "row":
         row = batch.rows.row(i, named=True)
         position, raw = f"event/{row['event_id']}", json.dumps(row, default=str).encode()
@@ -191,7 +191,14 @@ def _refused(batch: DecodedBatch, item: _Item, source: str, error: BaseException
     else:
         anomaly = batch.anomalies[i]
         position, raw = f"anomaly/{anomaly.anomaly_id}", anomaly.alert.model_dump_json().encode()
-    return DeadLetter(source=source, position=position, reason=f"{DB_REFUSED}: {describe_db_error(error)}", raw=raw)
+    return DeadLetter(
+        source=source,
+        position=position,
+        index=index,
+        code=DeadLetterCode.db_refused,
+        reason=f"Postgres refused it: {describe_db_error(error)}",
+        raw=raw,
+    )
 
 
 def describe_db_error(error: BaseException) -> str:
@@ -254,9 +261,9 @@ def _land_texts(conn: psycopg.Connection, rows: list[tuple]) -> None:
 def _land_dead_letters(conn: psycopg.Connection, dead_letters: Sequence[DeadLetter]) -> int:
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO dead_letters (source, position, reason, raw) VALUES (%s, %s, %s, %s) "
+            "INSERT INTO dead_letters (source, position, code, reason, raw) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (source, position) DO NOTHING",
-            [(d.source, d.position, d.reason, d.raw) for d in dead_letters],
+            [(d.source, d.position, d.code.value, d.reason, d.raw) for d in dead_letters],
         )
         return cur.rowcount  # psycopg sums the statements: a redelivered poison message counts 0
 

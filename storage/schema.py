@@ -89,7 +89,7 @@ events = Table(
     postgresql_partition_by="RANGE (ts)",
 )
 
-# Input that could not become an event, kept with the reason. (source, position) makes a redelivered
+# Input that could not become an event, kept with its code and reason. (source, position) makes a redelivered
 # poison message land once.
 dead_letters = Table(
     "dead_letters",
@@ -97,7 +97,8 @@ dead_letters = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("source", Text, nullable=False),
     Column("position", Text, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("code", Text, nullable=False),  # a DeadLetterCode (llm_optimizer/events.py): what to group by
+    Column("reason", Text, nullable=False),  # the text: the field, the value and why
     Column("raw", LargeBinary, nullable=False),
     _now("received_at"),
     UniqueConstraint("source", "position"),

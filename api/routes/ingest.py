@@ -1,7 +1,7 @@
 """Events over HTTP: a JSON batch (`POST /api/v1/metrics`) and OTLP/HTTP traces (`POST /v1/traces`).
 
 Both go through the decoder and the landing of the Kafka path: one transaction per request, duplicates of an event
-id written once, every refused input dead-lettered with its reason. Dead letters are positioned by the caller's
+id written once, every refused input dead-lettered with its code and reason. Dead letters are positioned by the caller's
 key id, the request's `Idempotency-Key` (or a fresh id) and the index, so a retried request dead-letters nothing
 twice.
 
@@ -26,17 +26,17 @@ from api.backend import Backend
 from api.security import allowed, dead_letter_prefix
 from llm_optimizer.auth import Permission
 from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.events import DeadLetter
+from llm_optimizer.events import DeadLetter, DeadLetterCode
 from runtime import metrics
-from storage.events_repo import DB_REFUSED
 
 router = APIRouter(tags=["events"])
 PROTOBUF = "application/x-protobuf"
 
 
 class Rejected(BaseModel):
-    index: int
-    reason: str
+    index: int  # the event's place in the batch
+    code: DeadLetterCode  # why, as a stable word (docs/api.md)
+    reason: str  # why, naming the field and the value
 
 
 class IngestResult(BaseModel):
@@ -80,8 +80,10 @@ def _items(body: Any) -> list[Any]:
     dependencies=[allowed(Permission.report_events)],
     responses={422: {"description": "the body is not JSON or not a batch"}},
 )
-async def report_events(request: Request, idempotency_key: str | None = Header(default=None)) -> IngestResult:
-    """Land a batch of events (bare events or CloudEvents). Each refused one is named by index and reason."""
+async def report_events(
+    request: Request, idempotency_key: str | None = Header(default=None)
+) -> IngestResult | JSONResponse:
+    """Land a batch of events (bare events or CloudEvents). Each refused one is named by index, code and reason."""
     if idempotency_key is not None and not (
         len(idempotency_key) <= MAX_IDEMPOTENCY_KEY and _IDEMPOTENCY_KEY.match(idempotency_key)
     ):
@@ -103,14 +105,13 @@ async def report_events(request: Request, idempotency_key: str | None = Header(d
     positions = [f"{prefix}{i}" for i in range(len(items))]
     batch = backend.decoders["http"].decode_documents(zip(positions, items, strict=True))
     counts = await backend.land(batch, "http")  # adds what Postgres refused to batch.dead_letters
-    index = {position: i for i, position in enumerate(positions)}
     errors = sorted(
-        (Rejected(index=index[d.position], reason=d.reason) for d in batch.dead_letters if d.position in index),
+        (Rejected(index=d.index, code=d.code, reason=d.reason) for d in batch.dead_letters if d.index is not None),
         key=lambda r: r.index,
     )
-    if len(errors) != len(batch.dead_letters):  # a position the route did not make: never expected, never hidden
+    if len(errors) != len(batch.dead_letters):  # an item the decoder did not index: never expected, never hidden
         raise AssertionError(f"{len(batch.dead_letters) - len(errors)} dead letters without an index")
-    if any(d.reason.startswith(DB_REFUSED) for d in batch.dead_letters):
+    if any(d.code is DeadLetterCode.db_refused for d in batch.dead_letters):
         metrics.LANDING_SPLITS.labels("http").inc()
     return IngestResult(
         accepted=counts.accepted,
@@ -136,12 +137,15 @@ async def otlp_traces(request: Request) -> Response:
     sorted_spans = otlp.sort_spans(spans)
     batch = decoder.decode_documents(sorted_spans.documents)
     batch.dead_letters.extend(
-        DeadLetter(source="otlp", position=span.position, reason=reason, raw=_json(span.raw))
+        DeadLetter(
+            source="otlp", position=span.position, code=DeadLetterCode.invalid_span, reason=reason, raw=_json(span.raw)
+        )
         for span, reason in sorted_spans.refused
     )
     counts = await backend.land(batch, "otlp")
     dead = [(d.position, d.reason) for d in batch.dead_letters]
-    metrics.record_otlp_spans(counts.accepted, counts.duplicates, [reason for _, reason in dead], sorted_spans.ignored)
+    codes = [d.code for d in batch.dead_letters]
+    metrics.record_otlp_spans(counts.accepted, counts.duplicates, codes, sorted_spans.ignored)
     everything_landed = not dead and not sorted_spans.ignored
     message = "" if everything_landed else otlp.answer(counts.accepted, counts.duplicates, dead, sorted_spans.ignored)
     answer = otlp.response_body(len(dead), message, protobuf=protobuf)

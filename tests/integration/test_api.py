@@ -126,17 +126,19 @@ async def test_event_batches_land_once_and_refusals_are_dead_lettered(api, datab
         bare_list = (await http.post("/api/v1/metrics", json=events[:3], headers=api.auth("viewer"))).json()
     assert (first["accepted"], first["duplicates"], first["rejected"]) == (20, 0, 3)
     assert [e["index"] for e in first["errors"]] == [10, 11, 12]
+    assert [e["code"] for e in first["errors"]] == ["invalid_event", "invalid_event", "not_an_object"]
     assert "timestamp" in first["errors"][0]["reason"] and "latency_ms = -5" in first["errors"][1]["reason"]
     assert "expected an object" in first["errors"][2]["reason"]
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 20, 3)
     assert (bare_list["accepted"], bare_list["duplicates"]) == (0, 3)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*), min(source) FROM events").fetchone() == (20, "http")
-        dead = conn.execute("SELECT position, reason FROM dead_letters ORDER BY position").fetchall()
+        dead = conn.execute("SELECT position, code FROM dead_letters ORDER BY position").fetchall()
     viewer_key_id = api.keys["viewer"].split("_")[1]
     sent = httpx.Request("POST", api.url, json=body).content  # the bytes httpx sent
     digest = hashlib.sha256(sent).hexdigest()[:16]
     assert [p for p, _ in dead] == [f"http/{viewer_key_id}/batch-1/{digest}/{i}" for i in (10, 11, 12)]
+    assert [c for _, c in dead] == ["invalid_event", "invalid_event", "not_an_object"]
 
 
 async def test_config_resolution_history_export_and_import(api, database_url):

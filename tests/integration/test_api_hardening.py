@@ -363,9 +363,11 @@ async def test_malformed_and_nul_spans_are_dead_lettered_alone(api, database_url
     with psycopg.connect(database_url) as conn:
         events = conn.execute("SELECT event_id FROM events").fetchall()
         dead = dict(conn.execute("SELECT position, reason FROM dead_letters WHERE source = 'otlp'").fetchall())
+        codes = {c for (c,) in conn.execute("SELECT code FROM dead_letters WHERE source = 'otlp'")}
     assert events == [(f"otel-{TRACE}-eee19b7ec3c1b100",)]
     reasons = {position.rsplit("/", 1)[1]: reason for position, reason in dead.items()}
     assert len(dead) == len(bad) + 1
+    assert codes == {"invalid_span"}  # malformed span fields, refused before the event model
     assert "attributes = {'k': 'v'}: expected a list" in reasons["eee19b7ec3c1b101"]
     assert "status = 'error': expected an object" in reasons["eee19b7ec3c1b102"]
     assert "status.code = 'BOGUS'" in reasons["eee19b7ec3c1b103"]

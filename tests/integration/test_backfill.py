@@ -38,9 +38,9 @@ def test_jsonl_backfill_lands_good_lines_dead_letters_bad_ones_and_rerun_adds_no
     first = backfill(path, settings, batch_size=64)
     assert (first.accepted, first.duplicates, first.dead_lettered) == (250, 0, 2)
     assert first.batches == 4  # 252 lines in batches of 64: streamed, not loaded whole
-    dead = rows(database_url, "SELECT position, reason FROM dead_letters ORDER BY position")
-    assert dead[0][0] == "events.jsonl:11" and "not valid JSON" in dead[0][1]
-    assert dead[1][0] == "events.jsonl:21" and "status = 'maybe'" in dead[1][1]
+    dead = rows(database_url, "SELECT position, code, reason FROM dead_letters ORDER BY position")
+    assert dead[0][:2] == ("events.jsonl:11", "not_json") and "not valid JSON" in dead[0][2]
+    assert dead[1][:2] == ("events.jsonl:21", "invalid_event") and "status = 'maybe'" in dead[1][2]
 
     again = backfill(path, settings, batch_size=64)
     assert (again.accepted, again.duplicates) == (0, 250)

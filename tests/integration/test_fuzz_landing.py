@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from api.routes.ingest import _parse
 from llm_optimizer.decoding import Decoder
-from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, LLMEvent, to_cloudevent
+from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, DeadLetterCode, LLMEvent, to_cloudevent
 from simulator.samples import sample_events
-from storage.events_repo import DB_REFUSED, EVENT_COLUMNS, land
+from storage.events_repo import EVENT_COLUMNS, land
 
 PRICES = fixture_book()
 EVENTS = list(sample_events(40, seed=19))
@@ -182,7 +182,7 @@ def test_every_message_ends_as_exactly_one_row_or_one_dead_letter(conn, batch):
     counts = land(conn, decoded, source="kafka" if path != "http" else "http")
     conn.commit()
 
-    refused_by_db = [d.reason for d in decoded.dead_letters if d.reason.startswith(DB_REFUSED)]
+    refused_by_db = [d.reason for d in decoded.dead_letters if d.code is DeadLetterCode.db_refused]
     assert not refused_by_db, f"the model let through what Postgres refused: {refused_by_db}"
 
     columns = [c for c in EVENT_COLUMNS if c != "source"]

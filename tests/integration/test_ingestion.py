@@ -9,14 +9,17 @@ import signal
 
 import psycopg
 import pytest
+from helpers.fixture_prices import fixture_book
 from helpers.kafka import committed_offsets, count, unique_topic
 from helpers.servers import Message, produce, settings_for, start_worker_process, wait_for
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from activities.ingestion import ensure_topic
+from activities.ingestion import IngestionActivities, ensure_topic
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
-from llm_optimizer.payloads import IngestionStatus
+from llm_optimizer.payloads import ConsumeRequest, IngestionStatus
 from simulator.samples import sample_events
 from starter.ingest import ingestion_status, start_ingestion
 from worker import serving
@@ -79,17 +82,17 @@ async def test_good_events_land_once_and_everything_else_is_dead_lettered(stack,
         )
 
     with psycopg.connect(database_url) as conn:
-        reasons = conn.execute("SELECT position, reason, raw FROM dead_letters ORDER BY id").fetchall()
+        reasons = conn.execute("SELECT position, code, reason, raw FROM dead_letters ORDER BY id").fetchall()
         anomalies = conn.execute("SELECT service, severity FROM anomalies").fetchall()
         ids = {r[0] for r in conn.execute("SELECT event_id FROM events")}
     assert ids == {e.event_id for e in events}
     assert anomalies == [("chat", "high")]
-    by_raw = {bytes(raw): (position, reason) for position, reason, raw in reasons}
-    assert "not UTF-8" in by_raw[poison[0]][1]
-    assert "not valid JSON" in by_raw[poison[1]][1]
-    assert "tokens_in = -1" in by_raw[poison[2]][1]
-    assert "larger than kafka.max_message_bytes" in by_raw[poison[3]][1]
-    for position, _ in by_raw.values():
+    by_raw = {bytes(raw): (position, code, reason) for position, code, reason, raw in reasons}
+    assert by_raw[poison[0]][1] == "not_utf8" and "not UTF-8" in by_raw[poison[0]][2]
+    assert by_raw[poison[1]][1] == "not_json" and "not valid JSON" in by_raw[poison[1]][2]
+    assert by_raw[poison[2]][1] == "invalid_event" and "tokens_in = -1" in by_raw[poison[2]][2]
+    assert by_raw[poison[3]][1] == "too_large" and "larger than kafka.max_message_bytes" in by_raw[poison[3]][2]
+    for position, _, _ in by_raw.values():
         name, partition, offset = position.rsplit("/", 2)
         assert name == topic and partition.isdigit() and offset.isdigit()
 
@@ -180,3 +183,22 @@ async def test_postgres_down_for_a_while_loses_nothing_and_commits_no_offsets(st
         assert not (await wait_for(recovered, 60, "a successful run after the outage")).stuck
         await handle.cancel()
     assert count(database_url, "dead_letters") == 0
+
+
+async def test_a_group_join_that_does_not_settle_fails_the_run_with_its_reason(stack, database_url):
+    """Tansu assigns partitions half a session timeout after a join (3 s here): with a 1 s bound the run fails at
+    once with KafkaJoinTimeout, naming the setting, instead of hanging until its start-to-close timeout."""
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic, "join_timeout_s": 1})
+    await ensure_topic(settings, topic)
+    activities = IngestionActivities(settings, fixture_book())
+    request = ConsumeRequest(topic=topic, group_id=settings.kafka.group_id, run_s=5)
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(activities.consume_topic, request)
+    finally:
+        await activities.close()
+    assert failure.value.type == "KafkaJoinTimeout"
+    assert "kafka.join_timeout_s = 1 s" in str(failure.value)
+    assert asyncio.get_running_loop().time() - started < 4

@@ -1,13 +1,19 @@
-"""Migrations: an empty database goes to head and back to base, head matches storage/schema.py, and a table of
-events with rows in it becomes a partitioned one (and back) without losing a row."""
+"""Migrations: an empty database goes to head and back to base, head matches storage/schema.py, a table of
+events with rows in it becomes a partitioned one (and back) without losing a row, and dead letters stored before
+codes existed get the one their reason says."""
 
 from __future__ import annotations
 
+import orjson
 import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers.fixture_prices import fixture_book
 from sqlalchemy import create_engine
 
+from llm_optimizer.decoding import Decoder
+from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, DeadLetterCode, to_cloudevent
+from simulator.samples import sample_events
 from storage import partitions_repo
 from storage.db import downgrade, migrate, sqlalchemy_url
 from storage.schema import metadata
@@ -92,4 +98,60 @@ def test_a_table_with_rows_becomes_partitioned_and_back_without_losing_one(datab
         kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'events'").fetchone()[0]
         assert kind == "r"
         assert conn.execute("SELECT count(*) FROM event_texts").fetchone()[0] == 300
+    migrate(database_url)
+
+
+def _old_dead_letters() -> list[tuple[str, str, str, str]]:
+    """(source, position, reason, the code 0011 must give it): the decoder's own refusals, so that the backfill's
+    patterns are held to the texts the code writes, then what only the text of older rows can say."""
+    decoder = Decoder(fixture_book(), source="kafka", max_message_bytes=4096)
+    event = next(sample_events(1))
+    envelope = to_cloudevent(event)
+    binary = [(f"ce_{k}", str(v).encode()) for k, v in envelope.items() if k != "data"]
+    alert = {**envelope, "type": SENTINEL_ANOMALY_EVENT_TYPE, "data": {"severity": "?"}}
+    messages = [
+        (b"\xff\xfe", ()),
+        (b"{}", [*binary, ("ce_subject", b"\xff")]),
+        (b"{oops", ()),
+        (orjson.dumps({**envelope, "data": "{oops"}), ()),
+        (b"[1]", ()),
+        (orjson.dumps({**envelope, "data": 7}), ()),
+        (None, ()),
+        (b"x" * 5000, ()),
+        (b'{"latency_ms": -1}', ()),
+        (orjson.dumps({**envelope, "specversion": "0.3"}), ()),
+        (orjson.dumps({**envelope, "type": "com.example.x"}), ()),
+        (orjson.dumps(alert), ()),
+    ]
+    batch = decoder.decode([(f"t/0/{i}", value, list(h)) for i, (value, h) in enumerate(messages)])
+    assert len(batch.dead_letters) == len(messages)
+    rows = [(d.source, d.position, d.reason, d.code.value) for d in batch.dead_letters]
+    return [
+        *rows,
+        ("kafka", "t/0/98", "Postgres refused it: new row for relation violates check constraint", "db_refused"),
+        ("otlp", "otlp/t/s", "status = 'error': expected an object", "unknown"),  # a span's, or the event model's
+        ("file", "f:1", "something a version before wrote", "unknown"),
+    ]
+
+
+def test_dead_letters_get_the_code_their_reason_says_and_lose_it_going_back(database_url):
+    downgrade(database_url, "0010")
+    old = _old_dead_letters()
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dead_letters (source, position, reason, raw) VALUES (%s, %s, %s, '')",
+                [row[:3] for row in old],
+            )
+        conn.commit()
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT source, position, reason, code FROM dead_letters ORDER BY id").fetchall()
+    assert stored == old
+    assert {row[3] for row in old} == set(DeadLetterCode) - {"invalid_span"}  # every code a row can say
+    downgrade(database_url, "0010")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT source, position, reason FROM dead_letters ORDER BY id").fetchall() == [
+            row[:3] for row in old
+        ]
     migrate(database_url)

@@ -213,7 +213,7 @@ async def test_older_dialects_land_and_agent_spans_are_ignored_and_counted(api, 
         or 0.0
         for outcome, reason in [
             ("landed", ""),
-            ("dead_lettered", "schema"),
+            ("dead_lettered", "invalid_event"),
             ("ignored", "agent"),
             ("ignored", "tool"),
             ("ignored", "workflow"),
@@ -234,7 +234,7 @@ async def test_older_dialects_land_and_agent_spans_are_ignored_and_counted(api, 
     }
     assert {key: after[key] - before[key] for key in before} == {
         ("landed", ""): 3,
-        ("dead_lettered", "schema"): 1,
+        ("dead_lettered", "invalid_event"): 1,
         ("ignored", "agent"): 1,
         ("ignored", "tool"): 1,
         ("ignored", "workflow"): 1,

@@ -16,11 +16,11 @@ from helpers.servers import produce, settings_for, wait_for
 from prometheus_client import REGISTRY
 
 from activities.ingestion import ensure_topic
+from llm_optimizer.events import DeadLetterCode as Code
 from llm_optimizer.events import to_cloudevent
 from llm_optimizer.payloads import STUCK_AFTER_FAILURES, IngestionStatus
 from simulator.samples import sample_events
 from starter.ingest import ingestion_status, start_ingestion
-from storage.events_repo import DB_REFUSED
 from worker import serving
 
 
@@ -43,14 +43,15 @@ async def test_poison_in_the_middle_of_a_topic_costs_only_itself(stack, database
     events = list(sample_events(306, seed=21))
     good = [json.dumps(to_cloudevent(e)).encode() for e in events[:300]]
     p = events[300:]
-    poison = {  # the probes of issue 19; each names what must be in its dead letter's reason
-        json.dumps(bare(p[0], attributes={"note": "a\x00b"})).encode(): "attributes['note'] = 'a\\x00b'",
-        json.dumps(bare(p[1], attributes={"ratio": float("nan")})).encode(): "not valid JSON",
-        json.dumps(bare(p[2], timestamp="0001-01-01T00:00:00+01:00")).encode(): "outside 0001-01-01 .. 9999-12-31",
-        json.dumps(bare(p[3], tokens_out=True)).encode(): "tokens_out = True",
-        json.dumps(bare(p[4], timestamp=12345)).encode(): "timestamp = 12345",
-        json.dumps(bare(p[5], endpoint="/poison")).encode(): f"{DB_REFUSED}: new row for relation",
-    }
+    probes = [  # the probes of issue 19; each names its dead letter's code and what must be in its reason
+        (bare(p[0], attributes={"note": "a\x00b"}), (Code.invalid_event, "attributes['note'] = 'a\\x00b'")),
+        (bare(p[1], attributes={"ratio": float("nan")}), (Code.not_json, "not valid JSON")),
+        (bare(p[2], timestamp="0001-01-01T00:00:00+01:00"), (Code.invalid_event, "outside 0001-01-01 .. 9999-12-31")),
+        (bare(p[3], tokens_out=True), (Code.invalid_event, "tokens_out = True")),
+        (bare(p[4], timestamp=12345), (Code.invalid_event, "timestamp = 12345")),
+        (bare(p[5], endpoint="/poison"), (Code.db_refused, "Postgres refused it: new row for relation")),
+    ]
+    poison = {json.dumps(document).encode(): says for document, says in probes}
     messages = [*good[:150], *poison, *good[150:]]
     await produce(stack.kafka_bootstrap, topic, messages)
 
@@ -76,12 +77,15 @@ async def test_poison_in_the_middle_of_a_topic_costs_only_itself(stack, database
     assert (status.consecutive_failures, status.last_error, status.stuck) == (0, None, False)
     assert await committed_offsets(stack.kafka_bootstrap, topic, settings.kafka.group_id) == len(messages)
     with psycopg.connect(database_url) as conn:
-        dead = {bytes(raw): reason for raw, reason in conn.execute("SELECT raw, reason FROM dead_letters")}
+        dead = {
+            bytes(raw): (code, reason)
+            for raw, code, reason in conn.execute("SELECT raw, code, reason FROM dead_letters")
+        }
         ids = {r[0] for r in conn.execute("SELECT event_id FROM events")}
     assert ids == {e.event_id for e in events[:300]}
-    for raw, says in poison.items():
-        assert says in dead[raw], (says, dead[raw])
-    assert "test_poison" in dead[list(poison)[-1]]
+    for raw, (code, says) in poison.items():
+        assert dead[raw][0] == code and says in dead[raw][1], (code, says, dead[raw])
+    assert "test_poison" in dead[list(poison)[-1]][1]
 
 
 @pytest.mark.timeout(240)
@@ -168,9 +172,11 @@ def test_over_http_one_bad_event_costs_only_itself_and_is_named_by_index(stack, 
     assert (result["accepted"], result["rejected"]) == (95, 5)
     reasons = {e["index"]: e["reason"] for e in result["errors"]}
     assert sorted(reasons) == [10, 20, 30, 40, 50]
+    codes = [e["code"] for e in result["errors"]]
+    assert codes == ["invalid_event", "invalid_envelope", "db_refused", "invalid_event", "invalid_event"]  # 20: `time`
     assert "attributes['note'] = 'a\\x00b'" in reasons[10]
     assert "time = '0001-01-01T00:00:00+01:00'" in reasons[20] and "outside 0001-01-01" in reasons[20]
-    assert reasons[30].startswith(DB_REFUSED) and "test_poison" in reasons[30]
+    assert reasons[30].startswith("Postgres refused it") and "test_poison" in reasons[30]
     assert "latency_ms = nan" in reasons[40]
     assert "tokens_out = inf" in reasons[50]
     assert again.status_code == 200 and (again.json()["accepted"], again.json()["duplicates"]) == (0, 95)

@@ -1,4 +1,4 @@
-"""Every raw message becomes an event, anomalies or a dead letter with its reason: none is dropped."""
+"""Every raw message becomes an event, anomalies or a dead letter with its code and reason: none is dropped."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from llm_optimizer.decoding import Decoder, _one_pass
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
+from llm_optimizer.events import DeadLetterCode as Code
 from simulator.samples import sample_events
 
 EVENT = next(sample_events(1))
@@ -40,30 +41,55 @@ def test_three_formats_give_the_same_event(decoder):
     )
 
 
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        (b"\xff\xfe\x00garbage", "not UTF-8"),
-        (b"{not json", "not valid JSON"),
-        (b"[1, 2]", "JSON list"),
-        (None, "tombstone"),
-        (b"x" * 5000, "larger than kafka.max_message_bytes"),
-        (json.dumps({**json.loads(EVENT.model_dump_json()), "latency_ms": -3}).encode(), "latency_ms = -3"),
-        (
-            json.dumps({**json.loads(EVENT.model_dump_json()), "latency_ms": 1e12}).encode(),
-            "latency_ms = 1000000000000.0: Input should be less than or equal",
-        ),
-        (json.dumps({**to_cloudevent(EVENT), "specversion": "0.3"}).encode(), "CloudEvent: specversion"),
-        (json.dumps({**to_cloudevent(EVENT), "type": "com.example.x"}).encode(), "com.example.x"),
-    ],
-)
-def test_bad_messages_become_dead_letters_with_reason_position_and_raw_bytes(decoder, value, reason):
-    batch = one(decoder, value)
+BARE = json.loads(EVENT.model_dump_json())
+ALERT = {
+    "specversion": "1.0",
+    "type": SENTINEL_ANOMALY_EVENT_TYPE,
+    "source": "llm-sentinel",
+    "id": "a1",
+    "time": "2026-11-09T12:05:30Z",
+    "data": {"anomaly_type": "latency_spike", "severity": "high", "affected_services": ["chat"]},
+}
+BINARY = [(f"ce_{k}", str(v).encode()) for k, v in to_cloudevent(EVENT).items() if k != "data"]
+
+# Every way the decoder refuses a message: its code, a piece of its text, and the headers it came with.
+REFUSALS = [
+    (b"\xff\xfe\x00garbage", Code.not_utf8, "not UTF-8", ()),
+    (b"{}", Code.not_utf8, "a ce_ header is not UTF-8", [*BINARY, ("ce_subject", b"\xff")]),
+    (b"{not json", Code.not_json, "not valid JSON", ()),
+    (json.dumps({**to_cloudevent(EVENT), "data": "{oops"}).encode(), Code.not_json, "data: not valid JSON", ()),
+    (b"[1, 2]", Code.not_an_object, "JSON list", ()),
+    (json.dumps({**to_cloudevent(EVENT), "data": 7}).encode(), Code.not_an_object, "data = int", ()),
+    (None, Code.no_body, "tombstone", ()),
+    (b"x" * 5000, Code.too_large, "larger than kafka.max_message_bytes", ()),
+    (json.dumps({**BARE, "latency_ms": -3}).encode(), Code.invalid_event, "latency_ms = -3", ()),
+    (
+        json.dumps({**BARE, "latency_ms": 1e12}).encode(),
+        Code.invalid_event,
+        "latency_ms = 1000000000000.0: Input should be less than or equal",
+        (),
+    ),
+    (json.dumps({**to_cloudevent(EVENT), "specversion": "0.3"}).encode(), Code.invalid_envelope, "specversion", ()),
+    (json.dumps({**to_cloudevent(EVENT), "type": "com.example.x"}).encode(), Code.invalid_envelope, "com.example", ()),
+    (json.dumps({**ALERT, "data": {**ALERT["data"], "severity": "?"}}).encode(), Code.invalid_anomaly, "anomaly:", ()),
+    (json.dumps({k: v for k, v in ALERT.items() if k != "time"}).encode(), Code.invalid_anomaly, "no `time`", ()),
+]
+
+
+@pytest.mark.parametrize(("value", "code", "reason", "headers"), REFUSALS)
+def test_bad_messages_become_dead_letters_with_code_reason_position_and_bytes(decoder, value, code, reason, headers):
+    batch = one(decoder, value, headers)
     assert batch.events == [] and batch.anomalies == []
     [dead] = batch.dead_letters
-    assert reason in dead.reason
+    assert dead.code is code and reason in dead.reason
     assert dead.position == "t/0/7" and dead.source == "kafka"
     assert dead.raw == (value or b"")
+
+
+def test_every_code_the_decoder_can_give_is_given_above():
+    # The others come after decoding: Postgres (storage/events_repo.py), OTLP spans (api/otlp.py), old rows.
+    after = {Code.db_refused, Code.invalid_span, Code.unknown}
+    assert {code for _, code, _, _ in REFUSALS} == set(Code) - after
 
 
 def test_a_poison_message_between_good_ones_only_costs_itself(decoder):
@@ -162,7 +188,7 @@ def test_the_one_pass_parse_and_the_general_path_agree(value):
     fast = Decoder(catalog, source="kafka", max_message_bytes=1 << 20).decode([("p", value, [])])
     general = Decoder(catalog, source="kafka", max_message_bytes=1 << 20, fast=False).decode([("p", value, [])])
     assert [e.model_dump() for e in fast.events] == [e.model_dump() for e in general.events]
-    assert [d.reason for d in fast.dead_letters] == [d.reason for d in general.dead_letters]
+    assert [(d.code, d.reason) for d in fast.dead_letters] == [(d.code, d.reason) for d in general.dead_letters]
     assert len(fast.events) + len(fast.dead_letters) + len(fast.anomalies) >= 1  # nothing is dropped
 
 
@@ -201,3 +227,15 @@ def test_an_anomaly_postgres_could_not_store_is_refused_by_name(decoder):
         batch = decoder.decode_documents([("p", document)]) if as_http else one(decoder, json.dumps(document).encode())
         assert batch.anomalies == [], says
         assert says in batch.dead_letters[0].reason, (says, batch.dead_letters[0].reason)
+
+
+def test_documents_refused_carry_their_index_and_accepted_ones_keep_it_for_postgres(decoder):
+    documents = [(f"http/k/{i}", d) for i, d in enumerate([BARE, [1], {**BARE, "latency_ms": -1}, ALERT])]
+    batch = decoder.decode_documents(documents)
+    assert [(d.index, d.position, d.code) for d in batch.dead_letters] == [
+        (1, "http/k/1", Code.not_an_object),
+        (2, "http/k/2", Code.invalid_event),
+    ]
+    # Should Postgres refuse the event or the anomaly, its dead letter is made from these (storage/events_repo.py).
+    assert [(o.index, o.position) for o in batch.event_origins] == [(0, "http/k/0")]
+    assert [(o.index, o.position) for o in batch.anomaly_origins] == [(3, "http/k/3")]

@@ -209,15 +209,16 @@ def test_a_cloudevent_time_follows_the_timestamp_rules():
 
 
 def test_a_dead_letter_can_always_be_stored():
-    from llm_optimizer.events import MAX_POSITION, DeadLetter
+    from llm_optimizer.events import MAX_POSITION, DeadLetter, DeadLetterCode
 
-    dead = DeadLetter(source="http", position="p\x00" + "x" * 2000, reason="why \x00 \ud800", raw=b"\x00")
+    code = DeadLetterCode.invalid_event
+    dead = DeadLetter(source="http", position="p\x00" + "x" * 2000, code=code, reason="why \x00 \ud800", raw=b"\x00")
     assert "\x00" not in dead.position + dead.reason
     dead.reason.encode("utf-8")  # no unpaired surrogate left
     assert len(dead.position) == MAX_POSITION
-    other = DeadLetter(source="http", position="p\x00" + "x" * 1999 + "y", reason="r", raw=b"")
+    other = DeadLetter(source="http", position="p\x00" + "x" * 1999 + "y", code=code, reason="r", raw=b"")
     assert other.position != dead.position  # a long position keeps a digest of the whole
-    assert DeadLetter(source="kafka", position="t/0/1", reason="r", raw=b"").position == "t/0/1"
+    assert DeadLetter(source="kafka", position="t/0/1", code=code, reason="r", raw=b"").position == "t/0/1"
 
 
 # ---- the one-pass validator (events.one_pass_event) accepts only what LLMEvent accepts, as the same event ----
