@@ -14,6 +14,7 @@ import yaml
 
 from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings, env_name, setting_keys
 from runtime.health import app
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 def load(repo_root):
@@ -84,3 +85,12 @@ def _health_of(health) -> tuple[str, bytes]:
     seen = []
     body = b"".join(app(health)({"PATH_INFO": "/health"}, lambda status, headers: seen.append(status)))
     return seen[0], body
+
+
+def test_the_compose_stack_registers_the_projects_search_attributes(repo_root):
+    # The one definition is workflows/search_attributes.py; the compose job's shell loop repeats the names.
+    [command] = load(repo_root)["services"]["temporal-setup"]["command"]
+    loop = re.search(r"for attribute in ([\w ]+); do", command)
+    assert loop is not None, command
+    assert set(loop[1].split()) == set(SEARCH_ATTRIBUTES) and set(SEARCH_ATTRIBUTES.values()) == {"Keyword"}
+    assert "--type Keyword" in command
