@@ -3,7 +3,7 @@
 Order of the decision flow: safety first (a critical finding on the live config rolls back), then the
 change guards (cooldown, rollback budget), then candidate selection: hard constraints filter, the Pareto frontier
 over cost, quality and latency narrows, a weighted score against the current config picks, and the strategy
-preset's minimum improvement and confidence gate the result. Every check is recorded in the decision.
+preset's minimum improvement, confidence and maximum risk gate the result. Every check is recorded in the decision.
 """
 
 from __future__ import annotations
@@ -327,6 +327,23 @@ def decide(inp: DecisionInput) -> Decision:
                 candidate,
                 "skipped",
                 f"confidence {confidence:.2f} that it keeps the floor < {inp.preset.min_confidence}",
+            )
+            continue
+        risk = risk_of_worse(inp.current, candidate, objectives)
+        if risk > inp.preset.max_risk:
+            checks.append(
+                Check(
+                    name=f"risk of {candidate.key}",
+                    kind="objective",
+                    passed=False,
+                    detail=f"P(worse) {risk:.2f} > {inp.preset.max_risk}",
+                )
+            )
+            fates[candidate.key] = _fate(
+                candidate,
+                "skipped",
+                f"probability {risk:.2f} that it is worse than the live config on the weighted score > max risk "
+                f"{inp.preset.max_risk}",
             )
             continue
         impact = expected_impact(inp.current, candidate)
@@ -679,6 +696,47 @@ def weighted_gain(current: Profile, candidate: Profile, objectives: Objectives) 
     if current.latency_p95_ms and candidate.latency_p95_ms:
         gain += objectives.latency * (current.latency_p95_ms - candidate.latency_p95_ms) / current.latency_p95_ms
     return gain / total
+
+
+def risk_of_worse(current: Profile, candidate: Profile, objectives: Objectives) -> float:
+    """P(weighted gain < 0): the probability that `candidate` is worse than `current` on the weighted score, under a
+    normal approximation of `weighted_gain`. Its uncertainty is that of the measured means of cost and quality (the
+    delta method on each ratio of two independent means); a value without a spread (a price, a p95) counts as exact.
+    """
+    total = objectives.cost + objectives.quality + objectives.latency
+    gain = weighted_gain(current, candidate, objectives)
+    variance = 0.0
+    for weight, cur, cand, cur_sd, cand_sd, cur_n, cand_n in (
+        (
+            objectives.cost,
+            current.cost_per_request,
+            candidate.cost_per_request,
+            current.cost_sd,
+            candidate.cost_sd,
+            current.requests,
+            candidate.requests,
+        ),
+        (
+            objectives.quality,
+            current.quality_mean if current.quality_known else None,
+            candidate.quality_mean if candidate.quality_known else None,
+            current.quality_sd,
+            candidate.quality_sd,
+            current.quality_n,
+            candidate.quality_n,
+        ),
+    ):
+        if total == 0 or not cur or not cand:
+            continue
+        rel_var = 0.0
+        if cand_sd is not None and cand_n > 1:
+            rel_var += (cand_sd / cand) ** 2 / cand_n
+        if cur_sd is not None and cur_n > 1:
+            rel_var += (cur_sd / cur) ** 2 / cur_n
+        variance += (weight / total * cand / cur) ** 2 * rel_var
+    if variance == 0:
+        return 0.0 if gain >= 0 else 1.0
+    return float(sps.norm.cdf(-gain / math.sqrt(variance)))
 
 
 def expected_impact(current: Profile, candidate: Profile) -> dict[str, Impact]:

@@ -19,6 +19,7 @@ from llm_optimizer.decision import (
     Profile,
     decide,
     pareto_frontier,
+    risk_of_worse,
     weighted_gain,
 )
 from llm_optimizer.exploration import ArmResult
@@ -283,3 +284,34 @@ def test_governance_denies_arms_of_an_exploration_one_by_one():
         decision, {k: GovernanceVerdict(approved=False, rationale="no") for k in ("m0", "m1")}
     )
     assert both.action is Action.none and both.arms == []
+
+
+def test_a_candidate_more_likely_worse_than_the_strategy_allows_is_not_chosen():
+    # Cost is the only objective; the live cost is exact, the candidate's is the mean of 64 requests with a CV of 2:
+    # the gain 1 - 0.008/0.010 = 0.2 has a standard error of 0.8 * 2 / sqrt(64) = 0.2, so P(worse) = Phi(-1).
+    current = CURRENT.model_copy(update={"cost_sd": 0.0})
+    noisy = Profile(
+        model="cheap",
+        provider="p",
+        requests=64,
+        error_rate=0.01,
+        latency_p95_ms=1500,
+        quality_mean=0.9,
+        quality_sd=0.3,
+        quality_n=64,
+        cost_per_request=0.008,
+        cost_sd=0.016,
+    )
+    cost_only = Objectives(cost=1, quality=0, latency=0)
+    assert risk_of_worse(current, noisy, cost_only) == pytest.approx(0.158655, abs=1e-6)
+    assert risk_of_worse(current, noisy.model_copy(update={"cost_sd": None}), cost_only) == 0.0  # a price: exact
+
+    balanced = decide(inp(current=current, candidates=[noisy], objectives=cost_only))  # max_risk 0.1
+    assert balanced.action is Action.none
+    assert balanced.candidates[0].fate == "skipped"
+    assert "probability 0.16 that it is worse than the live config" in balanced.candidates[0].reason
+    assert any(c.name == "risk of cheap" and not c.passed for c in balanced.checks)
+    aggressive = decide(
+        inp(current=current, candidates=[noisy], objectives=cost_only, preset=PRESETS[Strategy.aggressive])
+    )  # max_risk 0.2
+    assert aggressive.action is Action.canary and aggressive.candidate == noisy
