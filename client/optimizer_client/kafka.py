@@ -13,7 +13,9 @@ from optimizer_client.wire import LLMEvent, to_cloudevent
 try:
     from aiokafka import AIOKafkaProducer
 except ImportError as exc:  # an extra of the distribution: the HTTP client works without it
-    raise ImportError("KafkaReporter needs aiokafka: pip install 'llm-optimizer-client[kafka]'") from exc
+    raise ImportError(
+        "KafkaReporter needs aiokafka, the kafka extra: pip install './client[kafka]' from a clone"
+    ) from exc
 
 
 class KafkaReporter:

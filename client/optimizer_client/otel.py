@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+try:
+    from opentelemetry.trace import Span, Status, StatusCode, Tracer
+except ImportError as exc:  # an extra of the distribution: the HTTP client works without it
+    raise ImportError(
+        "optimizer_client.otel needs opentelemetry-api, the otel extra: pip install './client[otel]' from a clone"
+    ) from exc
 
 
 class LLMCall:

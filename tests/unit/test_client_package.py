@@ -77,16 +77,39 @@ print(json.dumps({
 """
 
 
-def _probe(tmp_path: Path) -> dict:
+# Without the extras: the HTTP client imports, and each extra's module says which extra it needs.
+PROBE_WITHOUT_EXTRAS = r"""
+import importlib.abc, sys
+client_dir, blocked = sys.argv[1], set(sys.argv[2].split(","))
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+sys.path = [client_dir] + [p for p in sys.path if p.startswith(sys.base_prefix) or p.endswith("site-packages")]
+from optimizer_client import OptimizerClient
+for name in ("optimizer_client.kafka", "optimizer_client.otel"):
+    try:
+        __import__(name)
+    except ImportError as exc:
+        print(exc)
+"""
+
+
+def _probe(tmp_path: Path, probe: str, blocked: list[str]) -> str:
+    """What the probe prints, run in isolation from an empty folder."""
     done = subprocess.run(
-        [sys.executable, "-I", "-c", PROBE, str(CLIENT), ",".join(SERVER_ONLY)],
+        [sys.executable, "-I", "-c", probe, str(CLIENT), ",".join(blocked)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 def _name(requirement: str) -> str:
@@ -115,7 +138,7 @@ def _closure(requirements: list[str]) -> set[str]:
 
 
 def test_the_client_works_with_only_its_own_dependencies(tmp_path):
-    report = _probe(tmp_path)
+    report = json.loads(_probe(tmp_path, PROBE, SERVER_ONLY))
     assert Path(report["file"]).resolve().is_relative_to(CLIENT)
     assert report["versions"] == ["v1", "v2"] and report["accepted"] == 1
     loaded = set(report["modules"])
@@ -130,6 +153,14 @@ def test_the_client_works_with_only_its_own_dependencies(tmp_path):
         if not {_name(owner) for owner in owners} & allowed
     }
     assert not foreign, f"modules from distributions the client does not declare: {foreign}"
+
+
+def test_without_its_extras_the_client_imports_and_names_the_extra_it_lacks(tmp_path):
+    lines = _probe(tmp_path, PROBE_WITHOUT_EXTRAS, [*SERVER_ONLY, "aiokafka", "opentelemetry"]).splitlines()
+    assert lines == [
+        "KafkaReporter needs aiokafka, the kafka extra: pip install './client[kafka]' from a clone",
+        "optimizer_client.otel needs opentelemetry-api, the otel extra: pip install './client[otel]' from a clone",
+    ]
 
 
 def test_the_server_distribution_does_not_ship_the_client():
