@@ -34,7 +34,7 @@ from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage.config_client import ConfigClient
 from storage.db import connect, migrate
-from workflows.ids import cycle_id
+from workflows.ids import canary_id, cycle_id
 
 # Shipped with the repository (data/outcomes/README.md: provenance and licence).
 DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"
@@ -127,7 +127,8 @@ async def run(args: argparse.Namespace) -> int:
     print(summary)
     print(_evaluation_summary(settings.database_url))
     print(
-        f"\nTemporal UI: {stack.temporal_ui_url}  (workflows optimization-cycle/<service>, canary/<service>/<version>)"
+        f"\nTemporal UI: {stack.temporal_ui_url}  (workflows {cycle_id('<service>')}, "
+        f"{canary_id('<service>', '<version>')})"
     )
     print(f"report: {args.report.resolve()}")
     metrics = settings.metrics
