@@ -60,10 +60,22 @@ examples:
 `llm-optimizer COMMAND --help` describes a command, its arguments and examples (docs/operations.md)."""
 
 
+class _CommandList(argparse.RawDescriptionHelpFormatter):
+    """Every summary starts on its command's line: argparse sizes the name column one indent too narrow for the
+    entries of a subcommand list, so that "maintenance" would sit alone on its line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        self._action_max_length = max(self._action_max_length, 2 * self._indent_increment + max(map(len, COMMANDS)))
+
+
 def build_parser(prog: str = "llm-optimizer") -> argparse.ArgumentParser:
     """The top level, for its help and errors: the subcommands parse their own arguments."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=_CommandList,
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name, command in COMMANDS.items():

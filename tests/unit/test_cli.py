@@ -31,7 +31,7 @@ def test_the_console_script_is_the_cli():
 def test_the_help_lists_every_subcommand_with_its_description():
     done = _run("--help")
     assert done.returncode == 0, done.stderr
-    listed = dict(re.findall(r"^    (\S+)\s+(\S.*)$", done.stdout, flags=re.M))
+    listed = dict(re.findall(r"^    (\S+) +(\S.*)$", done.stdout, flags=re.M))
     assert listed == {name: command.summary for name, command in COMMANDS.items()}
     assert "llm-optimizer cycle status --service chat" in done.stdout  # examples
     assert _run().returncode == 2  # no subcommand: the help, as an error
