@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
-import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError
@@ -28,14 +27,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from llm_optimizer.decoding import DecodedBatch, Decoder
+from llm_optimizer.errors import KafkaJoinTimeout
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import DeadLetterCode
 from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts
-from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.pricing import Prices
 from llm_optimizer.settings import Settings
 from runtime import metrics
 from storage import watermarks_repo
-from storage.db import psycopg_url
+from storage.db import Database
 from storage.events_repo import land
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,11 @@ class _Progress:
 
 
 class IngestionActivities:
-    def __init__(self, settings: Settings, catalog: PricingCatalog):
+    def __init__(self, settings: Settings, catalog: Prices, db: Database | None = None):
+        # `db`: the worker's pool (activities.ActivityRegistry); by default one of this object's own (`close`).
         self.settings = settings
+        self._own_db = db is None
+        self.db = db or Database(settings)
         self.decoder = Decoder(catalog, source="kafka", max_message_bytes=settings.kafka.max_message_bytes)
         self.texts = TextPolicy.from_settings(settings.evaluation)
         # One Kafka consumer per (topic, group, consumer index): the Ingestion's N consumers are N group members,
@@ -130,11 +133,7 @@ class IngestionActivities:
             async with lock:
                 try:
                     consumer = await self._consumer(request)
-                    conn = await asyncio.to_thread(self._connect)
-                    try:
-                        await self._run(consumer, conn, request, progress)
-                    finally:
-                        await asyncio.to_thread(conn.close)
+                    await self._run(consumer, request, progress)
                     lag = await _lag(consumer)
                 except BaseException as exc:
                     # Records past the committed offsets were fetched: a fresh consumer restarts from the offsets.
@@ -152,11 +151,10 @@ class IngestionActivities:
         activity.heartbeat(progress.counts.model_dump())
         return ConsumeReport(**progress.counts.model_dump(), lag=lag)
 
-    async def _run(
-        self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, request: ConsumeRequest, progress: _Progress
-    ) -> None:
+    async def _run(self, consumer: AIOKafkaConsumer, request: ConsumeRequest, progress: _Progress) -> None:
         """Fetch and decode batch N+1 while batch N lands (Postgres works on the other core meanwhile); offsets of a
-        batch are committed only once its transaction has committed, in order."""
+        batch are committed only once its transaction has committed, in order. Each landing takes a pooled
+        connection for its transaction only: none is held while Kafka is asked for more."""
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
         landing: asyncio.Task | None = None
@@ -186,17 +184,17 @@ class IngestionActivities:
                     landing = None
                 if decoded is not None:  # Postgres goes on with the next batch while the offsets are committed
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
-                    landing = asyncio.create_task(self._land_async(conn, decoded, offsets, _Marks.of(fetched)))
+                    landing = asyncio.create_task(self._land_async(decoded, offsets, _Marks.of(fetched)))
                 if landed is not None:
                     await self._finish(consumer, progress, *landed)
                 if not records and landing is None and time.monotonic() - last_caught_up >= CAUGHT_UP_EVERY_S:
                     # Nothing fetched and everything committed: the partitions at their ends are complete up to now.
                     last_caught_up = time.monotonic()
-                    await self._caught_up(consumer, conn, asked_at - CAUGHT_UP_MARGIN_S)
+                    await self._caught_up(consumer, asked_at - CAUGHT_UP_MARGIN_S)
         finally:
             if landing is not None:
                 # Leaving early (cancelled, or a failure): the transaction in flight ends (its thread cannot be
-                # stopped) before the connection closes; its offsets stay uncommitted, so its records come again
+                # stopped) before the run does; its offsets stay uncommitted, so its records come again
                 # and land as duplicates, written once.
                 await asyncio.gather(landing, return_exceptions=True)
 
@@ -219,7 +217,7 @@ class IngestionActivities:
     def _decode(self, records: list) -> DecodedBatch:
         return self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
 
-    async def _caught_up(self, consumer: AIOKafkaConsumer, conn: psycopg.Connection, until: float) -> None:
+    async def _caught_up(self, consumer: AIOKafkaConsumer, until: float) -> None:
         at_end: dict[str, list[int]] = {}
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
@@ -227,15 +225,13 @@ class IngestionActivities:
                 at_end.setdefault(tp.topic, []).append(tp.partition)
         when = datetime.fromtimestamp(until, UTC)
         for topic, partitions in at_end.items():
-            await asyncio.to_thread(watermarks_repo.caught_up, conn, topic, partitions, when)
+            await self.db.run(watermarks_repo.caught_up, topic, partitions, when)
 
-    async def _land_async(
-        self, conn: psycopg.Connection, batch: DecodedBatch, offsets: dict, marks: _Marks | None
-    ) -> tuple:
-        return await asyncio.to_thread(self._land, conn, batch, marks), offsets
+    async def _land_async(self, batch: DecodedBatch, offsets: dict, marks: _Marks | None) -> tuple:
+        return await asyncio.to_thread(self._land, batch, marks), offsets
 
-    def _land(self, conn: psycopg.Connection, batch: DecodedBatch, marks: _Marks | None = None) -> IngestCounts:
-        with conn.transaction():
+    def _land(self, batch: DecodedBatch, marks: _Marks | None = None) -> IngestCounts:
+        with self.db.connection() as conn:  # one transaction
             counts = land(conn, batch, source="kafka", texts=self.texts)
             if marks is not None:  # in the same transaction: a watermark never claims rows that are not there
                 watermarks_repo.landed(conn, marks.topic, marks.partitions, _feeds(batch))
@@ -245,13 +241,6 @@ class IngestionActivities:
             metrics.LANDING_SPLITS.labels("kafka").inc()
             log.warning("Postgres refused %d message(s) of a batch: dead-lettered, the rest landed", refused)
         return counts
-
-    def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(
-            psycopg_url(self.settings.database_url),
-            autocommit=True,  # each batch opens its own transaction block
-            connect_timeout=int(self.settings.database.connect_timeout_s),
-        )
 
     async def _consumer(self, request: ConsumeRequest) -> AIOKafkaConsumer:
         key = _key(request)
@@ -273,7 +262,15 @@ class IngestionActivities:
             fetch_max_bytes=64 * 1024 * 1024,
         )
         try:
-            await consumer.start()
+            # A join the group never completes would hold the run until its start-to-close timeout; bounded, the
+            # run fails with a reason the status shows, and the next run joins with a fresh consumer.
+            await asyncio.wait_for(consumer.start(), kafka.join_timeout_s)
+        except TimeoutError:
+            await consumer.stop()
+            raise KafkaJoinTimeout(
+                f"the consumer group {request.group_id!r} assigned no partitions of {request.topic!r} within "
+                f"kafka.join_timeout_s = {kafka.join_timeout_s} s"
+            ) from None
         except BaseException:
             await consumer.stop()
             raise
@@ -306,6 +303,8 @@ class IngestionActivities:
             task.cancel()
         for key in list(self._consumers):
             await self.drop_consumer(key)
+        if self._own_db:
+            self.db.close()
 
 
 async def _lag(consumer: AIOKafkaConsumer) -> int | None:

@@ -24,3 +24,7 @@ class OrchestratorRejected(OptimizerError):
 
 class ControlRefused(OptimizerError):
     """An operator's control that the cycle refuses; the message names the field, the value and why."""
+
+
+class KafkaJoinTimeout(OptimizerError):
+    """A new Kafka consumer got no partitions from its group within `kafka.join_timeout_s` (retryable)."""

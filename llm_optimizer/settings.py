@@ -100,6 +100,9 @@ class KafkaSettings(Section):
     session_timeout_ms: PositiveInt = 10_000
     heartbeat_interval_ms: PositiveInt = 3_000
     max_poll_interval_ms: PositiveInt = 300_000
+    # Longest wait for the group to assign partitions to a new consumer: past it the run fails (retried with a
+    # fresh consumer) instead of waiting out the whole activity run on a group that never settles.
+    join_timeout_s: PositiveInt = 60
     # Tansu has no idempotent producer; Apache Kafka does.
     enable_idempotence: bool = False
     batch_max_events: PositiveInt = 5_000

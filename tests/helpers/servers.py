@@ -26,6 +26,7 @@ def settings_for(stack: LocalStack, database_url: str, **sections: dict) -> Sett
             "heartbeat_interval_ms": 1000,
             "batch_max_wait_ms": 200,
             "partitions": 2,
+            "join_timeout_s": 20,  # Tansu joins in 3 s here; a join that hangs is retried well inside a test
         },
         "temporal": {"address": stack.temporal_address, "task_queue": f"tq-{uuid.uuid4().hex[:8]}"},
         "metrics": {"port": 0, "temporal_port": 0},  # worker subprocesses must not fight over the default ports
@@ -44,6 +45,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OPTIMIZER_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
         "OPTIMIZER_KAFKA__BATCH_MAX_WAIT_MS": str(settings.kafka.batch_max_wait_ms),
         "OPTIMIZER_KAFKA__BATCH_MAX_EVENTS": str(settings.kafka.batch_max_events),
+        "OPTIMIZER_KAFKA__JOIN_TIMEOUT_S": str(settings.kafka.join_timeout_s),
         "OPTIMIZER_TEMPORAL__ADDRESS": settings.temporal_address,
         "OPTIMIZER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
         "OPTIMIZER_METRICS__PORT": str(settings.metrics.port),
