@@ -1,8 +1,10 @@
 """Quality evaluation of events that arrived without a quality score: score a sample, record each evaluation in
 `quality_evaluations`, and write the score into the event so that aggregates, analyzers and the canary judge see it.
 
-Idempotent: an event is scored once per evaluator (primary key), and an event's own score is never overwritten.
-The sample is chosen by a hash of the event id, so a retried round picks the same events.
+Idempotent: an event is scored once per evaluator, and an event's own score is never overwritten
+(storage.evaluations_repo); the sample is chosen by a hash of the event id, so a retried round picks the same events.
+No connection is held while the evaluator works (an LLM judge may take the round's whole time budget): the round
+reads its sample in one short transaction, scores it, and writes the scores in short transactions as it goes.
 """
 
 from __future__ import annotations
@@ -10,39 +12,32 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb
 from temporalio import activity
 
 from activities.heartbeats import heartbeating
 from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
 from integrations.http import Unavailable
 from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.evaluation import Evaluation, EvaluationInput, Evaluator, NotEvaluable, build
+from llm_optimizer.evaluation import EvaluationInput, Evaluator, NotEvaluable, build
 from llm_optimizer.payloads import QualityReport, QualityRequest
 from llm_optimizer.settings import Settings
 from runtime import metrics
-from storage.db import psycopg_url
+from storage import evaluations_repo
+from storage.db import Database
+from storage.evaluations_repo import Pending, Scored
 
 SIGNALS = ("rating", "thumbs", "retried", "correction")
-
-_PENDING = """
-SELECT e.event_id, e.config_version, t.request_text, t.response_text, t.reference_text, e.user_feedback, e.attributes
-FROM events e
-LEFT JOIN event_texts t ON t.event_id = e.event_id AND t.ts = e.ts
-WHERE e.service = %(service)s AND e.ts >= %(since)s AND e.quality_score IS NULL
-  AND (hashtext(e.event_id) & 2147483647) %% 10000 < %(per_10k)s
-  AND NOT EXISTS (SELECT 1 FROM quality_evaluations q WHERE q.event_id = e.event_id AND q.evaluator = %(evaluator)s)
-ORDER BY e.ts
-LIMIT %(limit)s
-"""
+WRITE_EVERY_S = 5.0  # scores are written at least this often: a crash loses a few seconds of an LLM judge's work
 
 
 class EvaluationActivities:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, db: Database | None = None):
+        # `db`: the worker's pool (activities.ActivityRegistry); by default one of this object's own (`close`).
         self.settings = settings
+        self._own_db = db is None
+        self.db = db or Database(settings)
         self._evaluators: dict[str, Evaluator] = {}  # kept across rounds: an LLM judge's cache and circuit breaker
 
     def evaluator(self, service: str) -> Evaluator:
@@ -61,54 +56,66 @@ class EvaluationActivities:
     @activity.defn(name="evaluate_quality")
     @heartbeating
     async def evaluate_quality(self, request: QualityRequest) -> QualityReport:
-        return await asyncio.to_thread(self._evaluate, request)
-
-    def _evaluate(self, request: QualityRequest) -> QualityReport:
+        """Score the round's sample within `time_budget_s`: read it (one short transaction), score each event with
+        no connection held (heartbeating meanwhile), write the scores every `WRITE_EVERY_S` and at the end."""
         evaluator = self.evaluator(request.service)
         configured = self.settings.evaluation.services[request.service]
         report = QualityReport(service=request.service, evaluator=evaluator.name)
         deadline = time.monotonic() + request.time_budget_s
-        with psycopg.connect(psycopg_url(self.settings.database_url)) as conn:
-            pending = conn.execute(
-                _PENDING,
-                {
-                    "service": request.service,
-                    "since": request.now - timedelta(seconds=request.lookback_s),
-                    "per_10k": round(configured.sampling_rate * 10_000),
-                    "evaluator": evaluator.name,
-                    "limit": self.settings.evaluation.batch_size,
-                },
-                prepare=False,
-            ).fetchall()
-            rows: list[_Scored] = []
-            for index, (event_id, version, req, resp, ref, feedback, attributes) in enumerate(pending):
-                if time.monotonic() > deadline:
-                    report.unavailable += len(pending) - index
-                    report.note = "time budget spent; the rest waits for the next round"
-                    break
-                item = EvaluationInput(
-                    request=req or "", response=resp or "", reference=ref, signals=_signals(feedback, attributes)
-                )
-                try:
-                    result = evaluator.evaluate(item)
-                except NotEvaluable as exc:
-                    rows.append(_Scored(event_id, evaluator.name, request.service, version, skipped_reason=str(exc)))
-                    report.skipped += 1
-                    continue
-                except Unavailable as exc:
-                    report.unavailable += len(pending) - index
-                    report.note = str(exc)
-                    break
-                rows.append(_Scored(event_id, evaluator.name, request.service, version, result))
-                report.evaluated += 1
-                report.cost_usd += result.cost_usd
-            _record(conn, rows)
-            conn.commit()
+        pending = await self.db.run(
+            lambda conn: evaluations_repo.pending(
+                conn,
+                request.service,
+                evaluator.name,
+                since=request.now - timedelta(seconds=request.lookback_s),
+                per_10k=round(configured.sampling_rate * 10_000),
+                limit=self.settings.evaluation.batch_size,
+            )
+        )
+        scored: list[Scored] = []
+        written_at = time.monotonic()
+        for index, event in enumerate(pending):
+            if scored and time.monotonic() - written_at >= WRITE_EVERY_S:
+                await self.db.run(evaluations_repo.record, scored)
+                scored, written_at = [], time.monotonic()
+            if time.monotonic() > deadline:
+                report.unavailable += len(pending) - index
+                report.note = "time budget spent; the rest waits for the next round"
+                break
+            name, version = evaluator.name, event.config_version
+            try:
+                result = await asyncio.to_thread(evaluator.evaluate, _input(event))
+            except NotEvaluable as exc:
+                scored.append(Scored(event.event_id, name, request.service, version, skipped_reason=str(exc)))
+                report.skipped += 1
+                continue
+            except Unavailable as exc:
+                report.unavailable += len(pending) - index
+                report.note = str(exc)
+                break
+            scored.append(Scored(event.event_id, name, request.service, version, result))
+            report.evaluated += 1
+            report.cost_usd += result.cost_usd
+        if scored:
+            await self.db.run(evaluations_repo.record, scored)
         metrics.record_evaluations(report)
         return report
 
     def all(self) -> list:
         return [self.evaluate_quality]
+
+    def close(self) -> None:
+        if self._own_db:
+            self.db.close()
+
+
+def _input(event: Pending) -> EvaluationInput:
+    return EvaluationInput(
+        request=event.request or "",
+        response=event.response or "",
+        reference=event.reference,
+        signals=_signals(event.user_feedback, event.attributes),
+    )
 
 
 def _signals(feedback: float | None, attributes: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,41 +123,3 @@ def _signals(feedback: float | None, attributes: dict[str, Any] | None) -> dict[
     if feedback is not None:
         signals["user_feedback"] = feedback
     return signals
-
-
-class _Scored(NamedTuple):
-    event_id: str
-    evaluator: str
-    service: str
-    config_version: str | None
-    result: Evaluation | None = None  # None: not scored (skipped_reason says why)
-    skipped_reason: str | None = None
-
-    def row(self) -> tuple:
-        r = self.result
-        return (
-            self.event_id,
-            self.evaluator,
-            self.service,
-            self.config_version,
-            r.overall if r else None,
-            Jsonb(r.dimensions if r else {}),
-            r.method if r else self.evaluator,
-            r.confidence if r else None,
-            r.cost_usd if r else 0.0,
-            self.skipped_reason,
-        )
-
-
-def _record(conn: psycopg.Connection, scored: list[_Scored]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO quality_evaluations (event_id, evaluator, service, config_version, overall_score, "
-            "dimension_scores, evaluation_method, confidence, cost_usd, skipped_reason) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id, evaluator) DO NOTHING",
-            [s.row() for s in scored],
-        )
-        cur.executemany(
-            "UPDATE events SET quality_score = %s WHERE event_id = %s AND quality_score IS NULL",
-            [(s.result.overall, s.event_id) for s in scored if s.result is not None],
-        )

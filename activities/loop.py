@@ -1,7 +1,10 @@
 """Activities of OptimizationCycle, CanaryRollout, Exploration and StorageMaintenance: thin adapters to the domain.
 
-Each opens a connection, reads summaries, calls a pure function, writes the result; each is idempotent (keyed by
-decision id, rollout id and stage, or audit id), so a retry after a crash writes nothing twice.
+Each reads summaries through the storage repositories, calls a pure function, writes the result; each is
+idempotent (keyed by decision id, rollout id and stage, or audit id), so a retry after a crash writes nothing twice.
+Every use of the database is one short transaction on the worker's pool (`storage.db.Database`), and no
+transaction is open across a network call: read, then call (governance, the model registry, the orchestrator,
+Temporal), then write.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar, get_args
+from typing import cast, get_args
 
 import psycopg
 from temporalio import activity
@@ -21,7 +24,7 @@ from temporalio.service import RPCError
 from activities.heartbeats import beat_details, heartbeating
 from integrations import orchestrator
 from integrations.governance import GovernanceClient
-from integrations.model_registry import ModelRegistryClient
+from integrations.model_registry import ModelRegistryClient, RegistryPrices
 from llm_optimizer.assessment import Assessment, assess
 from llm_optimizer.canary_judge import CanaryVerdict, judge, late
 from llm_optimizer.candidates import (
@@ -69,7 +72,7 @@ from llm_optimizer.payloads import (
     WatchInput,
     WatchReport,
 )
-from llm_optimizer.pricing import Prices, as_book
+from llm_optimizer.pricing import PriceBook, PricingCatalog, as_book
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings
 from llm_optimizer.strategies import PRESETS
@@ -78,6 +81,7 @@ from runtime import metrics
 from runtime.resilience import CircuitBreaker
 from storage import (
     analysis_repo,
+    anomalies_repo,
     audit_repo,
     configs_repo,
     partitions_repo,
@@ -86,19 +90,20 @@ from storage import (
     rules_repo,
     watermarks_repo,
 )
-from storage.db import psycopg_url
+from storage.db import Database
 from workflows.ids import running_cycles_query
 from workflows.search_attributes import CYCLE_STATE
-
-T = TypeVar("T")
 
 LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
 
 
 class LoopActivities:
-    def __init__(self, settings: Settings, catalog: Prices):
+    def __init__(self, settings: Settings, catalog: PriceBook | PricingCatalog, db: Database | None = None):
+        # `db`: the worker's pool (activities.ActivityRegistry); by default one of this object's own (`close`).
         self.settings = settings
         self.catalog = catalog
+        self._own_db = db is None
+        self.db = db or Database(settings)
         integrations = settings.integrations
         self.registry = ModelRegistryClient(integrations) if integrations.model_registry_url else None
         self.governance = GovernanceClient(integrations) if integrations.governance_url else None
@@ -106,20 +111,9 @@ class LoopActivities:
             "orchestrator", failure_threshold=integrations.failure_threshold, reset_after_s=integrations.reset_after_s
         )
 
-    async def _db(self, work: Callable[[psycopg.Connection], T]) -> T:
-        """Run `work` in a thread, in one transaction on a fresh connection."""
-
-        def run() -> T:
-            with (
-                psycopg.connect(
-                    psycopg_url(self.settings.database_url),
-                    connect_timeout=int(self.settings.database.connect_timeout_s),
-                ) as conn,
-                conn.transaction(),
-            ):
-                return work(conn)
-
-        return await asyncio.to_thread(run)
+    def close(self) -> None:
+        if self._own_db:
+            self.db.close()
 
     # ---- OptimizationCycle ----
 
@@ -130,7 +124,7 @@ class LoopActivities:
         waited = float(details[0]) if details and isinstance(details[0], int | float) else 0.0
         started = time.monotonic() - waited
         while True:
-            done = await self._db(lambda conn: watermarks_repo.for_service(conn, service))
+            done = await self.db.run(lambda conn: watermarks_repo.for_service(conn, service))
             waited = time.monotonic() - started
             if done.covers(until) or waited >= wait_s:
                 break
@@ -168,7 +162,7 @@ class LoopActivities:
                 data_late=why_late or None,
             )
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="check_thresholds")
     @heartbeating
@@ -176,7 +170,8 @@ class LoopActivities:
         """The fast path: the live config against the hard limits, and Sentinel's high and critical alerts."""
 
         def work(conn: psycopg.Connection) -> ThresholdCheck:
-            reasons = _take_anomalies(conn, request.service, activity.info().workflow_id or "")
+            taken = anomalies_repo.take(conn, request.service, activity.info().workflow_id or "")
+            reasons = [_alert_text(alert) for alert in taken]
             assignment = configs_repo.get_assignment(conn, request.service)
             if assignment is not None:
                 for p in analysis_repo.profiles(conn, request.service, request.window_start, request.window_end):
@@ -184,7 +179,7 @@ class LoopActivities:
                         reasons += violations(p, request.constraints, None)
             return ThresholdCheck(violated=bool(reasons), reasons=reasons)
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="watch_thresholds")
     async def watch_thresholds(self, request: WatchInput) -> WatchReport:
@@ -212,7 +207,7 @@ class LoopActivities:
                     continue
                 due[wid] = now + watch.window_s
                 report.checks += 1
-                breach, anomaly_ids = await self._db(lambda conn, w=watch: _breach(conn, w))
+                breach, anomaly_ids = await self.db.run(lambda conn, w=watch: _breach(conn, w))
                 if breach is None:
                     continue
                 try:
@@ -220,8 +215,8 @@ class LoopActivities:
                 except RPCError as err:  # closed meanwhile: its alerts stay unclaimed for the next cycle
                     activity.logger.warning("could not signal %s: %s", wid, err)
                     continue
-                if anomaly_ids:
-                    await self._db(lambda conn, w=wid, ids=anomaly_ids: _claim_anomalies(conn, ids, w))
+                if anomaly_ids:  # each alert is acted on once: by the cycle it was signalled to
+                    await self.db.run(anomalies_repo.claim, anomaly_ids, wid)
                 found = "; ".join([*breach.alerts, *breach.reasons])
                 report.breaches = [*report.breaches, f"{watch.service}: {found}"[:300]][-20:]
             activity.heartbeat(report.checks)
@@ -239,8 +234,10 @@ class LoopActivities:
     @activity.defn(name="decide")
     @heartbeating
     async def decide(self, request: DecideRequest) -> Decision:
-        # Read, then call governance outside any transaction (a network call never holds a connection), then write.
-        inp, notes = await self._db(lambda conn: self.decision_input(conn, request))
+        # Read, then call governance outside any transaction (a network call never holds a connection), then write;
+        # the model registry's prices are fetched before the read for the same reason.
+        registry = await asyncio.to_thread(self.registry.prices) if self.registry is not None else None
+        inp, notes = await self.db.run(lambda conn: self.decision_input(conn, request, registry))
         decision = decide(inp)
         decision = decision.model_copy(
             update={"checks": [*notes.checks, *decision.checks], "rule_state": notes.rule_state}
@@ -257,7 +254,7 @@ class LoopActivities:
                     self.governance.evaluate, request.service, proposed, decision.rationale
                 )
             decision = apply_governance_to_arms(decision, verdicts)
-        await self._db(lambda conn: audit_repo.record_decision(conn, decision, request.cycle_id))
+        await self.db.run(lambda conn: audit_repo.record_decision(conn, decision, request.cycle_id))
         metrics.DECISIONS.labels(request.service, decision.action.value).inc()
         if inp.current.cost_per_request is not None:
             metrics.COST_PER_REQUEST.labels(request.service).set(inp.current.cost_per_request)
@@ -267,9 +264,12 @@ class LoopActivities:
             )
         return decision
 
-    def decision_input(self, conn: psycopg.Connection, request: DecideRequest) -> tuple[DecisionInput, Assessment]:
-        """Read what the decision needs (the registry, the window's profiles, prices, spend) and build its input
-        with the pure `candidates.decision_input`; the assessment of the live config goes in as findings."""
+    def decision_input(
+        self, conn: psycopg.Connection, request: DecideRequest, registry: RegistryPrices | None = None
+    ) -> tuple[DecisionInput, Assessment]:
+        """Read what the decision needs (the config registry, the window's profiles, prices, spend) and build its
+        input with the pure `candidates.decision_input`; the assessment of the live config goes in as findings.
+        `registry`: the model registry's prices and models, fetched by the caller before its transaction."""
         assignment = configs_repo.get_assignment(conn, request.service)
         assert assignment is not None, "observe found an assignment before decide runs"
         active = configs_repo.get_version(conn, request.service, assignment.active_version)
@@ -279,7 +279,6 @@ class LoopActivities:
             Profile(model=active.spec.model, provider=active.spec.provider, config_version=active.version),
         )
         assessment = self.assess_live(conn, request, active.version, current)
-        registry = self.registry.prices() if self.registry is not None else None
         book = registry.over(self.catalog) if registry is not None else as_book(self.catalog)
         offered = offered_candidates(
             [*request.candidate_models, *(registry.registry_models if registry is not None else [])],
@@ -378,7 +377,7 @@ class LoopActivities:
             task = base.spec.extra.get("task_type")
             if task in get_args(TaskType) and "params" not in request.changes:
                 stats = analysis_repo.output_stats(conn, request.service, base.version, base.spec.params.max_tokens)
-                tuned = tune(task, base.spec.params, stats)
+                tuned = tune(cast(TaskType, task), base.spec.params, stats)
                 spec = spec.model_copy(update={"params": tuned.params})
                 description += "".join(f"; {reason}" for reason in tuned.reasons)
             version = configs_repo.register(
@@ -391,7 +390,7 @@ class LoopActivities:
             )
             return PreparedCanary(version=version.version, spec=version.spec)
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="prepare_arms")
     @heartbeating
@@ -415,7 +414,7 @@ class LoopActivities:
                 arms.append(ExplorationArm(key=arm.key, version=version.version))
             return arms
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="explore_round")
     @heartbeating
@@ -464,7 +463,7 @@ class LoopActivities:
             audit_repo.record_exploration_round(conn, request, results)
             return ExploreRound(arms=results, live=live, reference=reference)
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="audit")
     async def audit(self, record: AuditRecord) -> int:
@@ -480,7 +479,7 @@ class LoopActivities:
             for record in records:
                 audit_repo.record_event(conn, record)
 
-        await self._db(work)
+        await self.db.run(work)
         for record in records:
             if record.event_type == "signal" and record.details.get("outcome") == "accepted":
                 if record.triggered_by == "emergency_stop":
@@ -519,7 +518,7 @@ class LoopActivities:
             )
             return orchestrator.payload(request, active, canary)
 
-        body = await self._db(work)
+        body = await self.db.run(work)
         if request.record is not None:
             _count_rollout(request.record)
         integrations = self.settings.integrations
@@ -563,7 +562,7 @@ class LoopActivities:
             )
             return verdict
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="maintain_storage")
     @heartbeating
@@ -582,12 +581,12 @@ class LoopActivities:
             expired = rollups_repo.expire(conn, request.now, timedelta(days=request.retention_days))
             return MaintenanceReport(rollup_rows=rows, expired_events=expired)
 
-        return await self._db(work)
+        return await self.db.run(work)
 
     @activity.defn(name="record_rollout")
     @heartbeating
     async def record_rollout(self, record: RolloutRecord) -> str:
-        await self._db(lambda conn: audit_repo.record_rollout(conn, record))
+        await self.db.run(lambda conn: audit_repo.record_rollout(conn, record))
         _count_rollout(record)
         return f"{record.rollout_id}: {record.state}"  # the result the UI shows, instead of a null
 
@@ -595,12 +594,7 @@ class LoopActivities:
     @heartbeating
     async def version_exists(self, service: str, version: str) -> bool:
         """Is `version` registered for `service`? The cycle checks an operator's rollback target with it."""
-        row = await self._db(
-            lambda conn: conn.execute(
-                "SELECT 1 FROM config_versions WHERE service = %s AND version = %s", (service, version)
-            ).fetchone()
-        )
-        return row is not None
+        return await self.db.run(configs_repo.has_version, service, version)
 
     def all(self) -> list[Callable]:
         return [
@@ -645,12 +639,8 @@ async def _watched_cycles(client: Client, task_queue: str) -> dict[str, tuple[Th
 def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdBreach | None, list[str]]:
     """The cycle's breach (hard limits of the live config over the last window, unclaimed high and critical
     Sentinel alerts), with the ids of those alerts; (None, []) when all is well."""
-    rows = conn.execute(
-        "SELECT anomaly_id, anomaly_type, severity FROM anomalies WHERE service = %s AND handled_by IS NULL "
-        "AND severity IN ('high', 'critical') ORDER BY anomaly_id",
-        (watch.service,),
-    ).fetchall()
-    alerts = [f"Sentinel: {severity} {kind}" for _, kind, severity in rows]
+    unclaimed = anomalies_repo.unclaimed(conn, watch.service)
+    alerts = [_alert_text(alert) for alert in unclaimed]
     reasons: list[str] = []
     assignment = configs_repo.get_assignment(conn, watch.service)
     if assignment is not None:
@@ -661,7 +651,7 @@ def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdB
                 reasons += violations(p, watch.constraints, None)
     if not reasons and not alerts:
         return None, []
-    ids = [anomaly_id for anomaly_id, _, _ in rows]
+    ids = [alert.anomaly_id for alert in unclaimed]
     # The same alerts signalled twice (a retried watch) are one request for the cycle.
     request_id = "alerts/" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] if ids else None
     breach = ThresholdBreach(
@@ -673,21 +663,8 @@ def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdB
     return breach, ids
 
 
-def _claim_anomalies(conn: psycopg.Connection, ids: list[str], handler: str) -> None:
-    """Each alert is acted on once: by the cycle it was signalled to."""
-    conn.execute(
-        "UPDATE anomalies SET handled_by = %s WHERE anomaly_id = ANY(%s) AND handled_by IS NULL", (handler, ids)
-    )
-
-
-def _take_anomalies(conn: psycopg.Connection, service: str, handler: str) -> list[str]:
-    """Claim the service's unhandled high and critical Sentinel anomalies (each is acted on once)."""
-    rows = conn.execute(
-        "UPDATE anomalies SET handled_by = %s WHERE service = %s AND handled_by IS NULL "
-        "AND severity IN ('high', 'critical') RETURNING anomaly_type, severity",
-        (handler, service),
-    ).fetchall()
-    return [f"Sentinel: {severity} {kind}" for kind, severity in rows]
+def _alert_text(alert: anomalies_repo.Alert) -> str:
+    return f"Sentinel: {alert.severity} {alert.anomaly_type}"
 
 
 def _count_rollout(record: RolloutRecord) -> None:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
@@ -26,7 +25,7 @@ from runtime import metrics
 from runtime.temporal import connect_client
 from storage import apikeys_repo
 from storage.config_client import ConfigClient
-from storage.db import psycopg_url
+from storage.db import Database
 from storage.events_repo import land
 
 T = TypeVar("T")
@@ -58,13 +57,7 @@ class TtlCache:
 class Backend:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.pool = ConnectionPool(
-            psycopg_url(settings.database_url),
-            min_size=1,
-            max_size=settings.database.pool_size,
-            timeout=settings.database.connect_timeout_s,
-            open=False,
-        )
+        self.db = Database(settings, name="api")  # the same pooled connections as the worker's activities
         catalog = price_book(settings)
         self.decoders = {
             source: Decoder(catalog, source=source, max_message_bytes=settings.kafka.max_message_bytes)
@@ -78,10 +71,10 @@ class Backend:
         self._temporal_lock = asyncio.Lock()
 
     def open(self) -> None:
-        self.pool.open(wait=False)
+        self.db.pool.open(wait=False)
 
     def close(self) -> None:
-        self.pool.close()
+        self.db.close()
         self.configs.close()
 
     @property
@@ -105,10 +98,11 @@ class Backend:
         return principal
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(conn, *args)` in the threadpool on a pooled connection, committed when it returns."""
+        """`work(conn, *args)` in the threadpool on a pooled connection, in one transaction committed when it
+        returns."""
 
         def call() -> T:
-            with self.pool.connection() as conn:
+            with self.db.connection() as conn:
                 return work(conn, *args)
 
         return await run_in_threadpool(call)

@@ -138,7 +138,7 @@ def _decode_group(values: Sequence[bytes | None], group: pl.DataFrame, structure
     indexes = group["_i"].to_list()
     try:
         parsed = pl.read_ndjson(
-            io.BytesIO(b"\n".join(values[i] for i in indexes)),  # type: ignore[misc]
+            io.BytesIO(b"\n".join(values[i] for i in indexes)),
             schema=_STRUCTURED if structured else _EVENT_FIELDS,
         )
     except (pl.exceptions.PolarsError, ValueError):
@@ -148,7 +148,7 @@ def _decode_group(values: Sequence[bytes | None], group: pl.DataFrame, structure
         first, refused_first = _decode_group(values, group.head(half), structured)
         second, refused_second = _decode_group(values, group.slice(half), structured)
         return pl.concat([first, second]), refused_first + refused_second
-    quotes = pl.Series("_quotes", [values[i].count(b'"') for i in indexes])  # type: ignore[union-attr]
+    quotes = pl.Series("_quotes", [values[i].count(b'"') for i in indexes])
     checked = _checked(parsed.with_columns(group["_i"], quotes), structured)
     refused = checked.filter(~pl.col("_ok"))["_i"].to_list()
     return checked.filter(pl.col("_ok")).select(*ROW_SCHEMA, "_i"), refused

@@ -97,6 +97,11 @@ class Profile(BaseModel):
     def quality_known(self) -> bool:
         return self.quality_mean is not None and self.quality_n >= 30
 
+    @property
+    def known_quality(self) -> float | None:
+        """The mean quality where it is known (`quality_known`), else None."""
+        return self.quality_mean if self.quality_known else None
+
 
 class Check(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -550,8 +555,8 @@ def violations(profile: Profile, constraints: Constraints, floor: float | None) 
 def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | None) -> list[str]:
     c = inp.constraints
     problems = violations(candidate, c, floor)
-    if candidate.quality_known and floor is not None and candidate.quality_mean < floor:
-        problems.append(f"quality {candidate.quality_mean:.3f} below the floor {floor:.3f}")
+    if (quality := candidate.known_quality) is not None and floor is not None and quality < floor:
+        problems.append(f"quality {quality:.3f} below the floor {floor:.3f}")
     if c.governance_mode == "deny":
         problems += governance_breaches(candidate, c)
     if candidate.cost_per_request is None and not inp.guards.explore_unpriced:
@@ -663,7 +668,7 @@ def pareto_frontier(profiles: list[Profile]) -> list[Profile]:
     def key(p: Profile) -> tuple[float, float, float]:
         return (
             p.cost_per_request if p.cost_per_request is not None else math.inf,
-            -(p.quality_mean if p.quality_known else -math.inf),
+            -(q if (q := p.known_quality) is not None else -math.inf),
             p.latency_p95_ms if p.latency_p95_ms is not None else math.inf,
         )
 
@@ -691,8 +696,9 @@ def weighted_gain(current: Profile, candidate: Profile, objectives: Objectives) 
     gain = 0.0
     if current.cost_per_request and candidate.cost_per_request is not None:
         gain += objectives.cost * (current.cost_per_request - candidate.cost_per_request) / current.cost_per_request
-    if current.quality_known and candidate.quality_known and current.quality_mean:
-        gain += objectives.quality * (candidate.quality_mean - current.quality_mean) / current.quality_mean
+    live_q, candidate_q = current.known_quality, candidate.known_quality
+    if live_q and candidate_q is not None:
+        gain += objectives.quality * (candidate_q - live_q) / live_q
     if current.latency_p95_ms and candidate.latency_p95_ms:
         gain += objectives.latency * (current.latency_p95_ms - candidate.latency_p95_ms) / current.latency_p95_ms
     return gain / total
@@ -758,11 +764,12 @@ def expected_impact(current: Profile, candidate: Profile) -> dict[str, Impact]:
             half = 1.96 * ratio * math.sqrt(rel_var)
             low, high = change - half, change + half
         impact["cost_per_request"] = Impact(estimate=change, low=low, high=high)
-    if current.quality_known and candidate.quality_known:
+    live_q, candidate_q = current.known_quality, candidate.known_quality
+    if live_q is not None and candidate_q is not None:
         se = math.sqrt(
             (current.quality_sd or 0) ** 2 / current.quality_n + (candidate.quality_sd or 0) ** 2 / candidate.quality_n
         )
-        diff = candidate.quality_mean - current.quality_mean
+        diff = candidate_q - live_q
         impact["quality"] = Impact(estimate=diff, low=diff - 1.96 * se, high=diff + 1.96 * se)
     if current.latency_p95_ms and candidate.latency_p95_ms:
         impact["latency_p95"] = Impact(estimate=candidate.latency_p95_ms / current.latency_p95_ms - 1)

@@ -35,7 +35,7 @@ from llm_optimizer.events import (
     parse_event,
     storable_problem,
 )
-from llm_optimizer.pricing import PricingCatalog
+from llm_optimizer.pricing import Prices
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -124,7 +124,7 @@ class Decoder:
 
     def __init__(
         self,
-        catalog: PricingCatalog,
+        catalog: Prices,
         *,
         source: str,
         max_message_bytes: int,

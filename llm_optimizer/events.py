@@ -329,7 +329,7 @@ def one_pass_event(value: bytes) -> LLMEvent | None:
     # (pydantic-core uses a model's own validator wherever the model appears in a schema, so other rules cannot
     # make an `LLMEvent`; both classes derive from `Frozen` and add no slots, so their instances are laid out alike.)
     object.__setattr__(event, "__class__", LLMEvent)
-    return event  # type: ignore[return-value]
+    return event
 
 
 class AnomalySeverity(StrEnum):

@@ -32,6 +32,7 @@ from simulator.outcomes import OutcomeTable
 from starter import evaluation, periodic, report
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
+from storage import report_repo
 from storage.config_client import ConfigClient
 from storage.db import connect, migrate
 from workflows.ids import canary_id, cycle_id
@@ -151,12 +152,7 @@ def _evaluation_env() -> dict[str, str]:
 
 def _evaluation_summary(database_url: str) -> str:
     with connect(database_url) as conn:
-        scored, mean, pending = conn.execute(
-            "SELECT count(q.event_id), avg(q.overall_score), "
-            "(SELECT count(*) FROM events WHERE service = %s AND quality_score IS NULL AND status = 'ok') "
-            "FROM quality_evaluations q WHERE q.service = %s",
-            (EVALUATED_SERVICE, EVALUATED_SERVICE),
-        ).fetchone()
+        scored, mean, pending = report_repo.evaluation_summary(conn, EVALUATED_SERVICE)
     return (
         f"\nquality evaluation: {scored:,} {EVALUATED_SERVICE} events scored by the reference evaluator "
         f"(mean {mean or 0:.3f}); {pending:,} still waiting for a round"

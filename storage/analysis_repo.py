@@ -15,6 +15,7 @@ from llm_optimizer.canary_judge import ArmSample
 from llm_optimizer.decision import Profile
 from llm_optimizer.exploration import ArmStats, QualityEstimate
 from llm_optimizer.tuning import OutputStats
+from storage.db import one
 
 
 def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> list[Profile]:
@@ -55,8 +56,9 @@ def profiles(conn: psycopg.Connection, service: str, start: datetime, end: datet
 def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> float:
     """What `service` spent in [start, end): from the hourly rollups where they are complete, then the raw events
     (which expire after the retention, so a month's spend needs the rollups). `start` is whole hours."""
-    row = conn.execute(
-        """
+    row = one(
+        conn.execute(
+            """
         WITH mark AS (
             SELECT least(greatest(coalesce(
                 (SELECT complete_until FROM rollup_watermarks WHERE rollup = 'rollups_1h'), %(start)s), %(start)s),
@@ -67,8 +69,9 @@ def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: da
              + (SELECT coalesce(sum(cost_usd), 0) FROM events, mark
                 WHERE service = %(service)s AND ts >= mark.t AND ts < %(end)s)
         """,
-        {"service": service, "start": start, "end": end},
-    ).fetchone()
+            {"service": service, "start": start, "end": end},
+        )
+    )
     return float(row[0])
 
 
@@ -105,12 +108,14 @@ def samples(
 
 def output_stats(conn: psycopg.Connection, service: str, version: str, max_tokens: int) -> OutputStats:
     """The last hour of a config's successful answers: how many, how many stopped at `max_tokens`, their p99 length."""
-    row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE tokens_out >= %s), "
-        "coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY tokens_out), 0) FROM events "
-        "WHERE service = %s AND config_version = %s AND status = 'ok' AND ts >= now() - interval '1 hour'",
-        (max_tokens, service, version),
-    ).fetchone()
+    row = one(
+        conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE tokens_out >= %s), "
+            "coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY tokens_out), 0) FROM events "
+            "WHERE service = %s AND config_version = %s AND status = 'ok' AND ts >= now() - interval '1 hour'",
+            (max_tokens, service, version),
+        )
+    )
     return OutputStats(requests=row[0], truncated=row[1], tokens_out_p99=float(row[2]))
 
 

@@ -28,12 +28,13 @@ from llm_optimizer.configs import (
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import Name, describe_validation_error
 from llm_optimizer.resolution import Assignment
+from storage.db import one
 
 _VERSION_COLUMNS = "service, version, parent_version, spec, created_at, created_by, description"
 EXPORT_MAX_BYTES = 32 * 1024 * 1024  # of specs as JSON: an export over this is refused before it starts
 EXPORT_PAGE = 50  # versions read, written and sent at a time
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_CHECKS = {
+_CHECKS: dict[str, TypeAdapter[Any]] = {
     "service": TypeAdapter(Name),
     "version": TypeAdapter(Version),
     "parent_version": TypeAdapter(Version | None),
@@ -113,7 +114,7 @@ def register(
             field="version",
             value=version,
         )
-    row = conn.execute(
+    cursor = conn.execute(
         f"INSERT INTO config_versions (service, version, parent_version, spec, fingerprint, created_by, description) "
         f"VALUES (%s, %s, %s, %s, %s, %s, %s) "
         f"ON CONFLICT (service, fingerprint) DO UPDATE SET fingerprint = EXCLUDED.fingerprint "
@@ -127,8 +128,8 @@ def register(
             created_by,
             description,
         ),
-    ).fetchone()
-    return _version(row)
+    )
+    return _version(one(cursor))
 
 
 def get_version(conn: psycopg.Connection, service: str, version: str) -> ConfigVersion:
@@ -188,10 +189,12 @@ def export_plan(conn: psycopg.Connection, service: str | None = None) -> list[tu
         params,
     ).fetchall()
     if rows and (largest := max(rows, key=lambda r: r[3]))[3] > MAX_SPEC_BYTES:
-        version = conn.execute(
-            "SELECT version FROM config_versions WHERE service = %s ORDER BY octet_length(spec::text) DESC LIMIT 1",
-            (largest[0],),
-        ).fetchone()[0]
+        version = one(
+            conn.execute(
+                "SELECT version FROM config_versions WHERE service = %s ORDER BY octet_length(spec::text) DESC LIMIT 1",
+                (largest[0],),
+            )
+        )[0]
         raise ExportTooLarge(
             f"service {largest[0]!r} version {version!r} has a spec of {largest[3]} bytes, more than the "
             f"{MAX_SPEC_BYTES} a spec may hold (it was stored before the limit): the export is refused; "
@@ -321,7 +324,7 @@ def _import(conn: psycopg.Connection, export: ServiceExport, updated_by: str) ->
         pending = waiting
     active = export.active_version
     if active and get_assignment(conn, service) is None:
-        if not _has_version(conn, service, active):
+        if not has_version(conn, service, active):
             raise ValidationFailed(
                 f"service {service!r}: active_version = {active!r}: no such version, neither stored nor imported",
                 field="active_version",
@@ -331,7 +334,8 @@ def _import(conn: psycopg.Connection, export: ServiceExport, updated_by: str) ->
     return [imported[index] for index in sorted(imported)]
 
 
-def _has_version(conn: psycopg.Connection, service: str, version: str) -> bool:
+def has_version(conn: psycopg.Connection, service: str, version: str) -> bool:
+    """Is `version` registered for `service`?"""
     row = conn.execute("SELECT 1 FROM config_versions WHERE service = %s AND version = %s", (service, version))
     return row.fetchone() is not None
 

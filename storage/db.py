@@ -1,15 +1,31 @@
-"""Database access: engines and the migrations that run on start."""
+"""Database access: the process's pooled connections, engines, and the migrations that run on start."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg_pool import ConnectionPool
 from sqlalchemy import Engine, create_engine
 
+from llm_optimizer.settings import Settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+
+
+def one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The row a query always answers (an aggregate's, an upsert's RETURNING): its absence is a bug, said so."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("the query answered no row, where it always answers one")
+    return row
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -27,6 +43,49 @@ def psycopg_url(url: str) -> str:
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(psycopg_url(url), **kwargs)
+
+
+class Database:
+    """The one way a worker's activities (and the API's routes) get a Postgres connection: a pool of
+    `database.pool_size` connections, opened on first use, made once per process by its owner (the worker's
+    `activities.ActivityRegistry`, the API's `Backend`), which closes it.
+
+    Each use is one short transaction. Keep network calls (HTTP, Kafka, Temporal) out of it: read, close, call,
+    then write, so that a slow service never holds a connection or a lock."""
+
+    def __init__(self, settings: Settings, *, name: str = "optimizer"):
+        db = settings.database
+        self.pool = ConnectionPool(
+            psycopg_url(settings.database_url),
+            min_size=1,
+            max_size=db.pool_size,
+            timeout=db.connect_timeout_s,  # waiting for a free connection, as for a new one
+            kwargs={"connect_timeout": max(1, int(db.connect_timeout_s))},
+            open=False,
+            name=name,
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in one transaction, committed when the block ends (rolled back if it raises);
+        blocking: for code that runs in a thread."""
+        self.pool.open()  # a no-op once open
+        # An explicit block, not the connection's implicit transaction: a repository's own `conn.transaction()`
+        # inside it is then a savepoint, never a commit of half the work.
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(conn, *args)` in a thread, in one transaction on a pooled connection."""
+
+        def call() -> T:
+            with self.connection() as conn:
+                return work(conn, *args)
+
+        return await asyncio.to_thread(call)
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from storage.db import one
+
 UNITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 DEFAULT = "events_default"
 # Set on every partition (a partitioned table takes no storage parameters): vacuum after every 50,000 inserts,
@@ -113,7 +115,7 @@ def create(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
 
 
 def _has_default(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (DEFAULT,)).fetchone()[0]
+    return one(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (DEFAULT,)))[0]
 
 
 def drop_before(conn: psycopg.Connection, cutoff: datetime) -> int:
@@ -124,9 +126,9 @@ def drop_before(conn: psycopg.Connection, cutoff: datetime) -> int:
     for p in partitions(conn):
         if p.default or p.end is None or p.end > cutoff:
             continue
-        rows = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (p.name,)).fetchone()[0]
+        rows = one(conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (p.name,)))[0]
         if rows < 0:
-            rows = conn.execute(f"SELECT count(*) FROM {p.name}").fetchone()[0]
+            rows = one(conn.execute(f"SELECT count(*) FROM {p.name}"))[0]
         span = "ts < %(end)s" if p.start is None else "ts >= %(start)s AND ts < %(end)s"
         conn.execute(f"DELETE FROM event_texts WHERE {span}", {"start": p.start, "end": p.end})
         conn.execute(f"DROP TABLE {p.name}")

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from storage import partitions_repo
+from storage.db import one
 
 ROLLUPS = {"rollups_1m": "minute", "rollups_1h": "hour"}
 
@@ -31,7 +32,7 @@ def watermark(conn: psycopg.Connection, rollup: str) -> datetime | None:
 def roll_up(conn: psycopg.Connection, rollup: str, until: datetime) -> int:
     """Recompute the buckets of `rollup` from its watermark (or the oldest event) to `until`; returns the rows."""
     unit = ROLLUPS[rollup]
-    start = watermark(conn, rollup) or conn.execute("SELECT min(ts) FROM events").fetchone()[0]
+    start = watermark(conn, rollup) or one(conn.execute("SELECT min(ts) FROM events"))[0]
     if start is None:
         return 0
     cur = conn.execute(
@@ -63,7 +64,7 @@ def roll_up(conn: psycopg.Connection, rollup: str, until: datetime) -> int:
 def expire(conn: psycopg.Connection, now: datetime, retention: timedelta) -> int:
     """Drop the partitions of raw events that end before the retention's cutoff and before every rollup's
     watermark (a partition waits until all of it may go); returns the events gone."""
-    marks = [watermark(conn, r) for r in ROLLUPS]
-    if any(m is None for m in marks):
+    marks = [mark for r in ROLLUPS if (mark := watermark(conn, r)) is not None]
+    if len(marks) < len(ROLLUPS):
         return 0
     return partitions_repo.drop_before(conn, min([now - retention, *marks]))

@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission, Principal
+from llm_optimizer.errors import ControlRefused
 from llm_optimizer.payloads import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
 from workflows.ids import cycle_id, running_cycles_query, service_of_cycle
 
@@ -103,9 +104,11 @@ async def _control(
                 raise HTTPException(404, f"no optimization cycle is running for service {service!r}") from None
             raise HTTPException(503, f"Temporal refused the update: {exc}") from None
         except WorkflowUpdateFailedError as exc:
-            # The cycle refused the command (ControlRefused): its message names the field, the value and why.
-            why = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
-            raise HTTPException(422, f"{service}: {why}") from None
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == ControlRefused.__name__:
+                # The cycle refused the command: its message names the field, the value and why.
+                raise HTTPException(422, f"{service}: {cause.message}") from None
+            raise HTTPException(502, f"{service}: the cycle failed the command ({cause or exc})") from None
         except TimeoutError:
             raise HTTPException(504, f"{service}: no answer within {backend.timeout_s:g} s") from None
 

@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
 from llm_optimizer.payloads import IngestionStatus
+from storage import status_repo
 from workflows.ids import ingestion_id
 
 router = APIRouter(tags=["health"])
@@ -88,7 +89,7 @@ async def _run(name: str, probe: Awaitable[str], timeout_s: float) -> Check:
 
 
 async def _postgres(backend: Backend) -> str:
-    version = await backend.run(lambda conn: conn.execute("SHOW server_version").fetchone()[0])
+    version = await backend.run(status_repo.server_version)
     return f"PostgreSQL {version}"
 
 
@@ -108,7 +109,7 @@ async def _kafka(backend: Backend) -> str:
 
 
 async def _control_loop(backend: Backend) -> str:
-    latest = await backend.run(lambda conn: conn.execute("SELECT max(made_at) FROM decisions").fetchone()[0])
+    latest = await backend.run(status_repo.latest_decision_at)
     if latest is None:
         return "no cycle has decided yet"
     age_s = (datetime.now(UTC) - latest).total_seconds()
