@@ -11,6 +11,10 @@ Per service, with F the floor ratio (relative to the starting model's mean quali
 | bad | F - 0.35 .. F - 0.15 | 0.5-3% of the start's (the cheapest model is a bad one) |
 | dominated | F - 0.10 .. F + 0.02 | 50-130% of the start's: every good model is cheaper and better |
 
+`goods` sets how many good models a service has (default 3, plus one per 3 models over 10). With `goods=0` no
+candidate keeps the floor: the dominated models' band becomes F - 0.10 .. F - 0.005, the traps cost 2-30% of the
+start's, and the best the loop can do is stay on the start (hindsight saves nothing).
+
 So the best single model in hindsight (as `benchmarks/savings.py` computes it: the cheapest whose quality is at
 least F x the start's) is the cheapest good one, and a loop that trusts noisy estimates can promote a trap.
 
@@ -20,7 +24,7 @@ ratio inside its band (its easiest ones, by a noisy reading of the difficulty), 
 itself, not only in expectation. Cost is reported in every row (tokens x the model's made-up prices, scaled so the
 mean cost per request is exactly the role's), latency is a per-model lognormal. Deterministic per seed.
 
-    python -m simulator.synthetic --out PATH --seed N --floor 0.9 [--models 11 --services 3 --prompts 3000]
+    python -m simulator.synthetic --out PATH --seed N --floor 0.9 [--models 11 --services 3 --prompts 3000 --goods 3]
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ GOOD_BAND = (0.03, 0.05)
 TRAP_BAND = (-0.01, -0.005)
 BAD_BAND = (-0.35, -0.15)
 DOMINATED_BAND = (-0.10, 0.02)
+DOMINATED_BAND_WITHOUT_GOODS = (-0.10, -0.005)  # nothing would dominate one above the floor
 GOOD_COST = (0.08, 0.4)
 TRAP_COST_OF_CHEAPEST_GOOD = (0.3, 0.8)
+TRAP_COST_WITHOUT_GOODS = (0.02, 0.3)
 BAD_COST = (0.005, 0.03)
 CHEAPEST_BAD_COST = (0.005, 0.01)  # at most 1% of the start's: prices span at least 100x
 DOMINATED_COST = (0.5, 1.3)
@@ -96,9 +102,10 @@ def synthetic_outcomes(
     prompts: int = 3000,
     floor: float = 0.9,
     tasks_per_service: int = 4,
+    goods: int | None = None,
 ) -> pl.DataFrame:
     """The outcomes table of `synthetic_fleet` (same arguments)."""
-    return synthetic_fleet(seed, services, models_per_service, prompts, floor, tasks_per_service).frame
+    return synthetic_fleet(seed, services, models_per_service, prompts, floor, tasks_per_service, goods).frame
 
 
 def synthetic_fleet(
@@ -108,11 +115,14 @@ def synthetic_fleet(
     prompts: int = 3000,
     floor: float = 0.9,
     tasks_per_service: int = 4,
+    goods: int | None = None,
 ) -> SyntheticFleet:
     """A fleet of `services` services, each with `models_per_service` made-up models answering the same `prompts`
-    prompts, laid out around `floor` as in the module docstring. Pure: the same arguments give the same table."""
+    prompts, laid out around `floor` as in the module docstring (`goods`: good models per service, None for the
+    default). Pure: the same arguments give the same table."""
     if models_per_service < MIN_MODELS:
         raise ValueError(f"models_per_service must be at least {MIN_MODELS} (got {models_per_service})")
+    counts = _role_counts(models_per_service, goods)
     if services < 1 or tasks_per_service < 1:
         raise ValueError("services and tasks_per_service must be at least 1")
     # Below 0.5 a bad model's band would reach zero quality; at 0.97 or above no good model fits under the start.
@@ -123,24 +133,31 @@ def synthetic_fleet(
     for index in range(services):
         service = SERVICE_NAMES[index] if index < len(SERVICE_NAMES) else f"service-{index + 1}"
         rng = np.random.default_rng([seed, index])
-        frame, summary = _service(rng, names, service, models_per_service, prompts, floor, tasks_per_service, seed)
+        frame, summary = _service(rng, names, service, counts, prompts, floor, tasks_per_service, seed)
         frames.append(frame)
         models += summary
     return SyntheticFleet(frame=pl.concat(frames), models=models, floor=floor, seed=seed)
 
 
-def _role_counts(n: int) -> dict[Role, int]:
+def _role_counts(n: int, goods: int | None = None) -> dict[Role, int]:
     extra = (n - MIN_MODELS) // 3
-    counts: dict[Role, int] = {"start": 1, "good": 3 + extra, "trap": 2 + extra, "bad": 2}
+    good = 3 + extra if goods is None else goods
+    if not 0 <= good <= n - 6:  # room for the start, two traps, two bad ones and one dominated
+        raise ValueError(f"goods must be in [0, {n - 6}] with {n} models per service (got {good})")
+    counts: dict[Role, int] = {"start": 1, "good": good, "trap": 2 + extra, "bad": 2}
     counts["dominated"] = n - sum(counts.values())
+    if counts["dominated"] < 1:  # fewer good models leave more dominated ones; more take them from the traps
+        counts["trap"] += counts["dominated"] - 1
+        counts["dominated"] = 1
     return counts
 
 
-def _correct_counts(rng: np.random.Generator, role: Role, k0: int, floor: float) -> int:
+def _correct_counts(rng: np.random.Generator, role: Role, k0: int, floor: float, any_good: bool) -> int:
     """How many prompts a model of `role` answers correctly, so that count / k0 is inside the role's band."""
     if role == "start":
         return k0
-    low, high = {"good": GOOD_BAND, "trap": TRAP_BAND, "bad": BAD_BAND, "dominated": DOMINATED_BAND}[role]
+    dominated = DOMINATED_BAND if any_good else DOMINATED_BAND_WITHOUT_GOODS
+    low, high = {"good": GOOD_BAND, "trap": TRAP_BAND, "bad": BAD_BAND, "dominated": dominated}[role]
     low, high = floor + low, floor + high
     if role == "good":
         high = min(high, (k0 - 1) / k0)  # strictly below the start: it stays the one highest-quality model
@@ -155,7 +172,7 @@ def _service(
     rng: np.random.Generator,
     names: _Names,
     service: str,
-    n_models: int,
+    counts: dict[Role, int],
     n_prompts: int,
     floor: float,
     n_tasks: int,
@@ -169,8 +186,9 @@ def _service(
 
     start_quality = rng.uniform(0.72, 0.9)
     k0 = round(start_quality * n_prompts)
-    roles = [role for role, count in _role_counts(n_models).items() for _ in range(count)]
-    correct = [_correct_counts(rng, role, k0, floor) for role in roles]
+    roles = [role for role, count in counts.items() for _ in range(count)]
+    n_models = len(roles)
+    correct = [_correct_counts(rng, role, k0, floor, counts["good"] > 0) for role in roles]
     cost_factor = _cost_factors(rng, roles)
     providers = [names.provider() for _ in range(rng.integers(2, 4))]
 
@@ -234,7 +252,7 @@ def _cost_factors(rng: np.random.Generator, roles: list[Role]) -> list[float]:
     """Each model's mean cost per request as a multiple of the start's."""
     n_good = roles.count("good")
     goods = list(rng.uniform(*GOOD_COST, n_good))
-    cheapest_good = min(goods)
+    cheapest_good = min(goods) if goods else None
     factors, bads = [], 0
     for role in roles:
         if role == "start":
@@ -242,7 +260,10 @@ def _cost_factors(rng: np.random.Generator, roles: list[Role]) -> list[float]:
         elif role == "good":
             factors.append(goods.pop())
         elif role == "trap":
-            factors.append(cheapest_good * rng.uniform(*TRAP_COST_OF_CHEAPEST_GOOD))
+            if cheapest_good is None:
+                factors.append(rng.uniform(*TRAP_COST_WITHOUT_GOODS))
+            else:
+                factors.append(cheapest_good * rng.uniform(*TRAP_COST_OF_CHEAPEST_GOOD))
         elif role == "bad":
             factors.append(rng.uniform(*(CHEAPEST_BAD_COST if bads == 0 else BAD_COST)))
             bads += 1
@@ -304,9 +325,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=int, default=11, help=f"models per service (at least {MIN_MODELS})")
     parser.add_argument("--services", type=int, default=3)
     parser.add_argument("--prompts", type=int, default=3000, help="prompts per service")
+    parser.add_argument(
+        "--goods", type=int, default=None, help="good models per service (0: no candidate keeps the floor)"
+    )
     args = parser.parse_args(argv)
     try:
-        fleet = synthetic_fleet(args.seed, args.services, args.models, args.prompts, args.floor)
+        fleet = synthetic_fleet(args.seed, args.services, args.models, args.prompts, args.floor, goods=args.goods)
     except ValueError as exc:
         parser.error(str(exc))
     args.out.parent.mkdir(parents=True, exist_ok=True)

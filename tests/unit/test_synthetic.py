@@ -199,3 +199,30 @@ def test_no_price_source_knows_the_models():
         entries = yaml.safe_load(catalog.read_text()).get("models", [])
         listed = {str(e.get("model", "")).lower() for e in entries}
         assert listed and {m.lower() for m in models}.isdisjoint(listed), catalog
+
+
+@pytest.mark.parametrize("goods", [0, 1, 5])
+def test_the_number_of_good_models_is_a_setting_and_zero_leaves_only_the_start(goods):
+    fleet = synthetic_fleet(9, models_per_service=12, prompts=1500, floor=0.9, goods=goods)
+    stats = _per_model(fleet.frame)
+    for service in fleet.services:
+        roles = fleet.roles(service)
+        assert len(roles) == 12
+        assert sum(role == "good" for role in roles.values()) == goods
+        assert sum(role == "trap" for role in roles.values()) >= 1
+        rows = stats.filter(pl.col("service") == service)
+        quality = dict(zip(rows["model"], rows["quality"], strict=True))
+        (start,) = [m for m, r in roles.items() if r == "start"]
+        keep_floor = {m for m in roles if quality[m] / quality[start] >= 0.9 - TOL}
+        goods_and_start = {m for m, r in roles.items() if r in ("start", "good")}
+        if goods == 0:  # not even a dominated model keeps it
+            assert keep_floor == goods_and_start == {start}
+        else:  # dominated ones may: every good one is cheaper and better
+            assert goods_and_start <= keep_floor <= goods_and_start | {m for m, r in roles.items() if r == "dominated"}
+        hindsight = fleet.hindsight(service)
+        assert hindsight.role == ("start" if goods == 0 else "good")
+
+
+def test_refuses_more_good_models_than_fit():
+    with pytest.raises(ValueError, match="goods must be in"):
+        synthetic_fleet(0, models_per_service=10, goods=5)
