@@ -226,6 +226,7 @@ class CycleCarried(RequestLog):
     stopped_reason: str | None = None
     cycles_done: int = 0
     rollouts: list[RolloutLink] = Field(default_factory=list)
+    alerts: list[str] = Field(default_factory=list)  # the last 20 that need an operator (a rollback not applied)
 
 
 class CycleInput(BaseModel):

@@ -106,7 +106,6 @@ class OptimizationCycle:
         # Everything kept across continue-as-new, in one object handed whole to the next run (`_continued_input`).
         self.carried = input.carried.model_copy(deep=True)
         self.audit_seq = 0
-        self.alerts: list[str] = []  # what needs an operator (a rollback that could not be applied)
         self.cycles_this_run = 0
         self.state = CycleState.IDLE
         self.trigger_reason: str | None = None
@@ -682,7 +681,7 @@ class OptimizationCycle:
     # audited; the `control` update answers a refusal with a ControlRefused error (docs/operations.md). ----
 
     async def _alert(self, text: str, cause: str) -> str:
-        self.alerts = [*self.alerts, text[:500]][-20:]
+        self.carried.alerts = [*self.carried.alerts, text[:500]][-20:]
         await self._audit("alert", cause, {"alert": text[:2000]}, flush=True)
         return text
 
@@ -909,7 +908,7 @@ class OptimizationCycle:
             constraints=self.input.constraints,
             refusals=self.carried.refusals,
             cycles_done=self.carried.cycles_done,
-            alerts=self.alerts,
+            alerts=self.carried.alerts,
             rollouts=self.carried.rollouts,
         )
 

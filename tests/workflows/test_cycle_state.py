@@ -90,6 +90,7 @@ def test_every_carried_field_survives_the_next_runs_input():
         stopped_reason="stopped",
         cycles_done=3,
         rollouts=[RolloutLink(kind="canary", workflow_id="w", rollout_id="r", target="v3", started_at=NOW)],
+        alerts=["rollback of v3 could not be applied"],
     )
     unset = [name for name in CycleCarried.model_fields if name not in carried.model_fields_set]
     assert not unset, f"give every field a value here: {unset}"
