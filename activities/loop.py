@@ -14,7 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast, get_args
+from typing import NamedTuple, cast, get_args
 
 import psycopg
 from temporalio import activity
@@ -43,6 +43,7 @@ from llm_optimizer.decision import (
     Profile,
     apply_governance,
     apply_governance_to_arms,
+    broken_limits,
     decide,
     violations,
 )
@@ -95,6 +96,9 @@ from workflows.ids import running_cycles_query
 from workflows.search_attributes import CYCLE_STATE
 
 LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
+# A breach of the same limits by the same version is signalled again only after this many of its windows: each
+# signal runs a cycle, and one that can do nothing more would otherwise run every window while the breach lasts.
+REPEAT_BREACH_WINDOWS = 10
 
 
 class LoopActivities:
@@ -194,6 +198,8 @@ class LoopActivities:
         end, next_list = clock() + request.run_s, 0.0
         due: dict[str, float] = {}
         cycles: dict[str, tuple[ThresholdWatch, str | None]] = {}
+        # Per cycle, the broken limits last signalled and until when the same ones are not signalled again.
+        signalled: dict[str, tuple[tuple[str | None, frozenset[str]], float]] = {}
         while (now := clock()) < end:
             if now >= next_list:
                 cycles = await _watched_cycles(client, request.task_queue)
@@ -207,18 +213,26 @@ class LoopActivities:
                     continue
                 due[wid] = now + watch.window_s
                 report.checks += 1
-                breach, anomaly_ids = await self.db.run(lambda conn, w=watch: _breach(conn, w))
-                if breach is None:
+                found = await self.db.run(lambda conn, w=watch: _breach(conn, w))
+                if found is None:
+                    continue
+                breach, anomaly_ids = found.breach, found.anomaly_ids
+                last = signalled.get(wid)
+                if not anomaly_ids and last is not None and last[0] == found.limits and now < last[1]:
+                    # The same limits of the same version, already signalled: the cycle acted on them (a rollback,
+                    # a backup, or an alert it does not repeat), and its own runs see them in their window.
+                    report.repeats_held += 1
                     continue
                 try:
                     await client.get_workflow_handle(wid).signal("threshold_breached", breach)
                 except RPCError as err:  # closed meanwhile: its alerts stay unclaimed for the next cycle
                     activity.logger.warning("could not signal %s: %s", wid, err)
                     continue
+                signalled[wid] = (found.limits, now + REPEAT_BREACH_WINDOWS * watch.window_s)
                 if anomaly_ids:  # each alert is acted on once: by the cycle it was signalled to
                     await self.db.run(anomalies_repo.claim, anomaly_ids, wid)
-                found = "; ".join([*breach.alerts, *breach.reasons])
-                report.breaches = [*report.breaches, f"{watch.service}: {found}"[:300]][-20:]
+                found_text = "; ".join([*breach.alerts, *breach.reasons])
+                report.breaches = [*report.breaches, f"{watch.service}: {found_text}"[:300]][-20:]
             activity.heartbeat(report.checks)
             try:  # a worker shutting down ends the watch at once (the workflow starts the next on another worker)
                 await asyncio.wait_for(
@@ -636,21 +650,31 @@ async def _watched_cycles(client: Client, task_queue: str) -> dict[str, tuple[Th
     return cycles
 
 
-def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdBreach | None, list[str]]:
+class _Found(NamedTuple):
+    """What one watch found of a cycle: the breach to signal, its Sentinel alerts' ids, and the broken limits by
+    name with the version that broke them (what makes a breach the same as the last one signalled)."""
+
+    breach: ThresholdBreach
+    anomaly_ids: list[str]
+    limits: tuple[str | None, frozenset[str]]
+
+
+def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> _Found | None:
     """The cycle's breach (hard limits of the live config over the last window, unclaimed high and critical
-    Sentinel alerts), with the ids of those alerts; (None, []) when all is well."""
+    Sentinel alerts); None when all is well."""
     unclaimed = anomalies_repo.unclaimed(conn, watch.service)
     alerts = [_alert_text(alert) for alert in unclaimed]
-    reasons: list[str] = []
+    broken: dict[str, str] = {}
     assignment = configs_repo.get_assignment(conn, watch.service)
     if assignment is not None:
         until = datetime.now(UTC)
         since = until - timedelta(seconds=watch.window_s)
         for p in analysis_repo.profiles(conn, watch.service, since, until):
             if p.config_version == assignment.active_version and p.requests >= 50:
-                reasons += violations(p, watch.constraints, None)
+                broken |= broken_limits(p, watch.constraints, None)
+    reasons = list(broken.values())
     if not reasons and not alerts:
-        return None, []
+        return None
     ids = [alert.anomaly_id for alert in unclaimed]
     # The same alerts signalled twice (a retried watch) are one request for the cycle.
     request_id = "alerts/" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32] if ids else None
@@ -660,7 +684,7 @@ def _breach(conn: psycopg.Connection, watch: ThresholdWatch) -> tuple[ThresholdB
         alerts=alerts[:50],
         request_id=request_id,
     )
-    return breach, ids
+    return _Found(breach, ids, (breach.version, frozenset(broken)))
 
 
 def _alert_text(alert: anomalies_repo.Alert) -> str:

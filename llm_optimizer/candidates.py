@@ -215,6 +215,7 @@ def guards_from(settings: OptimizationSettings, exploration: ExplorationSettings
     return Guards(
         change_cooldown=timedelta(seconds=settings.change_cooldown_s * time_scale),
         max_rollbacks_per_day=settings.max_rollbacks_per_day,
+        min_live_requests=settings.min_live_requests,
         rolled_back_retry_after=timedelta(seconds=settings.rolled_back_retry_after_s * time_scale),
         explore_unobserved=exploration.enabled,
         explore_unpriced=exploration.unpriced,

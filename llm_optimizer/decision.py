@@ -151,6 +151,7 @@ class Guards(BaseModel):
 
     change_cooldown: timedelta = timedelta(minutes=30)
     max_rollbacks_per_day: int = 3
+    min_live_requests: int = Field(default=30, ge=0)  # the live config's requests a change is judged against
     rolled_back_retry_after: timedelta = timedelta(days=1)
     explore_unobserved: bool = True
     explore_max_arms: int = Field(default=10, ge=1)
@@ -285,6 +286,18 @@ def decide(inp: DecisionInput) -> Decision:
     if len(recent) >= inp.guards.max_rollbacks_per_day:
         checks.append(Check(name="rollback budget", kind="guard", passed=False, detail=f"{len(recent)} today"))
         return done(Action.none, f"no change: {len(recent)} rollbacks in the last 24 h (limit reached)")
+    served, needed = inp.current.requests, inp.guards.min_live_requests
+    if served < needed:
+        # A quiet window says nothing of the live config, nor of a candidate against it; an exploration would get
+        # a slice of no traffic. (Safety, above, still acts on what the fast path found.)
+        checks.append(
+            Check(name="live traffic", kind="guard", passed=False, detail=f"{served} requests (at least {needed})")
+        )
+        return done(
+            Action.none,
+            f"no change: the live config served {served} requests in the window, fewer than the {needed} a change "
+            "is judged against",
+        )
 
     # 3. Candidates: the measured ones compete on the Pareto frontier and the weighted score; the unmeasured are
     # explored (several at once when there are several, docs/architecture.md "Exploration").
@@ -541,15 +554,24 @@ def _quality_floor(inp: DecisionInput) -> float | None:
     return max(floors) if floors else None
 
 
-def violations(profile: Profile, constraints: Constraints, floor: float | None) -> list[str]:
-    found = []
+def broken_limits(profile: Profile, constraints: Constraints, floor: float | None) -> dict[str, str]:
+    """The hard limits `profile` breaks: each limit's name (`error_rate_max`, `p95_latency_max_ms`,
+    `quality_floor`) -> what is wrong, in words."""
+    found = {}
     if constraints.error_rate_max is not None and (profile.error_rate or 0) > constraints.error_rate_max:
-        found.append(f"error rate {profile.error_rate:.1%} > {constraints.error_rate_max:.1%}")
+        found["error_rate_max"] = f"error rate {profile.error_rate:.1%} > {constraints.error_rate_max:.1%}"
     if constraints.p95_latency_max_ms is not None and (profile.latency_p95_ms or 0) > constraints.p95_latency_max_ms:
-        found.append(f"p95 latency {profile.latency_p95_ms:.0f} ms > {constraints.p95_latency_max_ms:.0f} ms")
+        found["p95_latency_max_ms"] = (
+            f"p95 latency {profile.latency_p95_ms:.0f} ms > {constraints.p95_latency_max_ms:.0f} ms"
+        )
     if floor is not None and profile.quality_known and _upper(profile) < floor:
-        found.append(f"quality {profile.quality_mean:.3f} below the floor {floor:.3f}")
+        found["quality_floor"] = f"quality {profile.quality_mean:.3f} below the floor {floor:.3f}"
     return found
+
+
+def violations(profile: Profile, constraints: Constraints, floor: float | None) -> list[str]:
+    """What `broken_limits` finds, in words."""
+    return list(broken_limits(profile, constraints, floor).values())
 
 
 def _candidate_problems(candidate: Profile, inp: DecisionInput, floor: float | None) -> list[str]:

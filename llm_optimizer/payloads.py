@@ -381,11 +381,13 @@ class WatchInput(BaseModel):
 
 
 class WatchReport(BaseModel):
-    """What one watch activity did: checks made, breaches signalled (service and reasons), cycles watched."""
+    """What one watch activity did: checks made, breaches signalled (service and reasons), repeats held back,
+    cycles watched."""
 
     checks: int = 0
     cycles: list[str] = Field(default_factory=list)
     breaches: list[str] = Field(default_factory=list)
+    repeats_held: int = 0  # breaches not signalled again: the same limits of the same version, signalled lately
 
 
 class DecideRequest(BaseModel):

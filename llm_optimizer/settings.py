@@ -39,6 +39,7 @@ SHORT_ENV_ALIASES: dict[str, tuple[str, str]] = {
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -176,6 +177,9 @@ class OptimizationSettings(Section):
     change_cooldown_s: PositiveInt = 1_800
     max_rollbacks_per_day: PositiveInt = 3
     rolled_back_retry_after_s: PositiveInt = 86_400
+    # Fewer requests of the live config in the analysis window than this: no change is decided (nothing to judge a
+    # candidate against, and an exploration's slice of no traffic measures nothing).
+    min_live_requests: NonNegativeInt = 30
     canary: CanaryThresholds = CanaryThresholds()
     exploration: ExplorationSettings = ExplorationSettings()
     # Multiplies every bake time and interval of the loop: 1 in production, small in demos and tests.

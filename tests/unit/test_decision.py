@@ -315,3 +315,18 @@ def test_a_candidate_more_likely_worse_than_the_strategy_allows_is_not_chosen():
         inp(current=current, candidates=[noisy], objectives=cost_only, preset=PRESETS[Strategy.aggressive])
     )  # max_risk 0.2
     assert aggressive.action is Action.canary and aggressive.candidate == noisy
+
+
+def test_a_window_the_live_config_hardly_served_decides_no_change():
+    quiet = CURRENT.model_copy(update={"requests": 0, "quality_n": 0, "quality_mean": None})
+    unobserved = Profile(model="new", provider="p", cost_per_request=0.001)
+    cheaper = observed("small", quality=0.89, cost=0.002)
+    decision = decide(inp(current=quiet, candidates=[unobserved, cheaper]))
+    assert decision.action is Action.none and "served 0 requests" in decision.rationale
+    assert {f.key: f.fate for f in decision.candidates} == {"new": "skipped", "small": "skipped"}
+    assert any(c.name == "live traffic" and not c.passed for c in decision.checks)
+    # With enough traffic the same candidates are acted on; an unsafe live config is acted on whatever the traffic.
+    assert decide(inp(candidates=[unobserved, cheaper])).action is not Action.none
+    few = CURRENT.model_copy(update={"requests": 29, "error_rate": 0.5})
+    assert decide(inp(current=few)).action is Action.rollback
+    assert decide(inp(current=quiet, guards=Guards(min_live_requests=0), candidates=[cheaper])).action is Action.canary

@@ -4,6 +4,8 @@ server."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -259,6 +261,61 @@ async def test_a_sentinel_alert_reaches_the_cycle_through_the_watcher(stack, dat
 
 async def _cycles_done(handle) -> bool:
     return (await handle.query(OptimizationCycle.status)).cycles_done >= 1
+
+
+async def test_a_lasting_breach_runs_the_cycle_once_not_every_window(stack, database_url, temporal_client):
+    """The live config (no parent to roll back to) keeps failing half its requests: the watcher signals the breach
+    once, the cycle alerts, and the same broken limit of the same version is not signalled again every window
+    (`REPEAT_BREACH_WINDOWS`), which would run a cycle that can do nothing more each time."""
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, SERVICE, ConfigSpec(model="gpt-4o", provider="openai"))
+        configs_repo.set_assignment(conn, Assignment(service=SERVICE, active_version="v1"), updated_by="test")
+    stop = threading.Event()
+
+    def failing_traffic() -> None:  # 60 requests/s, half of them errors, stamped now
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            i = 0
+            while not stop.wait(0.25):
+                batch = []
+                for _ in range(15):
+                    i += 1
+                    batch.append(
+                        LLMEvent(
+                            event_id=f"fail-{i}",
+                            timestamp=datetime.now(UTC),
+                            service=SERVICE,
+                            model="gpt-4o",
+                            provider="openai",
+                            config_version="v1",
+                            latency_ms=800.0,
+                            status="error" if i % 2 else "ok",
+                        )
+                    )
+                with conn.transaction():
+                    land_events(conn, batch, source="test")
+
+    feeder = threading.Thread(target=failing_traffic, daemon=True)
+    feeder.start()
+    settings = settings_for(stack, database_url, optimization={"time_scale": 0.05})  # the watcher lists every 3 s
+    try:
+        async with serving(temporal_client, settings):
+            handle = await temporal_client.start_workflow(
+                OptimizationCycle.run,
+                # The interval is 180 s; the fast-path window 3 s: twelve seconds are four windows of the breach.
+                CycleInput(service=SERVICE, interval_s=3600, fast_path_s=60, time_scale=0.05),
+                id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
+                task_queue=settings.temporal.task_queue,
+            )
+            await wait_for(lambda: _cycles_done(handle), 30, "the cycle the breach triggered", interval=0.3)
+            await asyncio.sleep(12)
+            status = await handle.query(OptimizationCycle.status)
+            records = await handle.query(OptimizationCycle.history)
+            await handle.terminate()
+    finally:
+        stop.set()
+        feeder.join()
+    assert records[0].trigger.startswith("threshold: error rate") and records[0].action == "alert"
+    assert status.cycles_done == 1, [(r.trigger, r.action) for r in records]
 
 
 async def test_signals_are_recorded_in_the_audit_trail(time_skipping_env, stack, database_url):
