@@ -116,12 +116,11 @@ class Exploration:
             f"**Round {self.rounds}**: every arm against the quality floor ({self.input.policy.floor_ratio:g} "
             "x the reference).",
             "",
-            "| arm | fate | requests | quality ratio | why |",
-            "| --- | --- | --- | --- | --- |",
         ]
+        # A list, not a table: the Temporal UI's Markdown runs table cells together.
         for r in self.results:
-            ratio = "" if r.quality_ratio is None else f"{r.quality_ratio:.3f}"
-            lines.append(f"| {r.key} | {r.fate} | {r.requests} | {ratio} | {r.reason} |")
+            ratio = "" if r.quality_ratio is None else f", quality ratio {r.quality_ratio:.3f}"
+            lines.append(f"- **{r.key}**: {r.fate} after {r.requests} requests{ratio}: {r.reason}")
         return "\n".join(lines)
 
     async def _split(self, split: dict[str, float]) -> None:

@@ -63,12 +63,12 @@ class QualityEvaluation:
         lines = [
             f"**Quality evaluation, round {self.round.rounds_done}** ({every}), at {clock(workflow.now())}:",
             "",
-            "| service | evaluator | scored | skipped | waiting | cost |",
-            "| --- | --- | --- | --- | --- | --- |",
         ]
+        # A list, not a table: the Temporal UI's Markdown runs table cells together.
         for r in self.last:
             lines.append(
-                f"| {r.service} | {r.evaluator} | {r.evaluated} | {r.skipped} | {r.unavailable} | ${r.cost_usd:.4f} |"
+                f"- **{r.service}** ({r.evaluator}): {r.evaluated} scored, {r.skipped} skipped, {r.unavailable} "
+                f"waiting, ${r.cost_usd:.4f}"
             )
         return "\n".join(lines)
 

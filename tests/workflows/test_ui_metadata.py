@@ -200,3 +200,15 @@ def test_figures_in_words_are_rounded_for_people():
     assert _split_in_words(split) == "chat: v3 5%, v2 the rest"
     explore = Assignment(service="chat", active_version="v2", explore={"v4": 10.0, "v5": 10.0})
     assert _split_in_words(explore) == "chat: v4 10%, v5 10%, v2 the rest"
+
+
+def test_no_workflow_shows_a_markdown_table(repo_root):
+    """The Temporal UI's Markdown (current details) runs a table's cells together ("claude-3-haikuexploring0"):
+    what a workflow shows there is lines and lists."""
+    tables = [
+        f"{path.name}:{number}"
+        for path in sorted((repo_root / "workflows").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "| --- |" in line or "|---|" in line
+    ]
+    assert not tables
