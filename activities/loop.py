@@ -92,7 +92,7 @@ from storage import (
     watermarks_repo,
 )
 from storage.db import Database
-from workflows.ids import running_cycles_query
+from workflows.ids import THRESHOLD_BREACHED, running_cycles_query
 from workflows.search_attributes import CYCLE_STATE
 
 LANDED_POLL_S = 1.0  # how often a judge or an observation waiting for late data looks at the watermarks
@@ -224,7 +224,7 @@ class LoopActivities:
                     report.repeats_held += 1
                     continue
                 try:
-                    await client.get_workflow_handle(wid).signal("threshold_breached", breach)
+                    await client.get_workflow_handle(wid).signal(THRESHOLD_BREACHED, breach)
                 except RPCError as err:  # closed meanwhile: its alerts stay unclaimed for the next cycle
                     activity.logger.warning("could not signal %s: %s", wid, err)
                     continue

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from workflows.ids import ROLLOUT_PROGRESS
 from workflows.options import QUICK, waiting_for_data
 from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
@@ -202,7 +203,7 @@ class CanaryRollout:
             return
         try:  # best effort: a parent that has closed must not fail the rollout
             await workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id).signal(
-                "rollout_progress",
+                ROLLOUT_PROGRESS,
                 RolloutProgress(
                     rollout_id=self.input.rollout_id,
                     to_version=self.input.to_version,

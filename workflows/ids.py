@@ -7,6 +7,10 @@ Pure and light: importing this module loads no workflow, so any layer may use it
 from __future__ import annotations
 
 CYCLE_PREFIX = "optimization-cycle/"
+# The cycle's internal signals (one dynamic handler, so that the Temporal UI does not offer them to operators): the
+# threshold watcher's breaches and a child rollout's progress.
+THRESHOLD_BREACHED = "threshold_breached"
+ROLLOUT_PROGRESS = "rollout_progress"
 
 
 def cycle_id(service: str) -> str:

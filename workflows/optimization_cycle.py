@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import ids
+from workflows.ids import ROLLOUT_PROGRESS, THRESHOLD_BREACHED
 from workflows.options import ACTIVITY, OBSERVE, ActivityOptions
 from workflows.traffic import set_traffic
 
@@ -933,12 +934,26 @@ class OptimizationCycle:
             refuse(self.carried, name, str(err))
         return None
 
-    @workflow.signal(
-        description="Internal, not an operator control: the threshold watcher's findings (a hard limit broken, a "
-        "Sentinel alert). The cycle runs at once on them."
-    )
-    def threshold_breached(self, *inputs: Any) -> None:
-        breach = self._internal_payload("threshold_breached", inputs, ThresholdBreach)
+    @workflow.signal(dynamic=True)
+    def internal(self, name: str, args: Sequence[RawValue]) -> None:
+        """The internal channels, by name: `threshold_breached` from the threshold watcher, `rollout_progress` from
+        a child rollout. One dynamic handler, so that the Temporal UI does not offer them beside the operator's
+        signals; any other name is refused in `status`, like a malformed payload."""
+        try:
+            inputs = [workflow.payload_converter().from_payload(arg.payload) for arg in args]
+        except Exception as err:  # not a payload this worker can read: refused, never a failed workflow task
+            refuse(self.carried, name, f"unreadable payload ({type(err).__name__})")
+            return
+        if name == THRESHOLD_BREACHED:
+            self._threshold_breached(inputs)
+        elif name == ROLLOUT_PROGRESS:
+            self._rollout_progress(inputs)
+        else:
+            refuse(self.carried, name[:100], "no such signal")
+
+    def _threshold_breached(self, inputs: Sequence[Any]) -> None:
+        """The threshold watcher's findings (a hard limit broken, a Sentinel alert): the cycle runs at once on them."""
+        breach = self._internal_payload(THRESHOLD_BREACHED, inputs, ThresholdBreach)
         if breach is None:
             return
         if not first_time(self.carried, breach.request_id):
@@ -953,13 +968,9 @@ class OptimizationCycle:
         if keep:
             self.breach = [*(self.breach or []), *keep][-50:]
 
-    @workflow.signal(
-        description="Internal, not an operator control: sent by the child CanaryRollout at every stage, so that "
-        "`status` shows where it is. Control a rollout with its own signals."
-    )
-    def rollout_progress(self, *inputs: Any) -> None:
+    def _rollout_progress(self, inputs: Sequence[Any]) -> None:
         """Sent by the child rollout at every stage, so that `status` shows where it is; anything else is refused."""
-        progress = self._internal_payload("rollout_progress", inputs, RolloutProgress)
+        progress = self._internal_payload(ROLLOUT_PROGRESS, inputs, RolloutProgress)
         if progress is not None and self.rollout is not None and progress.rollout_id == self.rollout.rollout_id:
             self.rollout = progress
             self._show()

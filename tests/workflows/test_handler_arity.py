@@ -222,6 +222,7 @@ CYCLE_FIELDS = {
 }
 # The cycle's internal channels (from its rollouts and the threshold watcher): no fuzzed input is a valid one.
 INTERNAL = ("rollout_progress", "threshold_breached")
+UNKNOWN = ("no_such_signal",)  # reaches the cycle's dynamic handler too: refused by name, whatever its input
 ROLLOUT_FIELDS = {
     "pause": COMMON,
     "resume": COMMON,
@@ -293,12 +294,15 @@ async def test_a_cycle_takes_any_input_as_any_signal_and_still_obeys_emergency_s
             return check
 
         @FUZZ
-        @given(name=st.sampled_from([*CYCLE_FIELDS, *INTERNAL]), texts=inputs_strategy)
+        @given(name=st.sampled_from([*CYCLE_FIELDS, *INTERNAL, *UNKNOWN]), texts=inputs_strategy)
         def one_signal(name: str, texts: list[str]) -> None:
             before = on_loop(handle.query(OptimizationCycle.status))
             seen = len([r for r in script.audits if r.event_type == "signal"])
             on_loop(handle.signal(name, args=raw(texts)))
-            if name in INTERNAL:  # not audited; a malformed one is refused in `status`
+            if name in UNKNOWN:
+                status = on_loop(handle.query(OptimizationCycle.status))
+                assert status.refusals[-1] == f"{name} refused: no such signal", status.refusals
+            elif name in INTERNAL:  # not audited; a malformed one is refused in `status`
                 status = on_loop(handle.query(OptimizationCycle.status))
                 if len(texts) != 1 or not isinstance(json.loads(texts[0]), dict):
                     assert status.refusals[-1].startswith(f"{name} refused: "), (texts, status.refusals)
