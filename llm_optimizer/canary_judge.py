@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from llm_optimizer.readable import Tidy
 from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.stats import diff_ci, mann_whitney, proportion_test, welch_t
 
@@ -76,12 +77,12 @@ class MetricCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     metric: str
-    baseline: float
-    canary: float
-    relative_change: float
-    threshold: float
+    baseline: Tidy
+    canary: Tidy
+    relative_change: Tidy
+    threshold: Tidy
     test: str
-    p_value: float
+    p_value: Tidy
     degraded: bool
     detail: str = ""
 

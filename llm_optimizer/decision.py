@@ -22,6 +22,7 @@ from scipy import stats as sps
 from llm_optimizer import analyzers
 from llm_optimizer.bandit import BetaArm
 from llm_optimizer.exploration import RETRYABLE, ArmResult, QualityEstimate
+from llm_optimizer.readable import Tidy
 from llm_optimizer.rules import RuleState
 from llm_optimizer.strategies import StrategyPreset
 
@@ -74,15 +75,15 @@ class Profile(BaseModel):
     provider: str
     config_version: str | None = None
     requests: int = 0
-    error_rate: float | None = None
-    latency_p95_ms: float | None = None
-    quality_mean: float | None = None
-    quality_sd: float | None = None
+    error_rate: Tidy | None = None
+    latency_p95_ms: Tidy | None = None
+    quality_mean: Tidy | None = None
+    quality_sd: Tidy | None = None
     quality_n: int = 0
-    cost_per_request: float | None = None
-    cost_sd: float | None = None
-    tokens_in_mean: float | None = None
-    tokens_out_mean: float | None = None
+    cost_per_request: Tidy | None = None
+    cost_sd: Tidy | None = None
+    tokens_in_mean: Tidy | None = None
+    tokens_out_mean: Tidy | None = None
     region: str | None = None  # where the model is hosted, when the model registry says
     price_source: str | None = None  # where cost_per_request comes from when not observed (registry, genai-prices...)
     changes: dict = Field(default_factory=dict)  # a config candidate's changes to the live spec (prompt, params)
@@ -117,9 +118,9 @@ class Impact(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    estimate: float
-    low: float | None = None
-    high: float | None = None
+    estimate: Tidy
+    low: Tidy | None = None
+    high: Tidy | None = None
 
 
 class ExploredArm(BaseModel):
@@ -416,14 +417,18 @@ def decide(inp: DecisionInput) -> Decision:
             fates[c.key] = _fate(c, "exploring", "measured on a share of real traffic with the other arms")
         return done(
             Action.experiment,
-            f"explore {len(arms)} candidates at once ({', '.join(c.key for c in arms)}): each serves a small share "
-            "of traffic until it is credibly above or below the floor",
+            (
+                f"explore {len(arms)} candidates at once ({', '.join(c.key for c in arms)}): each serves a small "
+                "share of traffic until it is credibly above or below the floor"
+                if len(arms) > 1
+                else f"explore {arms[0].key} on a small share of traffic until it is credibly above or below the floor"
+            ),
             arms=arms,
             exploration=True,
         )
     if inp.alerts:
-        return done(Action.alert, "alerting: " + "; ".join(inp.alerts) + "; no candidate is better enough")
-    return done(Action.none, "no candidate is better enough than the live config under the constraints")
+        return done(Action.alert, "alerting: " + "; ".join(inp.alerts) + "; no candidate is enough of an improvement")
+    return done(Action.none, "no candidate improves enough on the live config under the constraints")
 
 
 def _fate(candidate: Profile, fate: str, reason: str) -> CandidateFate:

@@ -27,6 +27,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
+from llm_optimizer.readable import Tidy
+
 ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"]
 SETTLED: frozenset[str] = frozenset(
     {"qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"}
@@ -41,8 +43,8 @@ class QualityEstimate(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    mean: float
-    sd: float = 0.0
+    mean: Tidy
+    sd: Tidy = 0.0
     n: int = 0
 
     @property
@@ -76,10 +78,10 @@ class ArmStats(BaseModel):
     requests: int = 0
     errors: int = 0
     quality: QualityEstimate | None = None
-    cost_per_request: float | None = None
-    tokens_in_mean: float | None = None
-    tokens_out_mean: float | None = None
-    latency_p95_ms: float | None = None
+    cost_per_request: Tidy | None = None
+    tokens_in_mean: Tidy | None = None
+    tokens_out_mean: Tidy | None = None
+    latency_p95_ms: Tidy | None = None
 
     @property
     def error_rate(self) -> float:
@@ -114,13 +116,13 @@ class ArmResult(BaseModel):
     reason: str
     requests: int
     quality: QualityEstimate | None = None
-    quality_ratio: float | None = None  # arm quality / reference quality
-    z_vs_floor: float | None = None
-    ratio_low: float | None = None  # one-sided lower bound of quality_ratio at alpha
-    cost_per_request: float | None = None
-    tokens_in_mean: float | None = None
-    tokens_out_mean: float | None = None
-    latency_p95_ms: float | None = None
+    quality_ratio: Tidy | None = None  # arm quality / reference quality
+    z_vs_floor: Tidy | None = None
+    ratio_low: Tidy | None = None  # one-sided lower bound of quality_ratio at alpha
+    cost_per_request: Tidy | None = None
+    tokens_in_mean: Tidy | None = None
+    tokens_out_mean: Tidy | None = None
+    latency_p95_ms: Tidy | None = None
 
 
 def floor_test(arm: QualityEstimate, reference: QualityEstimate, floor_ratio: float) -> float:

@@ -35,6 +35,24 @@ class Incident:
     def active(self, t: float) -> bool:
         return self.start_s <= t < self.end_s
 
+    def describe(self) -> str:
+        """What the incident does, in words."""
+        return {
+            "latency_spike": f"latency spike: {self.target} answers {self.factor:g}x slower",
+            "error_burst": f"error burst: {self.factor:.0%} of {self.target}'s requests fail",
+            "quality_drop": f"quality drop: {self.target} answers at {self.factor:g}x its quality",
+            "price_change": f"price change: {self.target} costs {self.factor:g}x",
+            "budget_overrun": f"budget overrun: {self.target}'s answers grow {self.factor:g}x longer",
+        }[self.kind]
+
+    def hits(self, service: str, models: list[tuple[str, str]]) -> bool:
+        """Whether the incident touches `service`, offered `models` as (model, provider)."""
+        if self.kind in ("error_burst", "budget_overrun"):
+            return self.target == service
+        if self.kind == "latency_spike":
+            return any(provider == self.target for _, provider in models)
+        return any(model == self.target for model, _ in models)
+
 
 @dataclass
 class LatencyModel:

@@ -110,7 +110,10 @@ async def run(args: argparse.Namespace) -> int:
     duration = args.minutes * 60
     incidents = _incidents(table, duration)
     for incident in incidents:
-        print(f"  incident scheduled: {incident}", flush=True)
+        print(
+            f"  incident scheduled: {incident.describe()}, from {incident.start_s:.0f} s to {incident.end_s:.0f} s",
+            flush=True,
+        )
     started = time.monotonic()
     await _send_traffic(settings, table, incidents, args.rate, duration, client)
     print(f"\ntraffic done after {time.monotonic() - started:.0f}s; writing the report ...", flush=True)
@@ -124,7 +127,17 @@ async def run(args: argparse.Namespace) -> int:
             static_summary="Quality evaluation: the last round of the demo, before its report",
             result_type=list[QualityReport],
         )
-    summary = report.build(settings.database_url, table, args.report, report.Goal.of(cycle))  # same goal for all
+    notes = [
+        report.IncidentNote(
+            incident.describe(),
+            tuple(s for s in table.services if incident.hits(s, [(m.model, m.provider) for m in table.models(s)])),
+            incident.start_s,
+            incident.end_s,
+        )
+        for incident in incidents
+    ]
+    # The same goal for every service.
+    summary = report.build(settings.database_url, table, args.report, report.Goal.of(cycle), notes)
     print(summary)
     print(_evaluation_summary(settings.database_url))
     print(
@@ -188,7 +201,7 @@ async def _send_traffic(settings, table, incidents, rate, duration, client) -> N
                     await producer.send(settings.kafka.topic, json.dumps(to_cloudevent(event, "demo-fleet")).encode())
             sent += due
             if t >= next_report:
-                await _progress(client, table, t, sent / max(t, 1e-9))
+                await _progress(client, table, incidents, t, sent / max(t, 1e-9))
                 next_report = t + 10
             await asyncio.sleep(0.05)
         await producer.flush()
@@ -197,16 +210,24 @@ async def _send_traffic(settings, table, incidents, rate, duration, client) -> N
         configs.close()
 
 
-async def _progress(client, table: OutcomeTable, t: float, rate: float) -> None:
-    lines = [f"[{t:5.0f}s] {rate:,.0f} requests/s per service"]
+async def _progress(client, table: OutcomeTable, incidents: list[Incident], t: float, rate: float) -> None:
+    now = [i.describe() for i in incidents if i.active(t)]
+    lines = [f"[{t:5.0f}s] {rate:,.0f} requests/s per service" + (f"; incident now: {'; '.join(now)}" if now else "")]
     for service in table.services:
         status = await client.get_workflow_handle(cycle_id(service)).query("status", result_type=CycleStatus)
-        rollout = f" canary {status.rollout.to_version} at {status.rollout.percent:g}%" if status.rollout else ""
         decision = status.last_decision.action.value if status.last_decision else "-"
-        lines.append(
+        line = (
             f"  {service:<12} {status.state.value:<11} live {status.active_version or '-':<4}"
-            f" cycles {status.cycles_done:<3} last decision {decision:<8}{rollout}"
+            f" cycles done {status.cycles_done:<3} last decision {decision:<10}"
         )
+        if status.rollout:
+            line += f" canary {status.rollout.to_version} at {status.rollout.percent:g}%"
+        elif finished := [r for r in status.rollouts if r.outcome]:
+            last = finished[-1]
+            line += f" last {last.kind} {last.target}: {last.outcome.split(':')[0]}"
+        if status.alerts:
+            line += f" ALERT {status.alerts[-1][:60]}"
+        lines.append(line)
     print("\n".join(lines), flush=True)
 
 

@@ -12,7 +12,7 @@ import html
 import io
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -35,6 +35,7 @@ VERDICT_STYLE = {  # colour, line style of a stage's verdict line
 }
 OUTCOME_COLOR = {"promoted": "#a5d6a7", "rolled_back": "#ef9a9a"}
 IN_FLIGHT_COLOR = "#cfd8dc"
+INCIDENT_COLOR = "#ef6c00"
 Point = tuple[float, float, float | None]  # bucket start (epoch s), mean cost per request (USD), mean quality
 
 
@@ -77,6 +78,16 @@ class RolloutRecord:
 
 
 @dataclass(frozen=True)
+class IncidentNote:
+    """An incident the run injected: what, which services it hit, and when (seconds since traffic started)."""
+
+    text: str
+    services: tuple[str, ...]
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
 class ReportData:
     goal: Goal
     series: dict[str, list[Point]]  # per service, ordered by time
@@ -84,6 +95,7 @@ class ReportData:
     start_models: dict[str, str]
     live_models: dict[str, str]  # per service: the model serving all traffic at the end
     rollouts: list[RolloutRecord] = field(default_factory=list)
+    incidents: list[IncidentNote] = field(default_factory=list)
 
     @property
     def services(self) -> list[str]:
@@ -133,9 +145,11 @@ def headline(service: str, points: Sequence[Point], floor_ratio: float) -> Headl
     )
 
 
-def build(database_url: str, table: OutcomeTable, path: Path, goal: Goal) -> str:
+def build(
+    database_url: str, table: OutcomeTable, path: Path, goal: Goal, incidents: Sequence[IncidentNote] = ()
+) -> str:
     """Read what happened, write the page to `path`, and return the text summary."""
-    data = gather(database_url, table, goal)
+    data = replace(gather(database_url, table, goal), incidents=list(incidents))
     write(data, path)
     return summary_text(data)
 
@@ -224,7 +238,17 @@ def summary_text(data: ReportData) -> str:
     for r in data.rollouts:
         stages = ", ".join(f"{v.percent:g}% {v.verdict}" for v in r.verdicts) or "no stage judged"
         lines.append(f"  {r.service}: {r.from_model} -> {r.to_model}: {r.state} ({r.reason or 'in flight'}); {stages}")
+    if data.incidents:
+        lines.append(f"incidents injected: {len(data.incidents)}")
+        lines += [f"  {_incident_line(i)}" for i in data.incidents]
     return "\n".join(lines)
+
+
+def _incident_line(incident: IncidentNote) -> str:
+    return (
+        f"{incident.text}, minutes {incident.start_s / 60:.1f} to {incident.end_s / 60:.1f} "
+        f"({', '.join(incident.services) or 'no service'})"
+    )
 
 
 def _signed(change: float) -> str:
@@ -273,6 +297,14 @@ def render_html(data: ReportData) -> str:
         "<h2>Before and after</h2>",
         _headline_html(data),
     ]
+    if data.incidents:
+        sections.append("<h2>Incidents injected</h2>")
+        sections.append(
+            "<p>What the run did to the fleet on purpose, to show the loop's reaction (shaded on the charts of the "
+            "services it hit):</p><ul>"
+            + "".join(f"<li>{html.escape(_incident_line(i))}</li>" for i in data.incidents)
+            + "</ul>"
+        )
     for service in data.services:
         sections.append(f'<h2 id="service-{html.escape(service)}">{html.escape(service)}</h2>')
         sections.append(f"<p>{html.escape(_service_sentence(data, service))}</p>")
@@ -431,6 +463,17 @@ def timeline_svg(data: ReportData, service: str) -> str:
     floor = floor_quality(data, service)
     quality_ax.axhline(floor, color="#555", ls="--", lw=1.2)
     end = minutes[-1] if minutes else 1.0
+    incidents = [i for i in data.incidents if service in i.services]
+    for incident in incidents:
+        for ax in (cost_ax, quality_ax):
+            ax.axvspan(
+                incident.start_s / 60,
+                incident.end_s / 60,
+                facecolor="none",
+                edgecolor=INCIDENT_COLOR,
+                hatch="////",
+                lw=0,
+            )
     states = set()
     for r in (r for r in data.rollouts if r.service == service):
         until = (r.finished_at - t0) / 60 if r.finished_at else end
@@ -479,6 +522,10 @@ def timeline_svg(data: ReportData, service: str) -> str:
     handles += [
         Patch(color=OUTCOME_COLOR.get(state, IN_FLIGHT_COLOR), alpha=0.45, label=f"rollout: {state.replace('_', ' ')}")
         for state in sorted(states)
+    ]
+    handles += [
+        Patch(facecolor="none", edgecolor=INCIDENT_COLOR, hatch="////", lw=0, label=f"incident: {i.text}")
+        for i in incidents
     ]
     # Below the x axis title whatever its number of rows; the saved figure grows to hold it.
     quality_ax.legend(

@@ -285,7 +285,7 @@ class CanaryRollout:
     async def _promote(self) -> RolloutOutcome:
         self.percent = 100.0
         self._set_state("promoting")
-        return await self._finish("promoted", f"promoted {self.input.to_version} to all traffic", self.input.to_version)
+        return await self._finish("promoted", f"{self.input.to_version} serves all traffic", self.input.to_version)
 
     async def _roll_back(self, reason: str) -> RolloutOutcome:
         self.percent = 0.0

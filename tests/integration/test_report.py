@@ -7,6 +7,7 @@ that stayed put), and once from a real Postgres through `gather`, so the queries
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from llm_optimizer.decision import Constraints
 from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds
+from simulator.fleet import Incident
 from simulator.outcomes import ModelSummary, OutcomeTable
 from starter import report
 
@@ -279,3 +281,26 @@ def test_a_service_without_traffic_is_said_so_not_dropped(tmp_path):
     assert "quiet: cost and quality per request over time" in text
     assert re.search(r"quiet gpt-4-1106-preview → gpt-4-1106-preview too little traffic to tell", text)
     assert re.search(r"quiet +\(too little traffic\)", report.summary_text(quiet))
+
+
+def test_injected_incidents_are_listed_and_shaded_on_the_services_they_hit(tmp_path):
+    spike = Incident("latency_spike", 165.0, 210.0, target="openai", factor=2.5)
+    burst = Incident("error_burst", 225.0, 240.0, target="routerarena", factor=0.2)
+    offered = {s: [(m.model, m.provider) for m in models] for s, models in CANDIDATES.items()}
+    assert [s for s in CANDIDATES if spike.hits(s, offered[s])] == ["mmlu", "gsm8k"]  # they offer openai models
+    assert [s for s in CANDIDATES if burst.hits(s, offered[s])] == ["routerarena"]
+    notes = [
+        report.IncidentNote(i.describe(), tuple(s for s in CANDIDATES if i.hits(s, offered[s])), i.start_s, i.end_s)
+        for i in (spike, burst)
+    ]
+    data = dataclasses.replace(fabricated(), incidents=notes)
+    path = tmp_path / "demo.html"
+    report.write(data, path)
+    text = html_text(path.read_text())
+    assert "Incidents injected" in text
+    assert "latency spike: openai answers 2.5x slower, minutes 2.8 to 3.5 (mmlu, gsm8k)" in text
+    assert "error burst: 20% of routerarena's requests fail, minutes 3.8 to 4.0 (routerarena)" in text
+    # Each chart's legend names the incidents of its service only.
+    assert text.count("incident: latency spike: openai answers 2.5x slower") == 2
+    assert text.count("incident: error burst: 20% of routerarena's requests fail") == 1
+    assert "incidents injected: 2" in report.summary_text(data)

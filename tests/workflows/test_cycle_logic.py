@@ -55,7 +55,7 @@ async def test_a_canary_decision_runs_a_rollout_child_and_records_its_outcome(ti
         record: CycleRecord = await handle.result()
         status = await handle.query(OptimizationCycle.status)
         child = await time_skipping_env.client.get_workflow_handle(ids.canary_id(SERVICE, "v3")).describe()
-    assert record.action == "canary" and record.outcome == "promoted: promoted v3 to all traffic"
+    assert record.action == "canary" and record.outcome == "promoted: v3 serves all traffic"
     assert record.rollout_id is not None and record.rollout_id.startswith(ids.canary_id(SERVICE, "v3") + "@")
     assert [(p.base_version, p.model) for p in fakes.prepared] == [("v2", "gpt-4o-mini")]
     assert child.parent_id == handle.id and child.status.name == "COMPLETED"
