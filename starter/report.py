@@ -36,7 +36,9 @@ VERDICT_STYLE = {  # colour, line style of a stage's verdict line
 OUTCOME_COLOR = {"promoted": "#a5d6a7", "rolled_back": "#ef9a9a"}
 IN_FLIGHT_COLOR = "#cfd8dc"
 INCIDENT_COLOR = "#ef6c00"
-Point = tuple[float, float, float | None]  # bucket start (epoch s), mean cost per request (USD), mean quality
+# bucket start (epoch s), mean cost per request (USD), mean quality (None: nothing scored yet), scored requests
+Point = tuple[float, float, float | None, int]
+MIN_SCORED = 30  # fewer scored requests at either end: the quality kept is not stated (an evaluator may lag)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Headline:
     quality_before: float
     quality_after: float
     floor_ratio: float
+    scored_before: int = MIN_SCORED
+    scored_after: int = MIN_SCORED
 
     @property
     def savings(self) -> float:
@@ -123,6 +127,11 @@ class Headline:
     @property
     def quality_kept(self) -> float:
         return self.quality_after / self.quality_before if self.quality_before else 1.0
+
+    @property
+    def quality_known(self) -> bool:
+        """Enough scored requests at both ends to say how much quality was kept."""
+        return min(self.scored_before, self.scored_after) >= MIN_SCORED
 
     @property
     def within_floor(self) -> bool:
@@ -139,9 +148,11 @@ def headline(service: str, points: Sequence[Point], floor_ratio: float) -> Headl
         service,
         cost_before=_mean(p[1] for p in head),
         cost_after=_mean(p[1] for p in tail),
-        quality_before=_mean(p[2] for p in head),
-        quality_after=_mean(p[2] for p in tail),
+        quality_before=_scored_mean(head),
+        quality_after=_scored_mean(tail),
         floor_ratio=floor_ratio,
+        scored_before=sum(p[3] for p in head),
+        scored_after=sum(p[3] for p in tail),
     )
 
 
@@ -195,7 +206,13 @@ def _series(conn: psycopg.Connection, service: str) -> list[Point]:
     """Per BUCKET_S seconds; quality None where no event of the bucket has a score yet (an evaluator may still be
     scoring them)."""
     rows = report_repo.cost_quality_series(conn, service, BUCKET_S)
-    return [(float(b), float(c or 0), None if q is None else float(q)) for b, c, q in rows]
+    return [(float(b), float(c or 0), None if q is None else float(q), int(n)) for b, c, q, n in rows]
+
+
+def _scored_mean(points: Sequence[Point]) -> float:
+    """The mean quality of the scored requests of `points` (each bucket weighs its scored requests); 0 if none."""
+    scored = sum(p[3] for p in points if p[2] is not None)
+    return sum(p[2] * p[3] for p in points if p[2] is not None) / scored if scored else 0.0
 
 
 def _mean(values: Iterable[float | None]) -> float:
@@ -225,10 +242,14 @@ def summary_text(data: ReportData) -> str:
         if h is None:
             lines.append(f"{service:<14} (too little traffic)")
             continue
-        lines.append(
-            f"{service:<14} ${h.cost_before:.6f} -> ${h.cost_after:.6f} ({_signed(-h.savings)})      "
-            f"{h.quality_before:.3f} -> {h.quality_after:.3f} ({h.quality_after - h.quality_before:+.3f})  "
+        kept = (
             f"{h.quality_kept:.0%} ({'within' if h.within_floor else 'BELOW'} {floor:.0%})"
+            if h.quality_known
+            else f"unknown: {min(h.scored_before, h.scored_after)} requests scored (at least {MIN_SCORED})"
+        )
+        lines.append(
+            f"{service:<14} ${h.cost_before:.6f} -> ${h.cost_after:.6f} ({_signed(-h.savings):>5})  "
+            f"{h.quality_before:.3f} -> {h.quality_after:.3f} ({h.quality_after - h.quality_before:+.3f})  {kept}"
         )
     lines.append("")
     lines.append(
@@ -327,11 +348,15 @@ def _lead(data: ReportData) -> str:
     )
     if heads:
         before, after = sum(h.cost_before for h in heads), sum(h.cost_after for h in heads)
-        worst = min(heads, key=lambda h: h.quality_kept)
-        text += (
-            f" Cost per request across the fleet: {1 - after / before if before else 0:.0%} lower; the lowest share "
-            f"of starting quality kept was {worst.quality_kept:.0%} ({worst.service}), against a floor of {floor:.0%}."
-        )
+        text += f" Cost per request across the fleet: {1 - after / before if before else 0:.0%} lower"
+        known = [h for h in heads if h.quality_known]
+        if known:
+            worst = min(known, key=lambda h: h.quality_kept)
+            text += (
+                f"; the lowest share of starting quality kept was {worst.quality_kept:.0%} ({worst.service}), "
+                f"against a floor of {floor:.0%}"
+            )
+        text += "."
     return text
 
 
@@ -389,21 +414,28 @@ def _headline_html(data: ReportData) -> str:
                 "<td colspan='7'>too little traffic to tell</td></tr>"
             )
             continue
-        verdict = (
-            f"<span class='ok'>within</span> ({floor:.0%})"
-            if h.within_floor
-            else f"<span class='bad'>below</span> ({floor:.0%})"
-        )
+        if not h.quality_known:
+            kept = "—"
+            verdict = f"too few scored requests to tell ({min(h.scored_before, h.scored_after)}; at least {MIN_SCORED})"
+        else:
+            kept = f"{h.quality_kept:.0%}"
+            verdict = (
+                f"<span class='ok'>within</span> ({floor:.0%})"
+                if h.within_floor
+                else f"<span class='bad'>below</span> ({floor:.0%})"
+            )
         rows.append(
             f"<tr><td>{html.escape(service)}</td><td>{html.escape(models)}</td>"
             f"<td class='num'>${h.cost_before:.6f}</td><td class='num'>${h.cost_after:.6f}</td>"
-            f"<td class='num'>{h.savings:.0%}</td><td class='num'>{h.quality_before:.3f}</td>"
-            f"<td class='num'>{h.quality_after:.3f}</td><td class='num'>{h.quality_kept:.0%}</td>"
+            f"<td class='num'>{h.savings:.0%}</td><td class='num'>{h.quality_before:.3f} ({h.scored_before:,})</td>"
+            f"<td class='num'>{h.quality_after:.3f} ({h.scored_after:,})</td><td class='num'>{kept}</td>"
             f"<td>{verdict}</td></tr>"
         )
     note = (
-        f"<p>Before: the mean of a service's first sixth of {BUCKET_S}-second buckets; after: of its last sixth. "
-        "Quality kept: quality after as a share of quality before; the floor is the share the loop had to keep.</p>"
+        f"<p>Before: the mean of a service's first sixth of {BUCKET_S}-second buckets; after: of its last sixth; "
+        "quality over the scored requests of those buckets (their number in brackets: an evaluator may not have "
+        "scored the last ones yet). Quality kept: quality after as a share of quality before; the floor is the "
+        "share the loop had to keep.</p>"
     )
     return f"<table>{head}{''.join(rows)}</table>{note}"
 

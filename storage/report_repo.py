@@ -37,10 +37,12 @@ def rollouts(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def cost_quality_series(conn: psycopg.Connection, service: str, bucket_s: int) -> list[tuple[Any, Any, Any]]:
-    """(bucket start epoch s, mean cost, mean quality or None) per `bucket_s` seconds of the service's events."""
+def cost_quality_series(conn: psycopg.Connection, service: str, bucket_s: int) -> list[tuple[Any, ...]]:
+    """(bucket start epoch s, mean cost, mean quality or None, scored events) per `bucket_s` seconds of the
+    service's events."""
     return conn.execute(
-        "SELECT floor(extract(epoch FROM ts) / %(b)s) * %(b)s AS b, avg(cost_usd), avg(quality_score) "
+        "SELECT floor(extract(epoch FROM ts) / %(b)s) * %(b)s AS b, avg(cost_usd), avg(quality_score), "
+        "count(quality_score) "
         "FROM events WHERE service = %(s)s GROUP BY b ORDER BY b",
         {"b": bucket_s, "s": service},
     ).fetchall()

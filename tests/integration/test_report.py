@@ -52,13 +52,13 @@ CANDIDATES = {
 }
 
 
-def _series(cost_before, cost_after, q_before, q_after, switch_at, buckets=30):
-    """(bucket, cost, quality) with the switch at bucket `switch_at`; quality missing in the first bucket."""
+def _series(cost_before, cost_after, q_before, q_after, switch_at, buckets=30, scored=100):
+    """(bucket, cost, quality, scored) with the switch at bucket `switch_at`; quality missing in the first bucket."""
     points = []
     for i in range(buckets):
         after = i >= switch_at
         quality = None if i == 0 else (q_after if after else q_before)
-        points.append((T0 + 10 * i, cost_after if after else cost_before, quality))
+        points.append((T0 + 10 * i, cost_after if after else cost_before, quality, 0 if i == 0 else scored))
     return points
 
 
@@ -127,6 +127,27 @@ def test_headline_states_savings_and_quality_kept_against_the_floor():
     assert h.quality_before == pytest.approx(0.8) and h.quality_after == pytest.approx(0.68)
     assert h.quality_kept == pytest.approx(0.85) and h.within_floor
     assert not report.headline("x", _series(1, 1, 0.8, 0.6, 15), 0.8).within_floor  # kept 75% < 80%
+
+
+def test_quality_kept_weighs_scored_requests_and_is_not_stated_on_too_few():
+    points = _series(0.001, 0.0001, 0.8, 0.68, 15, buckets=30)
+    # The last bucket: one scored request, perfect. Weighted by scored requests it barely moves the mean.
+    points[-1] = (points[-1][0], points[-1][1], 1.0, 1)
+    h = report.headline("x", points, 0.8)
+    assert h.quality_known and h.scored_after == 4 * 100 + 1
+    assert h.quality_after == pytest.approx((0.68 * 400 + 1.0) / 401)
+    # An evaluator that has scored a handful at the end: the quality kept is not claimed either way.
+    lagging = [
+        (b, c, q if i < 25 else (1.0 if i == 29 else None), n if i < 25 else int(i == 29))
+        for i, (b, c, q, n) in enumerate(points)
+    ]
+    few = report.headline("x", lagging, 0.8)
+    assert few.scored_after == 1 and not few.quality_known
+    data = dataclasses.replace(fabricated(), series={**fabricated().series, "gsm8k": lagging})
+    text = report.summary_text(data)
+    assert "unknown: 1 requests scored (at least 30)" in text
+    row = re.search(r"<tr><td>gsm8k</td>.*?</tr>", report.render_html(data)).group(0)
+    assert "too few scored requests to tell (1; at least 30)" in html_text(row)
     assert report.headline("x", points[:3], 0.8) is None  # too little traffic to say anything
 
 
