@@ -934,7 +934,11 @@ class OptimizationCycle:
             refuse(self.carried, name, str(err))
         return None
 
-    @workflow.signal(dynamic=True)
+    @workflow.signal(
+        dynamic=True,
+        description="Not an operator control: the internal channels (the threshold watcher's breaches, a child "
+        "rollout's progress). Choose a named signal, or use the `control` update.",
+    )
     def internal(self, name: str, args: Sequence[RawValue]) -> None:
         """The internal channels, by name: `threshold_breached` from the threshold watcher, `rollout_progress` from
         a child rollout. One dynamic handler, so that the Temporal UI does not offer them beside the operator's
