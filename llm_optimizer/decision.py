@@ -168,9 +168,9 @@ class CandidateFate(BaseModel):
     model: str
     fate: Literal["proposed", "exploring", "skipped"]
     reason: str
-    cost_per_request: float | None = None
+    cost_per_request: Tidy | None = None
     price_source: str | None = None
-    quality_mean: float | None = None
+    quality_mean: Tidy | None = None
     quality_n: int = 0
 
 
@@ -180,16 +180,16 @@ class Decision(BaseModel):
     made_at: datetime
     action: Action
     rationale: str
-    confidence: float | None = None
+    confidence: Tidy | None = None
     current_version: str | None = None
     target_version: str | None = None  # rollback target
     candidate: Profile | None = None  # canary candidate
     arms: list[Profile] = Field(default_factory=list)  # experiment: the candidates an exploration measures at once
     exploration: bool = False
-    reference_quality: float | None = None
+    reference_quality: Tidy | None = None
     reference: QualityEstimate | None = None  # the floor's base, for the cycle to keep
     # The largest relative quality drop from the live config that keeps the floor: the canary judge's quality limit.
-    floor_margin: float | None = None
+    floor_margin: Tidy | None = None
     expected_impact: dict[str, Impact] = Field(default_factory=dict)
     checks: list[Check] = Field(default_factory=list)
     candidates: list[CandidateFate] = Field(default_factory=list)  # every offered candidate's fate

@@ -45,14 +45,6 @@ class Incident:
             "budget_overrun": f"budget overrun: {self.target}'s answers grow {self.factor:g}x longer",
         }[self.kind]
 
-    def hits(self, service: str, models: list[tuple[str, str]]) -> bool:
-        """Whether the incident touches `service`, offered `models` as (model, provider)."""
-        if self.kind in ("error_burst", "budget_overrun"):
-            return self.target == service
-        if self.kind == "latency_spike":
-            return any(provider == self.target for _, provider in models)
-        return any(model == self.target for model, _ in models)
-
 
 @dataclass
 class LatencyModel:

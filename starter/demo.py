@@ -127,15 +127,7 @@ async def run(args: argparse.Namespace) -> int:
             static_summary="Quality evaluation: the last round of the demo, before its report",
             result_type=list[QualityReport],
         )
-    notes = [
-        report.IncidentNote(
-            incident.describe(),
-            tuple(s for s in table.services if incident.hits(s, [(m.model, m.provider) for m in table.models(s)])),
-            incident.start_s,
-            incident.end_s,
-        )
-        for incident in incidents
-    ]
+    notes = [_note(incident) for incident in incidents]
     # The same goal for every service.
     summary = report.build(settings.database_url, table, args.report, report.Goal.of(cycle), notes)
     print(summary)
@@ -181,6 +173,17 @@ def _incidents(table: OutcomeTable, duration: float) -> list[Incident]:
         Incident("latency_spike", duration * 0.55, duration * 0.7, target=provider, factor=2.5),
         Incident("error_burst", duration * 0.75, duration * 0.8, target=burst_service, factor=0.2),
     ]
+
+
+def _note(incident: Incident) -> report.IncidentNote:
+    """The incident for the report: a service by name, or a provider or model (which services it hit depends on
+    what served them when it started)."""
+    text, when = incident.describe(), (incident.start_s, incident.end_s)
+    if incident.kind in ("error_burst", "budget_overrun"):
+        return report.IncidentNote(text, *when, services=(incident.target,))
+    if incident.kind == "latency_spike":
+        return report.IncidentNote(text, *when, provider=incident.target)
+    return report.IncidentNote(text, *when, model=incident.target)
 
 
 async def _send_traffic(settings, table, incidents, rate, duration, client) -> None:

@@ -81,12 +81,15 @@ class RolloutRecord:
 
 @dataclass(frozen=True)
 class IncidentNote:
-    """An incident the run injected: what, which services it hit, and when (seconds since traffic started)."""
+    """An incident the run injected: what, when (seconds since traffic started), and what it hit: named
+    `services`, or whichever services were served by `provider` or by `model` when it started."""
 
     text: str
-    services: tuple[str, ...]
     start_s: float
     end_s: float
+    services: tuple[str, ...] = ()
+    provider: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,15 +264,38 @@ def summary_text(data: ReportData) -> str:
         lines.append(f"  {r.service}: {r.from_model} -> {r.to_model}: {r.state} ({r.reason or 'in flight'}); {stages}")
     if data.incidents:
         lines.append(f"incidents injected: {len(data.incidents)}")
-        lines += [f"  {_incident_line(i)}" for i in data.incidents]
+        lines += [f"  {_incident_line(data, i)}" for i in data.incidents]
     return "\n".join(lines)
 
 
-def _incident_line(incident: IncidentNote) -> str:
+def _incident_line(data: ReportData, incident: IncidentNote) -> str:
+    hit = [s for s in data.services if hits(data, incident, s)]
     return (
         f"{incident.text}, minutes {incident.start_s / 60:.1f} to {incident.end_s / 60:.1f} "
-        f"({', '.join(incident.services) or 'no service'})"
+        f"({', '.join(hit) or 'no service was on it'})"
     )
+
+
+def hits(data: ReportData, incident: IncidentNote, service: str) -> bool:
+    """Whether `incident` hit `service`: named, or by the provider or model serving it when the incident started."""
+    if service in incident.services:
+        return True
+    if incident.provider is None and incident.model is None:
+        return False
+    model = live_model_at(data, service, data.t0 + incident.start_s)
+    providers = {m.model: m.provider for m in data.candidates.get(service, [])}
+    return model == incident.model or (incident.provider is not None and providers.get(model) == incident.provider)
+
+
+def live_model_at(data: ReportData, service: str, when: float) -> str:
+    """The model serving all of `service`'s traffic at `when` (epoch s): its starting model, or the last one promoted
+    before then."""
+    promoted = sorted(
+        (r.finished_at, r.to_model)
+        for r in data.rollouts
+        if r.service == service and r.state == "promoted" and r.finished_at is not None and r.finished_at <= when
+    )
+    return promoted[-1][1] if promoted else data.start_models[service]
 
 
 def _signed(change: float) -> str:
@@ -323,7 +349,7 @@ def render_html(data: ReportData) -> str:
         sections.append(
             "<p>What the run did to the fleet on purpose, to show the loop's reaction (shaded on the charts of the "
             "services it hit):</p><ul>"
-            + "".join(f"<li>{html.escape(_incident_line(i))}</li>" for i in data.incidents)
+            + "".join(f"<li>{html.escape(_incident_line(data, i))}</li>" for i in data.incidents)
             + "</ul>"
         )
     for service in data.services:
@@ -495,7 +521,7 @@ def timeline_svg(data: ReportData, service: str) -> str:
     floor = floor_quality(data, service)
     quality_ax.axhline(floor, color="#555", ls="--", lw=1.2)
     end = minutes[-1] if minutes else 1.0
-    incidents = [i for i in data.incidents if service in i.services]
+    incidents = [i for i in data.incidents if hits(data, i, service)]
     for incident in incidents:
         for ax in (cost_ax, quality_ax):
             ax.axvspan(

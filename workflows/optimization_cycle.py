@@ -304,6 +304,8 @@ class OptimizationCycle:
                 await self._explore(decision, observation, record)
             elif decision.action is Action.rollback and decision.target_version:
                 await self._apply_rollback(decision.target_version, decision.rationale, record)
+            elif decision.action is Action.alert:
+                self._keep_alert(decision.rationale)  # the decision itself is the audit row
 
         record.finished_at = workflow.now()
         self.carried.history = [*self.carried.history, record][-HISTORY_KEPT:]
@@ -682,9 +684,13 @@ class OptimizationCycle:
     # audited; the `control` update answers a refusal with a ControlRefused error (docs/operations.md). ----
 
     async def _alert(self, text: str, cause: str) -> str:
-        self.carried.alerts = [*self.carried.alerts, text[:500]][-20:]
+        self._keep_alert(text)
         await self._audit("alert", cause, {"alert": text[:2000]}, flush=True)
         return text
+
+    def _keep_alert(self, text: str) -> None:
+        """`status` lists the last 20 things that need an operator."""
+        self.carried.alerts = [*self.carried.alerts, text[:500]][-20:]
 
     async def _signal_rollout(self, name: str, payload: dict[str, Any]) -> None:
         # The rollout (or exploration) may have just finished (its result not yet seen here): then there is nothing

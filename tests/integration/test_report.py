@@ -22,7 +22,7 @@ from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds
 from simulator.fleet import Incident
 from simulator.outcomes import ModelSummary, OutcomeTable
-from starter import report
+from starter import demo, report
 
 T0 = 1_780_000_000.0
 GOAL = report.Goal.of(
@@ -305,23 +305,33 @@ def test_a_service_without_traffic_is_said_so_not_dropped(tmp_path):
 
 
 def test_injected_incidents_are_listed_and_shaded_on_the_services_they_hit(tmp_path):
-    spike = Incident("latency_spike", 165.0, 210.0, target="openai", factor=2.5)
-    burst = Incident("error_burst", 225.0, 240.0, target="routerarena", factor=0.2)
-    offered = {s: [(m.model, m.provider) for m in models] for s, models in CANDIDATES.items()}
-    assert [s for s in CANDIDATES if spike.hits(s, offered[s])] == ["mmlu", "gsm8k"]  # they offer openai models
-    assert [s for s in CANDIDATES if burst.hits(s, offered[s])] == ["routerarena"]
-    notes = [
-        report.IncidentNote(i.describe(), tuple(s for s in CANDIDATES if i.hits(s, offered[s])), i.start_s, i.end_s)
-        for i in (spike, burst)
-    ]
-    data = dataclasses.replace(fabricated(), incidents=notes)
+    # In the fabricated run mmlu moves from gpt-4 (openai) to mixtral (together) at T0 + 200 s.
+    early = report.IncidentNote("latency spike: openai answers 2.5x slower", 120.0, 180.0, provider="openai")
+    late = report.IncidentNote("latency spike: openai answers 3x slower", 240.0, 270.0, provider="openai")
+    burst = report.IncidentNote(
+        "error burst: 20% of routerarena's requests fail", 225.0, 240.0, services=("routerarena",)
+    )
+    data = dataclasses.replace(fabricated(), incidents=[early, late, burst])
+    # Hit: the services an openai model served when it started (gsm8k rolled back to gpt-4 before either).
+    assert [s for s in data.services if report.hits(data, early, s)] == ["mmlu", "gsm8k"]
+    assert [s for s in data.services if report.hits(data, late, s)] == ["gsm8k"]
+    assert [s for s in data.services if report.hits(data, burst, s)] == ["routerarena"]
     path = tmp_path / "demo.html"
     report.write(data, path)
     text = html_text(path.read_text())
     assert "Incidents injected" in text
-    assert "latency spike: openai answers 2.5x slower, minutes 2.8 to 3.5 (mmlu, gsm8k)" in text
+    assert "latency spike: openai answers 2.5x slower, minutes 2.0 to 3.0 (mmlu, gsm8k)" in text
+    assert "latency spike: openai answers 3x slower, minutes 4.0 to 4.5 (gsm8k)" in text
     assert "error burst: 20% of routerarena's requests fail, minutes 3.8 to 4.0 (routerarena)" in text
     # Each chart's legend names the incidents of its service only.
     assert text.count("incident: latency spike: openai answers 2.5x slower") == 2
+    assert text.count("incident: latency spike: openai answers 3x slower") == 1
     assert text.count("incident: error burst: 20% of routerarena's requests fail") == 1
-    assert "incidents injected: 2" in report.summary_text(data)
+    assert "incidents injected: 3" in report.summary_text(data)
+
+
+def test_the_demo_notes_an_incident_by_what_it_targets():
+    spike = demo._note(Incident("latency_spike", 165.0, 210.0, target="openai", factor=2.5))
+    burst = demo._note(Incident("error_burst", 225.0, 240.0, target="routerarena", factor=0.2))
+    assert (spike.text, spike.provider, spike.services) == ("latency spike: openai answers 2.5x slower", "openai", ())
+    assert (burst.text, burst.services) == ("error burst: 20% of routerarena's requests fail", ("routerarena",))

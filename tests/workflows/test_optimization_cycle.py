@@ -316,6 +316,7 @@ async def test_a_lasting_breach_runs_the_cycle_once_not_every_window(stack, data
         feeder.join()
     assert records[0].trigger.startswith("threshold: error rate") and records[0].action == "alert"
     assert status.cycles_done == 1, [(r.trigger, r.action) for r in records]
+    assert status.alerts == [records[0].rationale] and "has no parent" in status.alerts[0]  # what needs an operator
 
 
 async def test_signals_are_recorded_in_the_audit_trail(time_skipping_env, stack, database_url):
