@@ -45,8 +45,9 @@ worker: $(STAMP)
 api: $(STAMP)
 	$(CLI) api
 
-clean: down
-	rm -rf .data
+# Stops the stack and deletes its data, including Postgres's data moved out of a private folder (root).
+clean: $(STAMP)
+	$(CLI) stack clean
 
 bench-ingest: $(STAMP)
 	$(PY) -m benchmarks.ingest

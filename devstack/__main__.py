@@ -4,6 +4,7 @@ logs under `stack.data_dir` (.data/).
     llm-optimizer stack up         # start what is not running (idempotent)
     llm-optimizer stack status     # exit 0 when the servers run, 3 when one is down
     llm-optimizer stack down [--json]
+    llm-optimizer stack clean      # stop it and delete its data (make clean)
 
 Ports and the data folder come from the `stack` settings (docs/configuration.md); `make up`, `make down` and
 `make status` run the same.
@@ -24,7 +25,11 @@ def build_parser(prog: str = "python -m devstack") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status"], help="start, stop or inspect the stack")
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status", "clean"],
+        help="start, stop or inspect the stack; clean: stop it and delete its data",
+    )
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
@@ -37,6 +42,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m devstack") -> int
             stack.up()
         elif args.command == "down":
             stack.down()
+        elif args.command == "clean":
+            for path in stack.wipe():
+                print(f"removed {path}")
+            return 0
         statuses = stack.status()
     except OptimizerError as exc:
         print(f"error: {exc}", file=sys.stderr)

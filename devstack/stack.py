@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+from devstack import privileges
 from devstack.components import (
     Component,
     ComponentStatus,
@@ -73,6 +76,23 @@ class LocalStack:
                 errors.append(f"{component.name}: {exc}")
         if errors:
             raise StackError("could not stop: " + "; ".join(errors))
+
+    def wipe(self) -> list[Path]:
+        """Stop everything and delete the stack's data (`make clean`): its data folder and, where Postgres's data
+        was moved out of a private folder (root, docs/deployment.md), that relocated folder too, which would
+        otherwise be taken up again by the next start. Returns what was removed."""
+        self.down()
+        removed = []
+        link = self.postgres.pgdata
+        if link.is_symlink():
+            relocated = Path(os.path.realpath(link)).parent
+            if relocated.parent == privileges.HOME and relocated.is_dir():  # only a folder the stack made
+                shutil.rmtree(relocated)
+                removed.append(relocated)
+        if self.settings.data_dir.exists():
+            shutil.rmtree(self.settings.data_dir)
+            removed.append(self.settings.data_dir)
+        return removed
 
     def status(self) -> list[ComponentStatus]:
         """The servers, and the worker when one was started."""

@@ -32,7 +32,7 @@ from simulator.outcomes import OutcomeTable
 from starter import evaluation, periodic, report
 from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
-from storage import report_repo
+from storage import configs_repo, report_repo
 from storage.config_client import ConfigClient
 from storage.db import connect, migrate
 from workflows.ids import canary_id, cycle_id
@@ -68,6 +68,12 @@ def build_parser(prog: str = "python -m starter.demo") -> argparse.ArgumentParse
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second per service")
     parser.add_argument("--quality-floor", type=float, default=0.8, help="of each service's starting quality")
     parser.add_argument("--report", type=Path, default=Path("reports/demo.html"), help="where the page is written")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the local stack's data first (as `make clean`): a second demo on the same data would go on "
+        "from where the first ended, so without it the demo stops and says so",
+    )
     return parser
 
 
@@ -79,9 +85,20 @@ async def run(args: argparse.Namespace) -> int:
     settings = load_settings(evaluation=DEMO_EVALUATION)
     table = OutcomeTable.read(args.outcomes)
     stack = LocalStack(settings.stack)
+    if args.fresh:
+        for path in stack.wipe():
+            print(f"removed the earlier data: {path}", flush=True)
     print("starting the embedded stack (Postgres, Temporal, Kafka) ...", flush=True)
     stack.up()
     migrate(settings.database_url)
+    if earlier := _earlier_run(settings.database_url, table.services):
+        print(
+            f"error: the local stack holds an earlier run ({', '.join(earlier)} already registered): the demo would go "
+            "on from where it ended. Run `make clean` first (stops the stack, deletes its data), or "
+            "`llm-optimizer demo --fresh`.",
+            file=sys.stderr,
+        )
+        return 1
     stack.worker.down()  # a worker left by an earlier run would not have the demo's evaluation settings
     stack.start_worker(env=_evaluation_env())
     client = await connect_client(settings)
@@ -145,6 +162,12 @@ async def run(args: argparse.Namespace) -> int:
         )
     print("the stack keeps running; `make down` stops it")
     return 0
+
+
+def _earlier_run(database_url: str, services: list[str]) -> list[str]:
+    """The demo's services that already have a live config in this database: an earlier run's."""
+    with connect(database_url) as conn:
+        return [s for s in services if configs_repo.get_assignment(conn, s) is not None]
 
 
 def _evaluation_env() -> dict[str, str]:

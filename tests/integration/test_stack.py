@@ -36,6 +36,17 @@ def test_up_is_idempotent_keeps_postgres_data_and_down_leaves_nothing(tmp_path):
         stack.up()
         with psycopg.connect(stack.database_url) as conn:
             assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+        # `make clean`: stopped and deleted, including Postgres's data where it was moved out of a private folder
+        # (pytest's temporary folders are private: as root, it was), so the next start is empty.
+        relocated = stack.postgres.pgdata.is_symlink()
+        removed = stack.wipe()
+        assert not any(s.running for s in stack.status())
+        assert stack.settings.data_dir in removed and not stack.settings.data_dir.exists()
+        assert len(removed) == (2 if relocated else 1) and all(not p.exists() for p in removed)
+        stack.up()
+        with psycopg.connect(stack.database_url) as conn:
+            assert conn.execute("SELECT to_regclass('kept')").fetchone() == (None,)
     finally:
         stack.down()
     assert not any(s.running for s in stack.status())

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 import pytest
 from helpers.servers import settings_env, settings_for
 
+from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import CycleRecord, CycleStatus
+from llm_optimizer.resolution import Assignment
 from starter import cycle as starter_cycle
+from storage import configs_repo
 from worker import serving
 
 
@@ -79,3 +83,14 @@ async def test_bad_input_is_refused_with_the_reason(env_for):
     assert await cli("schedule", "create", "--service", "ops", "--every", "soon") == 1
     with pytest.raises(SystemExit):
         await cli("register", "--service", "ops")
+
+
+def test_the_demo_finds_an_earlier_run_in_the_same_database(database_url):
+    """A second demo on the same stack would go on from where the first ended: it is found, by service."""
+    from starter.demo import _earlier_run
+
+    assert _earlier_run(database_url, ["demo-a", "demo-b"]) == []
+    with psycopg.connect(database_url) as conn:
+        configs_repo.register(conn, "demo-b", ConfigSpec(model="m", provider="p"))
+        configs_repo.set_assignment(conn, Assignment(service="demo-b", active_version="v1"), updated_by="demo")
+    assert _earlier_run(database_url, ["demo-a", "demo-b"]) == ["demo-b"]
