@@ -79,8 +79,8 @@ class LocalStack:
 
     def wipe(self) -> list[Path]:
         """Stop everything and delete the stack's data (`make clean`): its data folder and, where Postgres's data
-        was moved out of a private folder (root, docs/deployment.md), that relocated folder too, which would
-        otherwise be taken up again by the next start. Returns what was removed."""
+        was moved out of a private folder (root: devstack/privileges.py), that relocated folder too, which the next
+        start would otherwise take up again. Returns what was removed."""
         self.down()
         removed = []
         link = self.postgres.pgdata
