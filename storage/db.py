@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine
 from llm_optimizer.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+RECONNECT_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 
@@ -61,6 +62,13 @@ class Database:
             max_size=db.pool_size,
             timeout=db.connect_timeout_s,  # waiting for a free connection, as for a new one
             kwargs={"connect_timeout": max(1, int(db.connect_timeout_s))},
+            # A connection that died with its server (a restart, a failover) is found out and replaced before it is
+            # handed to anyone, instead of failing the batch or request that gets it.
+            check=ConnectionPool.check_connection,
+            # The pool retries a failed connect with a doubling delay until this timeout, then gives up and starts
+            # afresh at the next request: bounded, a database back after an outage is used within seconds, not
+            # after a delay grown to minutes.
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
             open=False,
             name=name,
         )

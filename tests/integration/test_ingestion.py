@@ -169,7 +169,9 @@ async def test_postgres_down_for_a_while_loses_nothing_and_commits_no_offsets(st
                 return status if status.consecutive_failures >= 1 else None
 
             status = await wait_for(failing, 30, "a failed run in the status")
-            assert status.last_error.startswith(("OperationalError: ", "AdminShutdown: ")), status.last_error
+            assert status.last_error.startswith(("OperationalError: ", "AdminShutdown: ", "PoolTimeout: ")), (
+                status.last_error
+            )
             assert status.last_error_at is not None
         finally:
             stack.postgres.up()
@@ -201,4 +203,6 @@ async def test_a_group_join_that_does_not_settle_fails_the_run_with_its_reason(s
         await activities.close()
     assert failure.value.type == "KafkaJoinTimeout"
     assert "kafka.join_timeout_s = 1 s" in str(failure.value)
-    assert asyncio.get_running_loop().time() - started < 4
+    # Failed soon after the bound (leaving the group takes a few seconds more on a busy machine), not after the
+    # activity's start-to-close timeout of minutes.
+    assert asyncio.get_running_loop().time() - started < 30

@@ -95,7 +95,7 @@ def fabricated() -> report.ReportData:
                 "gpt-4-1106-preview",
                 "mixtral-8x7b-instruct-v0.1",
                 "promoted",
-                "promoted v2 to all traffic",
+                "v2 serves all traffic",
                 T0 + 60,
                 T0 + 200,
                 _verdicts(T0 + 60, (5, "healthy"), (25, "healthy"), (50, "healthy")),
