@@ -26,7 +26,9 @@ def settings_for(stack: LocalStack, database_url: str, **sections: dict) -> Sett
             "heartbeat_interval_ms": 1000,
             "batch_max_wait_ms": 200,
             "partitions": 2,
-            "join_timeout_s": 20,  # Tansu joins in 3 s here; a join that hangs is retried well inside a test
+            # Tansu joins in 3 s here, but a worker's consumers joining again after a restart took over 20 s in one
+            # CI run, and each failed join starts the group's rebalance over: the default bound, 60 s.
+            "join_timeout_s": 60,
         },
         "temporal": {"address": stack.temporal_address, "task_queue": f"tq-{uuid.uuid4().hex[:8]}"},
         "metrics": {"port": 0, "temporal_port": 0},  # worker subprocesses must not fight over the default ports
