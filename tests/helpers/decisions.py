@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from llm_optimizer.decision import DecisionInput, Profile
+from llm_optimizer.decision import Constraints, DecisionInput, Objectives, Profile
+from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.strategies import PRESETS, Strategy
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -35,3 +36,18 @@ def inp(**overrides) -> DecisionInput:
         preset=PRESETS[Strategy.balanced],
     )
     return DecisionInput(**{**base, **overrides})
+
+
+def decide_request(service: str = "chat", now: datetime | None = None) -> DecideRequest:
+    """The `decide` activity's request for the last hour of `service`, with the default strategy and goals."""
+    now = now or datetime.now(UTC)
+    return DecideRequest(
+        service=service,
+        cycle_id="c1",
+        now=now,
+        window_start=now - timedelta(hours=1),
+        strategy=Strategy.balanced,
+        objectives=Objectives(),
+        constraints=Constraints(),
+        memory={},
+    )

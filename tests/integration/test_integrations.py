@@ -3,11 +3,9 @@ using both on the real database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import psycopg
 import pytest
-from helpers.decisions import inp
+from helpers.decisions import decide_request, inp
 from helpers.fixture_prices import fixture_book
 from helpers.scripted_http import Answer, scripted_server
 from helpers.servers import settings_for
@@ -21,16 +19,13 @@ from llm_optimizer.decision import (
     Action,
     Constraints,
     GovernanceVerdict,
-    Objectives,
     PolicyViolation,
     Profile,
     apply_governance,
     decide,
 )
-from llm_optimizer.payloads import DecideRequest
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import IntegrationSettings
-from llm_optimizer.strategies import Strategy
 from simulator.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land_events
@@ -149,17 +144,7 @@ async def test_decide_uses_the_registry_and_asks_governance(stack, database_url,
             database_url,
             integrations={"model_registry_url": registry.url, "governance_url": governance.url, "retries": 0},
         )
-        now = datetime.now(UTC)
-        request = DecideRequest(
-            service="chat",
-            cycle_id="c1",
-            now=now,
-            window_start=now - timedelta(hours=1),
-            strategy=Strategy.balanced,
-            objectives=Objectives(),
-            constraints=Constraints(),
-            memory={},
-        )
+        request = decide_request("chat")
         decision = await ActivityEnvironment().run(LoopActivities(settings, fixture_book()).decide, request)
     # house-7b is offered by the registry only; priced from it, it is the cheapest candidate to explore.
     assert governance.requests[0][2]["proposed_configuration"] == {"model": "house-7b", "provider": "inhouse"}

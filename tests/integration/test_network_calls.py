@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
+from helpers.decisions import decide_request
 from helpers.fixture_prices import fixture_book
 from helpers.scripted_http import chat_answer
 from helpers.servers import settings_for
@@ -19,13 +20,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.evaluation import EvaluationActivities
 from activities.loop import LoopActivities
 from llm_optimizer.configs import ConfigSpec
-from llm_optimizer.decision import Constraints, Objectives
 from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
-from llm_optimizer.payloads import DecideRequest, QualityRequest
+from llm_optimizer.payloads import QualityRequest
 from llm_optimizer.resolution import Assignment
-from llm_optimizer.strategies import Strategy
 from simulator.samples import sample_events
 from storage import configs_repo
 from storage.events_repo import land, land_events
@@ -85,17 +84,7 @@ async def test_decide_holds_no_transaction_while_it_asks_the_registry_and_govern
         settings = settings_for(
             stack, database_url, integrations={"model_registry_url": registry_url, "governance_url": gov_url}
         )
-        now = datetime.now(UTC)
-        request = DecideRequest(
-            service="chat",
-            cycle_id="c1",
-            now=now,
-            window_start=now - timedelta(hours=1),
-            strategy=Strategy.balanced,
-            objectives=Objectives(),
-            constraints=Constraints(),
-            memory={},
-        )
+        request = decide_request("chat")
         loop = LoopActivities(settings, fixture_book())
         try:
             decision = await ActivityEnvironment().run(loop.decide, request)
