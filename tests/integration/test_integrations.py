@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from helpers.decisions import decide_request, inp
 from helpers.fixture_prices import fixture_book
+from helpers.registry import live_on_gpt_4o
 from helpers.scripted_http import Answer, scripted_server
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
@@ -14,7 +15,6 @@ from temporalio.testing import ActivityEnvironment
 from activities.loop import LoopActivities
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
-from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import (
     Action,
     Constraints,
@@ -24,11 +24,7 @@ from llm_optimizer.decision import (
     apply_governance,
     decide,
 )
-from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import IntegrationSettings
-from simulator.samples import sample_events
-from storage import configs_repo
-from storage.events_repo import land_events
 
 MODELS = {
     "models": [
@@ -130,14 +126,7 @@ def test_warn_mode_lets_an_unapproved_model_through_with_a_warning():
 
 @pytest.mark.parametrize("governance_answer", [Answer(body=DENIED), Answer(500, {})])
 async def test_decide_uses_the_registry_and_asks_governance(stack, database_url, governance_answer):
-    with psycopg.connect(database_url) as conn:
-        configs_repo.register(conn, "chat", ConfigSpec(model="gpt-4o", provider="openai"))
-        configs_repo.set_assignment(conn, Assignment(service="chat", active_version="v1"), updated_by="t")
-        live = [
-            e.model_copy(update={"model": "gpt-4o", "provider": "openai", "config_version": "v1", "cost_usd": 0.01})
-            for e in sample_events(300, services=("chat",))
-        ]
-        land_events(conn, live, source="test")
+    live_on_gpt_4o(database_url, "chat")
     with scripted_server([Answer(body=MODELS)]) as registry, scripted_server([governance_answer]) as governance:
         settings = settings_for(
             stack,

@@ -13,21 +13,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 from helpers.decisions import decide_request
 from helpers.fixture_prices import fixture_book
+from helpers.registry import live_on_gpt_4o
 from helpers.scripted_http import chat_answer
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
 from activities.evaluation import EvaluationActivities
 from activities.loop import LoopActivities
-from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
 from llm_optimizer.payloads import QualityRequest
-from llm_optimizer.resolution import Assignment
-from simulator.samples import sample_events
-from storage import configs_repo
-from storage.events_repo import land, land_events
+from storage.events_repo import land
 
 IDLE_IN_TRANSACTION = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
@@ -69,14 +66,7 @@ def peer(database_url: str, answer: dict) -> Iterator[tuple[str, list[int]]]:
 
 
 async def test_decide_holds_no_transaction_while_it_asks_the_registry_and_governance(stack, database_url):
-    with psycopg.connect(database_url) as conn:
-        configs_repo.register(conn, "chat", ConfigSpec(model="gpt-4o", provider="openai"))
-        configs_repo.set_assignment(conn, Assignment(service="chat", active_version="v1"), updated_by="t")
-        live = [
-            e.model_copy(update={"model": "gpt-4o", "provider": "openai", "config_version": "v1", "cost_usd": 0.01})
-            for e in sample_events(300, services=("chat",))
-        ]
-        land_events(conn, live, source="test")
+    live_on_gpt_4o(database_url, "chat")
     cheap = {"model_id": "house-7b", "provider": "inhouse", "pricing": {"input_per_1m": 0.01, "output_per_1m": 0.02}}
     models = {"models": [cheap]}
     approved = {"approved": True, "violations": [], "decision_rationale": "fine"}

@@ -228,13 +228,7 @@ async def test_a_sentinel_alert_reaches_the_cycle_through_the_watcher(stack, dat
         conn.commit()
     settings = settings_for(stack, database_url, optimization={"time_scale": 0.02})  # the watcher lists every 1.2 s
     async with serving(temporal_client, settings):
-        handle = await temporal_client.start_workflow(
-            OptimizationCycle.run,
-            # The interval is 72 s; the fast-path window 1.2 s.
-            CycleInput(service=SERVICE, interval_s=3600, fast_path_s=60, time_scale=0.02),
-            id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
-            task_queue=settings.temporal.task_queue,
-        )
+        handle = await _start_watched_cycle(temporal_client, settings)  # interval 72 s, fast-path window 1.2 s
         started = time.monotonic()
         await wait_for(lambda: _cycles_done(handle), 30, "the cycle the watcher triggered", interval=0.3)
         reacted_s = time.monotonic() - started
@@ -261,6 +255,18 @@ async def test_a_sentinel_alert_reaches_the_cycle_through_the_watcher(stack, dat
 
 async def _cycles_done(handle) -> bool:
     return (await handle.query(OptimizationCycle.status)).cycles_done >= 1
+
+
+async def _start_watched_cycle(client, settings):
+    """A cycle on the settings' time scale whose interval (3600 s scaled) never comes in a test: only the threshold
+    watcher (fast-path window 60 s scaled) runs it."""
+    scale = settings.optimization.time_scale
+    return await client.start_workflow(
+        OptimizationCycle.run,
+        CycleInput(service=SERVICE, interval_s=3600, fast_path_s=60, time_scale=scale),
+        id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
+        task_queue=settings.temporal.task_queue,
+    )
 
 
 async def test_a_lasting_breach_runs_the_cycle_once_not_every_window(stack, database_url, temporal_client):
@@ -299,13 +305,8 @@ async def test_a_lasting_breach_runs_the_cycle_once_not_every_window(stack, data
     settings = settings_for(stack, database_url, optimization={"time_scale": 0.05})  # the watcher lists every 3 s
     try:
         async with serving(temporal_client, settings):
-            handle = await temporal_client.start_workflow(
-                OptimizationCycle.run,
-                # The interval is 180 s; the fast-path window 3 s: twelve seconds are four windows of the breach.
-                CycleInput(service=SERVICE, interval_s=3600, fast_path_s=60, time_scale=0.05),
-                id=f"optimization-cycle/{SERVICE}/{uuid.uuid4().hex[:6]}",
-                task_queue=settings.temporal.task_queue,
-            )
+            # The interval is 180 s; the fast-path window 3 s: twelve seconds are four windows of the breach.
+            handle = await _start_watched_cycle(temporal_client, settings)
             await wait_for(lambda: _cycles_done(handle), 30, "the cycle the breach triggered", interval=0.3)
             await asyncio.sleep(12)
             status = await handle.query(OptimizationCycle.status)
