@@ -3,11 +3,14 @@
 At-least-once delivery, exactly-once rows: a batch is written in one transaction (duplicate event ids once),
 and only then are its offsets committed. Each of the Ingestion's consumers (`ConsumeRequest.consumer`) has its
 Kafka consumer kept by the worker across activity runs, so a group does not rebalance every minute; it is dropped
-after any failure so that a retry restarts from the committed offsets, and when its next run went to another worker.
+when its next run went to another worker, and when the consumer itself failed.
 
 A message Postgres refuses for its data does not stop its topic: the landing dead-letters it and lands the rest
-(storage.events_repo.land). Any other failure fails the run with nothing committed; the Ingestion workflow retries
-it and shows the failures in its `status`, and so do the metrics recorded here.
+(storage.events_repo.land). A landing Postgres fails (an outage, a failover) is tried again every second for
+`LANDING_RETRY_S`, so a short outage costs no run and no rejoin; past that the run fails with nothing committed
+and its consumer is rewound to the committed offsets but kept: a healthy group membership is not thrown away, and
+the next run goes on within seconds of Postgres being back. Any other failure drops the consumer. The Ingestion
+workflow retries a failed run and shows the failures in its `status`, and so do the metrics recorded here.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
-from aiokafka import AIOKafkaConsumer
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError
 from temporalio import activity
@@ -40,13 +44,19 @@ from storage.events_repo import land
 
 log = logging.getLogger(__name__)
 
-# A caught-up consumer's fetch answers may be this old (the broker holds a fetch up to fetch_max_wait_ms, 500 ms by
-# default): the watermark it records stays this far behind the moment it checked.
+# A partition at its end is complete up to its last fetch answer less this margin: a record stamped (by its
+# producer) just before the answer may still have been on its way to the broker.
 CAUGHT_UP_MARGIN_S = 1.0
-CAUGHT_UP_EVERY_S = 1.0  # how often an idle consumer moves its watermarks forward
+CAUGHT_UP_EVERY_S = 1.0  # how often a consumer moves the watermarks of its partitions at their ends forward
 # A kept consumer whose next run has not come here within this long leaves the group: the run went to another
 # worker (any worker may take it), and a member nobody polls would hold its partitions until max_poll_interval_ms.
 IDLE_CONSUMER_S = 2.0
+# The Ingestion workflow's backoff between failed runs (workflows/ingestion.py): doubling from the first, at most
+# the last. A consumer kept after a failed run waits that long for its next run before it leaves the group.
+RUN_BACKOFF_S = (1.0, 30.0)
+# A landing that Postgres fails is tried again every LANDING_RETRY_EVERY_S within the run, for this long.
+LANDING_RETRY_S = 20.0
+LANDING_RETRY_EVERY_S = 1.0
 
 
 _Key = tuple[str, str, int]  # topic, group id, consumer index
@@ -136,8 +146,12 @@ class IngestionActivities:
                     await self._run(consumer, request, progress)
                     lag = await _lag(consumer)
                 except BaseException as exc:
-                    # Records past the committed offsets were fetched: a fresh consumer restarts from the offsets.
-                    await self.drop_consumer(key)
+                    # Records past the committed offsets were fetched: the next run restarts from the offsets, with
+                    # this consumer rewound when only Postgres failed, or with a fresh one.
+                    if isinstance(exc, psycopg.Error) and await self._rewind(key):
+                        self._drop_when_idle(key, IDLE_CONSUMER_S + RUN_BACKOFF_S[1])
+                    else:
+                        await self.drop_consumer(key)
                     if isinstance(exc, asyncio.CancelledError | ApplicationError) or not isinstance(exc, Exception):
                         raise
                     metrics.record_ingestion_failure(request.topic, exc)
@@ -146,7 +160,7 @@ class IngestionActivities:
                     raise ApplicationError(str(exc), progress.counts.model_dump(), type=type(exc).__name__) from exc
         finally:
             heartbeats.cancel()
-        self._drop_when_idle(key)
+        self._drop_when_idle(key, IDLE_CONSUMER_S)
         metrics.record_ingestion_success(request.topic, time.time())
         activity.heartbeat(progress.counts.model_dump())
         return ConsumeReport(**progress.counts.model_dump(), lag=lag)
@@ -158,6 +172,7 @@ class IngestionActivities:
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
         landing: asyncio.Task | None = None
+        in_flight: set[TopicPartition] = set()  # the partitions of the batch `landing` writes
         last_caught_up = 0.0
         # A fresh consumer fetches from the committed offsets: the lag it sees then is the lag as committed, which
         # the gauge shows at once (a run failing before any commit would leave the gauge as it was, maybe 0).
@@ -166,7 +181,6 @@ class IngestionActivities:
         try:
             while time.monotonic() < deadline or landing is not None:
                 fetched = {}
-                asked_at = time.time()
                 if time.monotonic() < deadline:
                     fetched = await consumer.getmany(
                         timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events
@@ -181,16 +195,17 @@ class IngestionActivities:
                 landed = None
                 if landing is not None:
                     landed = await landing
-                    landing = None
+                    landing, in_flight = None, set()
                 if decoded is not None:  # Postgres goes on with the next batch while the offsets are committed
                     offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                     landing = asyncio.create_task(self._land_async(decoded, offsets, _Marks.of(fetched)))
+                    in_flight = set(offsets)
                 if landed is not None:
                     await self._finish(consumer, progress, *landed)
-                if not records and landing is None and time.monotonic() - last_caught_up >= CAUGHT_UP_EVERY_S:
-                    # Nothing fetched and everything committed: the partitions at their ends are complete up to now.
+                if time.monotonic() - last_caught_up >= CAUGHT_UP_EVERY_S:
+                    # Per partition, whatever the others do: an idle partition beside a busy one is complete too.
                     last_caught_up = time.monotonic()
-                    await self._caught_up(consumer, asked_at - CAUGHT_UP_MARGIN_S)
+                    await self._caught_up(consumer, in_flight)
         finally:
             if landing is not None:
                 # Leaving early (cancelled, or a failure): the transaction in flight ends (its thread cannot be
@@ -217,18 +232,31 @@ class IngestionActivities:
     def _decode(self, records: list) -> DecodedBatch:
         return self.decoder.decode((f"{r.topic}/{r.partition}/{r.offset}", r.value, r.headers or ()) for r in records)
 
-    async def _caught_up(self, consumer: AIOKafkaConsumer, until: float) -> None:
-        at_end: dict[str, list[int]] = {}
+    async def _caught_up(self, consumer: AIOKafkaConsumer, in_flight: set[TopicPartition]) -> None:
+        """Each partition whose every fetched record has landed (none in the batch still landing) and whose position
+        is its end offset is complete up to its last fetch answer (storage.watermarks_repo)."""
+        at_end: dict[str, dict[int, datetime]] = {}
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None and await consumer.position(tp) >= highwater:
-                at_end.setdefault(tp.topic, []).append(tp.partition)
-        when = datetime.fromtimestamp(until, UTC)
+            highwater, answered_ms = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+            if tp in in_flight or highwater is None or answered_ms is None:
+                continue
+            if await consumer.position(tp) >= highwater:
+                until = datetime.fromtimestamp(answered_ms / 1000 - CAUGHT_UP_MARGIN_S, UTC)
+                at_end.setdefault(tp.topic, {})[tp.partition] = until
         for topic, partitions in at_end.items():
-            await self.db.run(watermarks_repo.caught_up, topic, partitions, when)
+            await self.db.run(watermarks_repo.caught_up, topic, partitions)
 
     async def _land_async(self, batch: DecodedBatch, offsets: dict, marks: _Marks | None) -> tuple:
-        return await asyncio.to_thread(self._land, batch, marks), offsets
+        """Land the batch; a landing Postgres fails is tried again (it writes once, whatever came before)."""
+        give_up = time.monotonic() + LANDING_RETRY_S
+        while True:
+            try:
+                return await asyncio.to_thread(self._land, batch, marks), offsets
+            except psycopg.Error as exc:
+                if time.monotonic() + LANDING_RETRY_EVERY_S > give_up:
+                    raise
+                log.warning("landing a batch failed, trying again in %g s: %s", LANDING_RETRY_EVERY_S, exc)
+                await asyncio.sleep(LANDING_RETRY_EVERY_S)
 
     def _land(self, batch: DecodedBatch, marks: _Marks | None = None) -> IngestCounts:
         with self.db.connection() as conn:  # one transaction
@@ -278,11 +306,11 @@ class IngestionActivities:
         self._fresh.add(key)
         return consumer
 
-    def _drop_when_idle(self, key: _Key) -> None:
+    def _drop_when_idle(self, key: _Key, after_s: float) -> None:
         started = self._runs[key]
 
         async def drop() -> None:
-            await asyncio.sleep(IDLE_CONSUMER_S)
+            await asyncio.sleep(after_s)
             lock = self._locks[key]
             if self._runs[key] == started and not lock.locked():
                 async with lock:
@@ -291,6 +319,20 @@ class IngestionActivities:
         task = asyncio.create_task(drop())
         self._idle_drops.add(task)
         task.add_done_callback(self._idle_drops.discard)
+
+    async def _rewind(self, key: _Key) -> bool:
+        """Move the kept consumer back to its committed offsets, so that its next run fetches the uncommitted
+        records again; False when there is none, or it failed to (then it is to be dropped)."""
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            return False
+        try:
+            await consumer.seek_to_committed()
+        except Exception as exc:
+            log.warning("could not rewind the consumer to its committed offsets, dropping it: %s", exc)
+            return False
+        self._fresh.add(key)  # its next fetch is from the committed offsets again: the lag gauge starts afresh
+        return True
 
     async def drop_consumer(self, key: _Key) -> None:
         consumer = self._consumers.pop(key, None)

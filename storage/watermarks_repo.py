@@ -47,13 +47,13 @@ def landed(
         )
 
 
-def caught_up(conn: psycopg.Connection, topic: str, partitions: list[int], until: datetime) -> None:
-    """Every record of `partitions` produced before `until` has landed (the consumer is at their ends)."""
+def caught_up(conn: psycopg.Connection, topic: str, partitions: dict[int, datetime]) -> None:
+    """Per partition, every record produced before its time has landed (the consumer is at the partition's end)."""
     conn.cursor().executemany(
         "INSERT INTO ingestion_watermarks (topic, partition, complete_until) VALUES (%s, %s, %s) "
         "ON CONFLICT (topic, partition) DO UPDATE SET "
         "complete_until = greatest(ingestion_watermarks.complete_until, EXCLUDED.complete_until), updated_at = now()",
-        [(topic, p, until) for p in sorted(partitions)],
+        [(topic, p, until) for p, until in sorted(partitions.items())],
     )
 
 

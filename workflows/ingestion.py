@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError,
 from workflows.options import failed_with
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingestion import IngestionActivities
+    from activities.ingestion import RUN_BACKOFF_S, IngestionActivities
     from llm_optimizer.errors import SettingsError
     from llm_optimizer.payloads import ConsumeReport, ConsumeRequest, IngestCounts, IngestionInput, IngestionStatus
     from workflows.details import minutes
@@ -32,8 +32,7 @@ with workflow.unsafe.imports_passed_through():
 # too, so that a consumer failing for days still continues as new.
 MAX_RUNS_PER_HISTORY = 200
 CONSUMERS_PATCH = "ingestion-several-consumers"
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
+FIRST_BACKOFF_S, MAX_BACKOFF_S = RUN_BACKOFF_S  # a consumer kept after a failed run waits as long
 LAGS_KEPT = 8
 MAX_ERROR_CHARS = 2000  # a query answer, not a log: the head of a long error says what it is
 

@@ -12,16 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+from aiokafka import AIOKafkaProducer
 from helpers.fixture_prices import fixture_book
 from helpers.servers import produce, settings_for, wait_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.ingestion import ensure_topic
+from activities.ingestion import IngestionActivities, ensure_topic
 from activities.loop import LoopActivities
 from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.events import LLMEvent
 from llm_optimizer.payloads import (
+    ConsumeRequest,
     JudgeRequest,
     ObserveRequest,
     RolloutInput,
@@ -31,6 +33,7 @@ from llm_optimizer.payloads import (
 )
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import RolloutStage
+from simulator.samples import sample_events
 from starter.ingest import start_ingestion
 from storage import audit_repo, configs_repo, watermarks_repo
 from storage.events_repo import land_events
@@ -52,7 +55,7 @@ def test_a_service_waits_only_for_the_topics_that_carry_it(db):
     # Watermarks only move forward: a redelivery of older records leaves them.
     watermarks_repo.landed(db, "t1", {0: (8, now - timedelta(minutes=5))}, {})
     assert watermarks_repo.for_service(db, "chat").complete_until == now - timedelta(seconds=30)
-    watermarks_repo.caught_up(db, "t1", [0, 1], now)
+    watermarks_repo.caught_up(db, "t1", {0: now, 1: now})
     assert watermarks_repo.for_service(db, "chat").covers(now)
     offsets = db.execute("SELECT committed_offset FROM ingestion_watermarks WHERE topic = 't1' ORDER BY 1").fetchall()
     assert offsets == [(4,), (10,)]
@@ -223,7 +226,7 @@ async def test_observe_and_judge_say_late_when_the_window_has_not_landed(stack, 
     assert verdict.data_late and verdict.verdict == "inconclusive" and verdict.reasons[0].startswith("data late: ")
 
     with psycopg.connect(database_url) as conn:
-        watermarks_repo.caught_up(conn, "slow", [0], now + timedelta(minutes=1))
+        watermarks_repo.caught_up(conn, "slow", {0: now + timedelta(minutes=1)})
         conn.commit()
     assert (await env.run(loop.observe, ObserveRequest(service=SERVICE, **window))).data_late is None
     first = await env.run(loop.judge_stage, request.model_copy(update={"attempt": 1}))
@@ -233,3 +236,59 @@ async def test_observe_and_judge_say_late_when_the_window_has_not_landed(stack, 
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT attempt, verdict FROM rollout_verdicts ORDER BY attempt").fetchall()
     assert [r[1] for r in rows] == ["inconclusive", first.verdict, "inconclusive"]
+
+
+async def test_an_idle_partition_beside_a_busy_one_never_holds_the_watermark_back(stack, database_url):
+    """Both partitions are caught up while the topic is quiet; then only partition 0 gets events, without a pause.
+    The idle partition 1 is complete up to its last fetch all the same: the service's window is complete within
+    seconds, not held back at the moment the traffic began."""
+    topic = f"idle-{uuid.uuid4().hex[:8]}"
+    # A fetch waits up to 3 s for records: with an event every 50 ms, none comes back empty once traffic flows.
+    settings = settings_for(stack, database_url, kafka={"topic": topic, "partitions": 2, "batch_max_wait_ms": 3000})
+    await ensure_topic(settings, topic)
+    ingestion = IngestionActivities(settings, fixture_book())
+    request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=40)
+    run = asyncio.create_task(ActivityEnvironment().run(ingestion.consume_topic, request))
+    began, stop = asyncio.Event(), asyncio.Event()
+
+    def watermarks() -> int:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute("SELECT count(*) FROM ingestion_watermarks WHERE topic = %s", (topic,)).fetchone()[0]
+
+    async def partition_0_only() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=False, linger_ms=5)
+        await producer.start()
+        try:
+            seed = 0
+            while not stop.is_set():  # every fetch of the consumer finds records on partition 0
+                for event in sample_events(20, services=(SERVICE,), start=datetime.now(UTC), seed=seed):
+                    await producer.send(topic, event.model_dump_json().encode(), partition=0)
+                seed += 1
+                began.set()
+                await asyncio.sleep(0.05)
+        finally:
+            await producer.stop()
+
+    producing = None
+    try:
+        await wait_for(lambda: watermarks() == 2, 60, "both partitions caught up while the topic is quiet")
+        producing = asyncio.create_task(partition_0_only())
+        await began.wait()
+        since = datetime.now(UTC)
+
+        def complete() -> bool:
+            with psycopg.connect(database_url) as conn:
+                landed = watermarks_repo.for_service(conn, SERVICE)
+            # The topic carries the service (its events have landed), and is complete past the traffic's start.
+            return landed.complete_until is not None and landed.covers(since + timedelta(seconds=5))
+
+        # Before: partition 1's watermark stayed at the quiet moment for as long as partition 0 stayed busy.
+        await wait_for(complete, 25, "the service complete past the start of the traffic on partition 0")
+        assert not run.done(), "the run was still consuming the busy partition"
+    finally:
+        stop.set()
+        if producing is not None:
+            await producing
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await ingestion.close()

@@ -144,7 +144,7 @@ async def test_a_killed_worker_stalls_a_rollout_for_seconds_not_minutes(stack, d
         await asyncio.sleep(1.5)  # it waits, heartbeating
         killed = workers.kill_and_restart()
         with psycopg.connect(database_url) as conn:
-            watermarks_repo.caught_up(conn, "killed-events", [0], datetime.now(UTC) + timedelta(hours=1))
+            watermarks_repo.caught_up(conn, "killed-events", {0: datetime.now(UTC) + timedelta(hours=1)})
             conn.commit()
         took["judge_stage"] = await _within(killed, lambda: _row(database_url)[2] >= 1, "a verdict after the kill")
 
