@@ -17,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import ingestion as ingestion_module
 from activities.ingestion import IngestionActivities, ensure_topic
 from llm_optimizer.events import SENTINEL_ANOMALY_EVENT_TYPE, to_cloudevent
 from llm_optimizer.payloads import ConsumeRequest, IngestionStatus
@@ -206,3 +207,73 @@ async def test_a_group_join_that_does_not_settle_fails_the_run_with_its_reason(s
     # Failed soon after the bound (leaving the group takes a few seconds more on a busy machine), not after the
     # activity's start-to-close timeout of minutes.
     assert asyncio.get_running_loop().time() - started < 30
+
+
+def _events(n: int, seed: int) -> list[Message]:
+    return [e.model_dump_json().encode() for e in sample_events(n, seed=seed)]
+
+
+async def test_a_postgres_outage_inside_a_run_costs_neither_the_run_nor_the_group_membership(stack, database_url):
+    """Postgres goes away while a run has a batch to land and comes back within `LANDING_RETRY_S`: the run retries
+    the landing and succeeds, with the same consumer (no rejoin of the group), and every event lands once."""
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic})
+    await ensure_topic(settings, topic)
+    ingestion = IngestionActivities(settings, fixture_book())
+    request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=3)
+    key = (topic, request.group_id, 0)
+    env = ActivityEnvironment()
+    try:
+        await produce(stack.kafka_bootstrap, topic, _events(300, seed=5))
+        assert (await env.run(ingestion.consume_topic, request)).accepted == 300
+        member = ingestion._consumers[key]
+        # The next run follows at once (as the workflow's does) and finds Postgres gone with a batch to land.
+        run = asyncio.create_task(env.run(ingestion.consume_topic, request.model_copy(update={"run_s": 20})))
+        stack.postgres.down()
+        try:
+            await produce(stack.kafka_bootstrap, topic, _events(300, seed=6))
+            await asyncio.sleep(4)  # the landing fails and is tried again meanwhile
+            assert not run.done()
+        finally:
+            stack.postgres.up()
+        report = await run
+        assert report.accepted == 300
+        assert ingestion._consumers[key] is member, "the consumer was kept: no rejoin"
+    finally:
+        await ingestion.close()
+    assert count(database_url, "events") == 600
+    assert await committed_offsets(stack.kafka_bootstrap, topic, request.group_id) == 600
+
+
+async def test_a_run_failed_by_postgres_keeps_its_consumer_rewound_to_the_committed_offsets(
+    stack, database_url, monkeypatch
+):
+    """An outage longer than the landing's retries fails the run (the workflow sees it); the consumer stays in the
+    group, rewound, and the next run lands what the failed one had fetched, once."""
+    monkeypatch.setattr(ingestion_module, "LANDING_RETRY_S", 2.0)
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic})
+    await ensure_topic(settings, topic)
+    ingestion = IngestionActivities(settings, fixture_book())
+    request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=3)
+    key = (topic, request.group_id, 0)
+    env = ActivityEnvironment()
+    try:
+        await produce(stack.kafka_bootstrap, topic, _events(300, seed=7))
+        assert (await env.run(ingestion.consume_topic, request)).accepted == 300
+        member = ingestion._consumers[key]
+        stack.postgres.down()
+        try:
+            await produce(stack.kafka_bootstrap, topic, _events(300, seed=8))
+            with pytest.raises(ApplicationError) as failure:
+                await env.run(ingestion.consume_topic, request.model_copy(update={"run_s": 10}))
+            assert failure.value.type in ("OperationalError", "PoolTimeout"), failure.value.type
+            assert ingestion._consumers[key] is member, "a failure of Postgres keeps the consumer"
+        finally:
+            stack.postgres.up()
+        assert (await env.run(ingestion.consume_topic, request)).accepted == 300
+        assert ingestion._consumers[key] is member
+    finally:
+        await ingestion.close()
+    assert count(database_url, "events") == 600
+    assert await committed_offsets(stack.kafka_bootstrap, topic, request.group_id) == 600
