@@ -1,4 +1,5 @@
-"""The audit trail: decisions, loop transitions, rollouts and their stage verdicts. Every write is idempotent."""
+"""The audit trail: decisions, loop transitions, rollouts and their stage verdicts. Every write is idempotent: a
+rewrite of a decision or an event keeps the first row, of a rollout or a stage verdict takes the latest content."""
 
 from __future__ import annotations
 
@@ -76,9 +77,15 @@ def record_rollout(conn: psycopg.Connection, record: RolloutRecord) -> None:
 
 
 def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerdict) -> None:
+    """One row per judgement, `(rollout_id, stage, attempt)` (the workflow's count of judgements within a stage):
+    the latest write of it wins. A Temporal retry of `judge_stage` carries the same key, so a worker that wrote
+    `inconclusive: data late` and died before its completion reached Temporal is followed by a retry that may judge
+    for real once the data has landed; the workflow acts on the retry's verdict, and the row must say the same."""
     conn.execute(
         "INSERT INTO rollout_verdicts (rollout_id, stage, attempt, percent, verdict, reasons, metrics) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (rollout_id, stage, attempt) DO UPDATE SET percent = EXCLUDED.percent, "
+        "verdict = EXCLUDED.verdict, reasons = EXCLUDED.reasons, metrics = EXCLUDED.metrics, judged_at = now()",
         (
             rollout_id,
             verdict.stage,

@@ -180,6 +180,8 @@ rollouts = Table(
     Index(None, "service", "started_at"),
 )
 
+# One row per judgement of a stage, keyed by the workflow's count of judgements within it (`attempt`): a retry of the
+# same judgement rewrites the row with its verdict and time (storage/audit_repo.record_verdict).
 rollout_verdicts = Table(
     "rollout_verdicts",
     metadata,
