@@ -26,7 +26,7 @@ from integrations import orchestrator
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient, RegistryPrices
 from llm_optimizer.assessment import Assessment, assess
-from llm_optimizer.canary_judge import CanaryVerdict, judge, late
+from llm_optimizer.canary_judge import ArmSample, CanaryVerdict, judge, late
 from llm_optimizer.candidates import (
     Quote,
     budget_windows,
@@ -36,6 +36,7 @@ from llm_optimizer.candidates import (
     guards_from,
     offered_candidates,
 )
+from llm_optimizer.concurrent_control import time_matched
 from llm_optimizer.decision import (
     Check,
     Decision,
@@ -553,13 +554,7 @@ class LoopActivities:
             if why_late:
                 verdict = late(why_late)
             else:
-                base_start, base_end = request.baseline_window or (request.window_start, request.window_end)
-                baseline = analysis_repo.arm_sample(
-                    conn, request.service, request.baseline_version, base_start, base_end
-                )
-                canary = analysis_repo.arm_sample(
-                    conn, request.service, request.canary_version, request.window_start, request.window_end
-                )
+                baseline, canary, comparison = _arms(conn, request)
                 if request.previous_requests == (baseline.requests, canary.requests):
                     verdict = late(
                         f"the same {baseline.requests} baseline / {canary.requests} canary requests as the stage's "
@@ -568,7 +563,7 @@ class LoopActivities:
                         canary.requests,
                     )
                 else:
-                    verdict = judge(baseline, canary, request.thresholds)
+                    verdict = judge(baseline, canary, request.thresholds).model_copy(update={"comparison": comparison})
             audit_repo.record_verdict(
                 conn,
                 request.rollout_id,
@@ -627,6 +622,19 @@ class LoopActivities:
             self.maintain_storage,
             self.version_exists,
         ]
+
+
+def _arms(conn: psycopg.Connection, request: JudgeRequest) -> tuple[ArmSample, ArmSample, str]:
+    """The judge's two samples: over the same moments (llm_optimizer/concurrent_control.py), or, after a
+    blue-green switch that left the baseline no traffic, the baseline's own window before it."""
+    service, start, end = request.service, request.window_start, request.window_end
+    canary = analysis_repo.samples(conn, service, request.canary_version, start, end, limit=None)
+    if request.baseline_window is not None:
+        baseline = analysis_repo.samples(conn, service, request.baseline_version, *request.baseline_window, limit=None)
+        return ArmSample.of(baseline), ArmSample.of(canary), "baseline: the traffic before the switch"
+    baseline = analysis_repo.samples(conn, service, request.baseline_version, start, end, limit=None)
+    matched = time_matched(baseline, canary, start.timestamp(), end.timestamp())
+    return ArmSample.of(matched.baseline), ArmSample.of(matched.canary), matched.note
 
 
 def _split_in_words(a: Assignment) -> str:

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from llm_optimizer.assessment import Samples
 from llm_optimizer.readable import Tidy
 from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.stats import diff_ci, mann_whitney, proportion_test, welch_t
@@ -40,6 +41,16 @@ class ArmSample:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @classmethod
+    def of(cls, seen: Samples) -> ArmSample:
+        return cls(
+            requests=len(seen.ts),
+            errors=int((~seen.ok).sum()),
+            latencies_ms=seen.ok_latency,
+            quality=seen.known_quality,
+            cost_usd=seen.cost_usd[~np.isnan(seen.cost_usd)],
+        )
 
 
 class JudgeThresholds(BaseModel):
@@ -98,6 +109,8 @@ class CanaryVerdict(BaseModel):
     # Inconclusive because the stage's window had not landed when it was judged (docs/architecture.md "Complete
     # windows"): the stage is extended without using an extension meant for too little evidence.
     data_late: bool = False
+    # How the arms were made comparable over the same moments (llm_optimizer/concurrent_control.py).
+    comparison: str = ""
 
 
 def late(reason: str, baseline_requests: int = 0, canary_requests: int = 0) -> CanaryVerdict:

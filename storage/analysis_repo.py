@@ -11,7 +11,6 @@ import numpy as np
 import psycopg
 
 from llm_optimizer.assessment import Samples
-from llm_optimizer.canary_judge import ArmSample
 from llm_optimizer.decision import Profile
 from llm_optimizer.exploration import ArmStats, QualityEstimate
 from llm_optimizer.tuning import OutputStats
@@ -73,18 +72,6 @@ def spent_since(conn: psycopg.Connection, service: str, start: datetime, end: da
         )
     )
     return float(row[0])
-
-
-def arm_sample(conn: psycopg.Connection, service: str, version: str, start: datetime, end: datetime) -> ArmSample:
-    """What `version` served in the window, every request of it: the judge's input for one side."""
-    seen = samples(conn, service, version, start, end, limit=None)
-    return ArmSample(
-        requests=len(seen.ts),
-        errors=int((~seen.ok).sum()),
-        latencies_ms=seen.ok_latency,
-        quality=seen.known_quality,
-        cost_usd=seen.cost_usd[~np.isnan(seen.cost_usd)],
-    )
 
 
 def _float(value) -> float | None:
