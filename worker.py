@@ -28,6 +28,7 @@ from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
 from runtime import health
 from runtime.logs import configure_logging
+from runtime.probes import Readiness
 from runtime.temporal import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
@@ -77,18 +78,18 @@ async def start_watcher(client: Client, settings: Settings) -> None:
     )
 
 
-def start_metrics(settings: Settings, clock: health.PollClock) -> Runtime | None:
-    """Serve the product's metrics and /health, and return a Temporal runtime that serves the SDK's metrics (each off
-    at port 0)."""
+def start_metrics(settings: Settings, clock: health.PollClock, readiness: Readiness) -> Runtime | None:
+    """Serve the product's metrics, /health (liveness) and /ready (readiness), and return a Temporal runtime that
+    serves the SDK's metrics (each off at port 0)."""
     m = settings.metrics
     if m.port:
         try:
-            health.serve(m.host, m.port, clock.health)
+            health.serve(m.host, m.port, clock.health, readiness.answer)
         except OSError as exc:
             raise PortInUse(
                 f"metrics port {m.host}:{m.port} is not free ({exc.strerror}); set OPTIMIZER_METRICS__PORT"
             ) from None
-        log.info("product metrics on http://%s:%s/metrics, liveness on /health", m.host, m.port)
+        log.info("product metrics on http://%s:%s/metrics, liveness on /health, readiness on /ready", m.host, m.port)
     if not m.temporal_port:
         return None
     log.info("Temporal SDK metrics on http://%s:%s/metrics", m.host, m.temporal_port)
@@ -98,7 +99,8 @@ def start_metrics(settings: Settings, clock: health.PollClock) -> Runtime | None
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     migrate(settings.database_url)
     clock = health.PollClock(settings.metrics.poll_stale_s)
-    client = await connect_client(settings, runtime=start_metrics(settings, clock))
+    readiness = health.worker_readiness()  # 503 until the first round of checks, once the worker serves
+    client = await connect_client(settings, runtime=start_metrics(settings, clock, readiness))
     try:
         await ensure_search_attributes(client)
     except RPCError as err:  # e.g. Temporal Cloud, where a namespace admin registers them instead
@@ -108,10 +110,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         polls = asyncio.create_task(
             health.watch_polls(client, settings.temporal.task_queue, clock, every_s=clock.stale_s / 6)
         )
+        # /ready answers from the last round this task ran (every 5 s), never by probing per request: no probe
+        # storm, no WSGI thread waiting on the event loop, and a blocked loop shows as a stale round.
+        probe_db = health.probe_database(settings)
+        dependencies = asyncio.create_task(health.watch_dependencies(readiness, probe_db, client, settings))
         try:
             await stop.wait()
         finally:
             polls.cancel()
+            dependencies.cancel()
+            await asyncio.gather(dependencies, return_exceptions=True)
+            await asyncio.to_thread(probe_db.close)  # waits for the pool's threads
 
 
 def main() -> int:

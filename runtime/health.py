@@ -5,6 +5,10 @@ gone. The server knows: `DescribeTaskQueue` lists each poller of a queue with th
 asks every `every_s` seconds for its own identity's last workflow and activity poll; `/health` answers 503 once either
 is older than `metrics.poll_stale_s` (a long poll that finds no task lasts about a minute, so an idle worker polls
 at least that often). The same port serves the Prometheus metrics on every other path.
+
+`/health` is liveness only: it stays 200 through a Postgres or Kafka outage (restarting the worker would not bring
+them back). Readiness is `/ready` on the same port: Postgres, Temporal and Kafka checked separately
+(`runtime/probes.py`), 503 while any of them is down.
 """
 
 from __future__ import annotations
@@ -24,9 +28,17 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from llm_optimizer.settings import Settings
+from runtime import probes
 from runtime.metrics import WORKER_LAST_POLL
+from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+# How often the worker checks its dependencies for /ready, and how old a round may be before /ready calls it stale
+# (its task is dead or the event loop blocked): a few rounds, each bounded by probes.PROBE_TIMEOUT_S.
+READY_EVERY_S = 5.0
+READY_STALE_S = 3 * READY_EVERY_S + probes.PROBE_TIMEOUT_S
 
 TYPES = {"workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY}
 
@@ -82,22 +94,61 @@ class _Quiet(WSGIRequestHandler):
         pass  # probed every few seconds: no access log
 
 
-def app(health: Callable[[], tuple[bool, dict]]):
-    """WSGI: `/health` from `health`, the Prometheus metrics on any other path."""
+Answer = Callable[[], tuple[bool, dict]]
+
+
+def app(health: Answer, ready: Answer | None = None):
+    """WSGI: `/health` from `health`, `/ready` from `ready` (404 without it), the Prometheus metrics on any other
+    path."""
     metrics = prometheus_client.make_wsgi_app()
+    answers = {"/health": health} if ready is None else {"/health": health, "/ready": ready}
 
     def serve(environ: dict, start_response) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/health":
+        path = environ.get("PATH_INFO")
+        if path == "/ready" and ready is None:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [json.dumps({"detail": "readiness is not served here"}).encode()]
+        answer = answers.get(path or "")
+        if answer is None:
             return metrics(environ, start_response)
-        ok, report = health()
+        ok, report = answer()
         start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
         return [json.dumps(report).encode()]
 
     return serve
 
 
-def serve(host: str, port: int, health: Callable[[], tuple[bool, dict]]) -> WSGIServer:
-    """Serve `app(health)` on host:port from a daemon thread (as `prometheus_client.start_http_server` does)."""
-    server = make_server(host, port, app(health), _Server, handler_class=_Quiet)
+def serve(host: str, port: int, health: Answer, ready: Answer | None = None) -> WSGIServer:
+    """Serve `app(health, ready)` on host:port from a daemon thread (as `prometheus_client.start_http_server`
+    does)."""
+    server = make_server(host, port, app(health, ready), _Server, handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics-and-health").start()
     return server
+
+
+def worker_readiness() -> probes.Readiness:
+    """The worker's readiness: every dependency is required (every activity needs Postgres, the worker's polls need
+    Temporal, ingestion needs Kafka)."""
+    return probes.Readiness(required={"postgres", "temporal", "kafka"}, stale_after_s=READY_STALE_S)
+
+
+def probe_database(settings: Settings) -> Database:
+    """A pool of one connection for the readiness probe alone: on the activities' pool a worker busy landing
+    batches (every connection in use) would look unready, and the probe would queue behind the activities."""
+    one = settings.model_copy(update={"database": settings.database.model_copy(update={"pool_size": 1})})
+    return Database(one, name="worker-readiness")
+
+
+async def watch_dependencies(
+    readiness: probes.Readiness, db: Database, client: Client, settings: Settings, every_s: float = READY_EVERY_S
+) -> None:
+    """Check Postgres, Temporal and Kafka concurrently every `every_s` seconds, each within
+    `probes.PROBE_TIMEOUT_S`, into `readiness`, until cancelled."""
+
+    async def on_client() -> Client:
+        return client
+
+    async def round_() -> list[probes.Check]:
+        return list(await asyncio.gather(*probes.dependency_checks(settings, db, on_client, probes.PROBE_TIMEOUT_S)))
+
+    await readiness.watch(round_, every_s)

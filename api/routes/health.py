@@ -1,13 +1,17 @@
-"""Open endpoints: liveness, readiness, detailed health, Prometheus metrics."""
+"""Open endpoints: liveness, readiness, detailed health, Prometheus metrics.
+
+Readiness (`/ready`) reports Postgres, Temporal and Kafka by name but fails (503) on Postgres alone: config
+resolution and event ingestion over HTTP and OTLP, what applications call the API for, need Postgres and nothing
+else. With Temporal down only the control endpoints answer 503, and the API itself never talks to Kafka (its check
+shows whether events sent there can flow); taking every replica out of the load balancer for either would stop
+configs and events too. The body marks which checks are `required`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,21 +21,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
 from llm_optimizer.payloads import IngestionStatus
+from runtime import probes
+from runtime.probes import Check, ReadinessReport, Unhealthy
 from storage import status_repo
 from workflows.ids import ingestion_id
 
 router = APIRouter(tags=["health"])
 
-
-class Unhealthy(Exception):
-    """A probe reached its dependency and found it wanting."""
-
-
-class Check(BaseModel):
-    name: str
-    healthy: bool
-    detail: str
-    elapsed_ms: float
+READY_REQUIRED = {"postgres"}
+# Requests within this long of a round of readiness checks share it: `/ready` is open, so its request rate must
+# not set the rate of Postgres queries and Kafka connections.
+READY_MAX_AGE_S = 1.0
 
 
 class Health(BaseModel):
@@ -45,11 +45,27 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "Postgres is unreachable"}})
+@router.get(
+    "/ready",
+    response_model=ReadinessReport,
+    responses={503: {"model": ReadinessReport, "description": "Postgres is unreachable"}},
+)
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: Postgres answers (configs and events need nothing else)."""
-    check = await _run("postgres", _postgres(request.app.state.backend), request.app.state.backend.timeout_s)
-    return JSONResponse({"ready": check.healthy, "detail": check.detail}, status_code=200 if check.healthy else 503)
+    """Readiness: `postgres`, `temporal` and `kafka` checked concurrently, each within a few seconds; 503 while
+    Postgres is down (the only required check: configs and events need nothing else)."""
+    backend: Backend = request.app.state.backend
+    state = request.app.state
+    if not hasattr(state, "readiness"):
+        state.readiness = probes.Readiness(required=READY_REQUIRED, stale_after_s=float("inf"))
+    timeout_s = min(probes.PROBE_TIMEOUT_S, backend.timeout_s)
+
+    async def round_() -> list[Check]:
+        return list(
+            await asyncio.gather(*probes.dependency_checks(backend.settings, backend.db, backend.temporal, timeout_s))
+        )
+
+    report = await state.readiness.fresh(round_, READY_MAX_AGE_S)
+    return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
 
 
 @router.get("/health/detailed", response_model=Health, responses={503: {"model": Health}})
@@ -57,11 +73,13 @@ async def health_detailed(request: Request) -> JSONResponse:
     """Every dependency checked by name. Postgres down: unhealthy (503); anything else down: degraded."""
     backend: Backend = request.app.state.backend
     checks = await asyncio.gather(
-        _run("postgres", _postgres(backend), backend.timeout_s),
-        _run("temporal", _temporal(backend), backend.timeout_s),
-        _run("kafka", _kafka(backend), backend.timeout_s),
-        _run("control_loop", _control_loop(backend), backend.timeout_s),
-        _run("ingestion", _ingestion(backend), backend.timeout_s),
+        *probes.dependency_checks(
+            backend.settings, backend.db, backend.temporal, backend.timeout_s, "server.timeout_ms"
+        ),
+        probes.check(
+            "control_loop", _control_loop(backend), backend.timeout_s, "the control loop", "server.timeout_ms"
+        ),
+        probes.check("ingestion", _ingestion(backend), backend.timeout_s, "the ingestion", "server.timeout_ms"),
     )
     failing = {c.name for c in checks if not c.healthy}
     status = "unhealthy" if "postgres" in failing else "degraded" if failing else "healthy"
@@ -73,39 +91,6 @@ async def health_detailed(request: Request) -> JSONResponse:
 async def metrics() -> Response:
     """Prometheus text: this API process's counters (events it landed, requests)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-async def _run(name: str, probe: Awaitable[str], timeout_s: float) -> Check:
-    started = time.perf_counter()
-    try:
-        detail, healthy = await asyncio.wait_for(probe, timeout_s), True
-    except TimeoutError:
-        detail, healthy = f"no answer within {timeout_s:g} s (server.timeout_ms)", False
-    except Unhealthy as exc:
-        detail, healthy = str(exc), False
-    except Exception as exc:
-        detail, healthy = f"{type(exc).__name__}: {exc}", False
-    return Check(name=name, healthy=healthy, detail=detail, elapsed_ms=round((time.perf_counter() - started) * 1e3, 2))
-
-
-async def _postgres(backend: Backend) -> str:
-    version = await backend.run(status_repo.server_version)
-    return f"PostgreSQL {version}"
-
-
-async def _temporal(backend: Backend) -> str:
-    client = await backend.temporal()
-    await client.service_client.check_health()
-    return f"{backend.settings.temporal_address} namespace {client.namespace}"
-
-
-async def _kafka(backend: Backend) -> str:
-    client = AIOKafkaClient(bootstrap_servers=backend.settings.kafka_brokers)
-    try:
-        await client.bootstrap()
-        return f"{len(client.cluster.brokers())} broker(s) at {','.join(backend.settings.kafka_brokers)}"
-    finally:
-        await client.close()
 
 
 async def _control_loop(backend: Backend) -> str:

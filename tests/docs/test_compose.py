@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 
 import jsonschema
 import yaml
 
 from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings, env_name, setting_keys
-from runtime.health import app
+from runtime.health import serve
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
@@ -58,33 +60,38 @@ def test_the_image_contains_every_package_of_the_project(repo_root):
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
 
 
-def test_the_workers_health_check_asks_its_health_endpoint_on_the_metrics_port(repo_root):
-    """The check runs in the worker's container: the URL is the metrics port the worker's settings give it, and the
-    path is the one runtime/health.py answers (503 when the worker no longer polls its task queue)."""
+def test_the_workers_health_check_asks_its_liveness_and_its_readiness_on_the_metrics_port(repo_root):
+    """The check runs in the worker's container, on the metrics port the worker's settings give it: unhealthy when
+    /health fails (the worker no longer polls its task queue) or /ready fails (Postgres, Temporal or Kafka out of
+    reach). The command itself is run here against the worker's WSGI app, answering each way."""
     worker = load(repo_root)["services"]["worker"]
     check = worker["healthcheck"]
     assert check["test"][:3] == ["CMD", "python", "-c"]
-    [url] = re.findall(r"'(http://[^']+)'", check["test"][3])
+    code = check["test"][3]
     settings = Settings(metrics={"port": int(worker["environment"].get("OPTIMIZER_METRICS__PORT", 9464))})
-    assert url == f"http://127.0.0.1:{settings.metrics.port}/health"
+    base = f"http://127.0.0.1:{settings.metrics.port}"
+    assert re.findall(r"'(http://[^']+)'", code) == [base]
     assert settings.metrics.host == "127.0.0.1"  # the default: the check, inside the container, reaches it
-    # Unhealthy after about interval x retries (plus the start period): longer than the staleness limit itself.
+    # Unhealthy after about interval x retries (plus the start period): well within the staleness limit itself.
     seconds = {k: float(check[k].removesuffix("s")) for k in ("interval", "timeout", "start_period")}
     assert seconds["interval"] * check["retries"] < settings.metrics.poll_stale_s
     assert seconds["timeout"] < seconds["interval"] and seconds["start_period"] >= 30
-    status, body = _health_of(app_health(ok=False))
-    assert status.startswith("503") and json.loads(body)["status"] == "stale"
+    for live, ready, healthy in ((True, True, True), (True, False, False), (False, True, False)):
+        assert _check_passes(code, base, live, ready) is healthy, (live, ready)
 
 
-def app_health(ok: bool):
-    return lambda: (ok, {"status": "ok" if ok else "stale"})
-
-
-def _health_of(health) -> tuple[str, bytes]:
-    """What the worker's WSGI app answers the check's path with."""
-    seen = []
-    body = b"".join(app(health)({"PATH_INFO": "/health"}, lambda status, headers: seen.append(status)))
-    return seen[0], body
+def _check_passes(code: str, base: str, live: bool, ready: bool) -> bool:
+    """Run the healthcheck's Python against `app` on a free port, with /health and /ready answering as told."""
+    server = serve("127.0.0.1", 0, lambda: (live, {"status": "ok" if live else "stale"}), lambda: (ready, {}))
+    try:
+        port = server.server_address[1]
+        ran = subprocess.run(
+            [sys.executable, "-c", code.replace(base, f"http://127.0.0.1:{port}")], capture_output=True, timeout=30
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    return ran.returncode == 0
 
 
 def test_the_compose_stack_registers_the_projects_search_attributes(repo_root):

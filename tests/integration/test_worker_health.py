@@ -1,5 +1,5 @@
 """The worker's /health: healthy while the Temporal server sees it poll its task queue, 503 once it stops; the same
-port serves the metrics."""
+port serves the metrics, and /ready (tests/integration/test_readiness.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack.processes import free_port
 from llm_optimizer.settings import Settings
-from runtime.health import PollClock, serve, watch_polls
+from runtime.health import PollClock, app, serve, watch_polls
 
 
 @activity.defn(name="health_probe_step")
@@ -93,3 +93,17 @@ def test_a_worker_that_never_polled_is_stale_once_the_limit_has_passed_since_it_
 def test_the_staleness_limit_stays_above_a_long_poll():
     with pytest.raises(ValueError, match="poll_stale_s"):
         Settings(metrics={"poll_stale_s": 30})
+
+
+def test_ready_is_its_own_answer_not_the_metrics():
+    """/ready answers from the readiness it is given, apart from /health; a server given none answers 404 there
+    rather than a 200 of metrics that a probe would take for ready."""
+    seen: list[str] = []
+
+    def ask(wsgi, path: str) -> bytes:
+        return b"".join(wsgi({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda status, headers: seen.append(status)))
+
+    both = app(lambda: (True, {"status": "ok"}), lambda: (False, {"ready": False, "failing": ["postgres"]}))
+    assert json.loads(ask(both, "/health")) == {"status": "ok"} and seen.pop() == "200 OK"
+    assert json.loads(ask(both, "/ready"))["failing"] == ["postgres"] and seen.pop().startswith("503")
+    assert seen == [] and ask(app(lambda: (True, {})), "/ready") and seen.pop().startswith("404")
