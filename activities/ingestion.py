@@ -6,11 +6,12 @@ Kafka consumer kept by the worker across activity runs, so a group does not reba
 when its next run went to another worker, and when the consumer itself failed.
 
 A message Postgres refuses for its data does not stop its topic: the landing dead-letters it and lands the rest
-(storage.events_repo.land). A landing Postgres fails (an outage, a failover) is tried again every second for
-`LANDING_RETRY_S`, so a short outage costs no run and no rejoin; past that the run fails with nothing committed
-and its consumer is rewound to the committed offsets but kept: a healthy group membership is not thrown away, and
-the next run goes on within seconds of Postgres being back. Any other failure drops the consumer. The Ingestion
-workflow retries a failed run and shows the failures in its `status`, and so do the metrics recorded here.
+(storage.events_repo.land). A landing that Postgres fails (an outage, a failover: an OperationalError) is tried
+again every second for `LANDING_RETRY_S`, so a short outage costs no run and no rejoin; past that, or on any other
+database error, the run fails with nothing committed and its consumer is rewound to the committed offsets but kept:
+a healthy group membership is not thrown away, and the next run goes on within seconds of Postgres being back. Any
+other failure drops the consumer. The Ingestion workflow retries a failed run and shows the failures in its
+`status`, and so do the metrics recorded here.
 """
 
 from __future__ import annotations
@@ -171,6 +172,12 @@ class IngestionActivities:
         connection for its transaction only: none is held while Kafka is asked for more."""
         deadline = time.monotonic() + request.run_s
         kafka = self.settings.kafka
+
+        def fetching() -> bool:
+            # A worker shutting down (a deploy, a restart) ends the run at once, its batches landed and committed:
+            # the next run starts elsewhere now, not after the graceful shutdown timeout and a heartbeat timeout.
+            return time.monotonic() < deadline and not activity.is_worker_shutdown()
+
         landing: asyncio.Task | None = None
         in_flight: set[TopicPartition] = set()  # the partitions of the batch `landing` writes
         last_caught_up = 0.0
@@ -179,9 +186,9 @@ class IngestionActivities:
         fresh = _key(request) in self._fresh
         self._fresh.discard(_key(request))
         try:
-            while time.monotonic() < deadline or landing is not None:
+            while fetching() or landing is not None:
                 fetched = {}
-                if time.monotonic() < deadline:
+                if fetching():
                     fetched = await consumer.getmany(
                         timeout_ms=kafka.batch_max_wait_ms, max_records=kafka.batch_max_events
                     )
@@ -252,7 +259,7 @@ class IngestionActivities:
         while True:
             try:
                 return await asyncio.to_thread(self._land, batch, marks), offsets
-            except psycopg.Error as exc:
+            except psycopg.OperationalError as exc:  # the server or the connection, not the SQL: it may come back
                 if time.monotonic() + LANDING_RETRY_EVERY_S > give_up:
                     raise
                 log.warning("landing a batch failed, trying again in %g s: %s", LANDING_RETRY_EVERY_S, exc)
@@ -327,7 +334,14 @@ class IngestionActivities:
         if consumer is None:
             return False
         try:
-            await consumer.seek_to_committed()
+            for tp in consumer.assignment():
+                # Not aiokafka's seek_to_committed: it leaves a partition with no offset committed (or 0) where it
+                # is, past the records the failed run fetched, which would skip them.
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)  # as auto_offset_reset="earliest" starts a new group
+                else:
+                    consumer.seek(tp, committed)
         except Exception as exc:
             log.warning("could not rewind the consumer to its committed offsets, dropping it: %s", exc)
             return False

@@ -277,3 +277,27 @@ async def test_a_run_failed_by_postgres_keeps_its_consumer_rewound_to_the_commit
         await ingestion.close()
     assert count(database_url, "events") == 600
     assert await committed_offsets(stack.kafka_bootstrap, topic, request.group_id) == 600
+
+
+async def test_a_run_ends_with_its_batches_committed_when_its_worker_shuts_down(stack, database_url):
+    """A deploy or a restart (SIGTERM): the run returns at once with what it landed, instead of being cancelled
+    after the worker's graceful timeout and retried after a heartbeat timeout."""
+    topic = unique_topic()
+    settings = settings_for(stack, database_url, kafka={"topic": topic})
+    await ensure_topic(settings, topic)
+    ingestion = IngestionActivities(settings, fixture_book())
+    env = ActivityEnvironment()
+    request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=300)
+    try:
+        await produce(stack.kafka_bootstrap, topic, _events(300, seed=9))
+        run = asyncio.create_task(env.run(ingestion.consume_topic, request))
+        await wait_for(lambda: count(database_url, "events") == 300, 60, "the events landed")
+        started = asyncio.get_running_loop().time()
+        env.worker_shutdown()
+        report = await asyncio.wait_for(run, 120)
+        # Far sooner than the 300 s run (one fetch wait and a commit; generous on a busy machine).
+        assert asyncio.get_running_loop().time() - started < 60
+    finally:
+        await ingestion.close()
+    assert report.accepted == 300 and report.lag == 0
+    assert await committed_offsets(stack.kafka_bootstrap, topic, request.group_id) == 300
