@@ -396,22 +396,8 @@ def decide(inp: DecisionInput) -> Decision:
     arms, waiting = worth[: inp.guards.explore_max_arms], worth[inp.guards.explore_max_arms :]
     for c in waiting:
         fates[c.key] = _fate(c, "skipped", f"waits: at most {inp.guards.explore_max_arms} arms are explored at once")
-    if len(arms) == 1 and arms[0].cost_per_request is not None and arms[0].key not in inp.memory.explored:
-        # One priced candidate never explored: its canary measures it, stage by stage, as any other (one an
-        # exploration deferred goes back to exploration, which pools what it measured).
-        candidate = arms[0]
-        impact = expected_impact(inp.current, candidate)
-        fates[candidate.key] = _fate(candidate, "proposed", "canary to measure its quality")
-        return done(
-            Action.canary,
-            f"explore {candidate.key} (quality not yet observed): {_describe(impact)}; the canary judge rolls "
-            f"it back if its quality is credibly below the floor ({inp.constraints.quality_floor_ratio:.0%} of the "
-            "reference)",
-            candidate=candidate,
-            confidence=None,
-            exploration=True,
-            expected_impact=impact,
-        )
+    # Every unmeasured candidate, a single one included, is measured in the exploration slice first: its share is
+    # bounded, and a canary starts only from measured evidence (a canary's first stage alone is 5% or more).
     if arms:
         for c in arms:
             fates[c.key] = _fate(c, "exploring", "measured on a share of real traffic with the other arms")

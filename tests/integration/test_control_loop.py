@@ -39,18 +39,21 @@ async def start(client, settings, inp: CycleInput):
     return await start_cycle(client, settings.temporal.task_queue, inp)
 
 
-async def wait_for_outcome(handle, timeout: float = 120) -> CycleRecord:
+async def wait_for_outcome(handle, timeout: float = 120, kind: str = "") -> CycleRecord:
+    """The first cycle record with an outcome; with `kind` ("canary/", "exploration/"), of that kind of child."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for record in await handle.query("history", result_type=list[CycleRecord]):
-            if record.outcome:
+            if record.outcome and (record.rollout_id or "").startswith(kind):
                 return record
         await asyncio.sleep(0.5)
     status = await handle.query("status", result_type=CycleStatus)
-    raise AssertionError(f"no rollout finished in {timeout}s; status: {status}")
+    raise AssertionError(f"no {kind or 'rollout'} finished in {timeout}s; status: {status}")
 
 
-async def test_a_cheaper_model_of_equal_quality_is_canaried_and_promoted(stack, database_url, temporal_client):
+async def test_a_cheaper_model_of_equal_quality_is_explored_then_canaried_and_promoted(
+    stack, database_url, temporal_client
+):
     service = "chat-promote"
     setup_service(database_url, service)
     settings = settings_for(stack, database_url)
@@ -58,17 +61,21 @@ async def test_a_cheaper_model_of_equal_quality_is_canaried_and_promoted(stack, 
     async with serving(temporal_client, settings):
         with Traffic(database_url, service, behaviours, rate=600):
             handle = await start(temporal_client, settings, cycle_input(service))
-            record = await wait_for_outcome(handle)
+            explored = await wait_for_outcome(handle, kind="exploration/")
+            record = await wait_for_outcome(handle, 180, kind="canary/")
             status = await handle.query("status", result_type=CycleStatus)
             # The canary is found with the cycle's own filters, and says what it is.
             query = f'Service="{service}" AND ConfigVersion="v2" AND WorkflowType="CanaryRollout"'
             found = await wait_for(lambda: _listed(temporal_client, query), 10, "the canary in the list")
             summary = await (await temporal_client.get_workflow_handle(found[0]).describe()).static_summary()
             await handle.terminate("test over")
+    # Never observed, gpt-4o-mini is measured in the exploration slice first; the canary is of what was measured.
+    assert explored.outcome == "qualified: gpt-4o-mini", explored
     assert record.outcome.startswith("promoted"), record
     assert "gpt-4o-mini" in record.rationale
     assert found == [f"canary/{service}/v2"] and summary == f"{service}: canary v1 -> v2 (gpt-4o-mini)"
-    [link] = status.rollouts
+    exploration, link = status.rollouts
+    assert exploration.kind == "exploration" and exploration.outcome == "qualified: gpt-4o-mini"
     assert (link.kind, link.workflow_id, link.target) == ("canary", found[0], "v2") and link.run_id
     assert link.outcome.startswith("promoted") and link.finished_at is not None
     with psycopg.connect(database_url) as conn:
@@ -82,12 +89,14 @@ async def test_a_cheaper_model_of_equal_quality_is_canaried_and_promoted(stack, 
         ).fetchone()[0]
     assert state == "promoted"
     assert {stage for stage, verdict in verdicts if verdict == "healthy"} == {0, 1, 2}
-    assert actions[0] == "canary"
+    assert actions[:2] == ["experiment", "canary"]
     assert transitions >= 6
 
 
-async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, database_url, temporal_client):
-    service = "chat-rollback"
+async def test_an_unmeasured_candidate_below_the_floor_never_reaches_a_canary(stack, database_url, temporal_client):
+    """Issue 28: a single never-observed candidate went straight to a canary (5% -> 25% -> 50% before its rollback);
+    it is measured in the exploration slice, whose bounded share limits the risk of an unknown, and stops there."""
+    service = "chat-unknown"
     setup_service(database_url, service)
     settings = settings_for(stack, database_url)
     behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": ModelBehaviour(quality=0.55, cost_usd=0.001)}
@@ -95,8 +104,31 @@ async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, 
         with Traffic(database_url, service, behaviours, rate=600):
             handle = await start(temporal_client, settings, cycle_input(service))
             record = await wait_for_outcome(handle)
+            await handle.terminate("test over")
+    assert record.action == "experiment" and record.rollout_id.startswith("exploration/"), record
+    assert record.outcome == "no arm is credibly above the floor", record
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM rollouts WHERE strategy = 'canary'").fetchone()[0] == 0
+        assert configs_repo.get_assignment(conn, service) == Assignment(service=service, active_version="v1")
+
+
+async def test_a_canary_whose_quality_drops_is_rolled_back_automatically(stack, database_url, temporal_client):
+    """gpt-4o-mini qualifies in its exploration, then its provider degrades it (a silent model update) as its
+    canary begins."""
+    service = "chat-rollback"
+    setup_service(database_url, service)
+    settings = settings_for(stack, database_url)
+    mini = ModelBehaviour(quality=0.90, cost_usd=0.001)
+    behaviours = {"gpt-4o": EXPENSIVE, "gpt-4o-mini": mini}
+    async with serving(temporal_client, settings):
+        with Traffic(database_url, service, behaviours, rate=600):
+            handle = await start(temporal_client, settings, cycle_input(service))
+            explored = await wait_for_outcome(handle, kind="exploration/")
+            mini.quality = 0.55
+            record = await wait_for_outcome(handle, kind="canary/")
             status = await handle.query("status", result_type=CycleStatus)
             await handle.terminate("test over")
+    assert explored.outcome == "qualified: gpt-4o-mini", explored
     assert record.outcome.startswith("rolled_back"), record
     assert "quality" in record.outcome
     with psycopg.connect(database_url) as conn:

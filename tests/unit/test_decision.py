@@ -96,7 +96,10 @@ def test_guards_cooldown_rollback_budget_and_recently_rolled_back_models():
 def test_governance_and_unobserved_exploration():
     unobserved = Profile(model="new", provider="q", cost_per_request=0.001)
     explored = decide(inp(candidates=[unobserved]))
-    assert explored.action is Action.canary and explored.exploration and explored.confidence is None
+    # A single unmeasured candidate too is measured in the exploration slice (a bounded share), never by a canary.
+    assert explored.action is Action.experiment and explored.exploration and explored.confidence is None
+    assert [a.model for a in explored.arms] == ["new"] and explored.candidate is None
+    assert [(f.key, f.fate) for f in explored.candidates] == [(unobserved.key, "exploring")]
     assert decide(inp(candidates=[unobserved], guards=Guards(explore_unobserved=False))).action is Action.none
     denied = decide(inp(candidates=[unobserved], constraints=Constraints(denied_providers=["q"])))
     assert denied.action is Action.none
@@ -113,14 +116,14 @@ def test_exploration_goes_to_the_unobserved_model_with_the_better_canary_record(
         explored = decide(
             inp(now=NOW.replace(hour=hour), candidates=[cheapest, cheaper], memory=record, guards=one_arm)
         )
-        assert explored.exploration and explored.candidate.model == "cheaper"
+        assert explored.exploration and [a.model for a in explored.arms] == ["cheaper"]
         waiting = next(f for f in explored.candidates if f.key == "cheapest")
         assert waiting.fate == "skipped" and "at most 1 arms" in waiting.reason
     draws = next(c for c in explored.checks if c.name == "exploration order (Thompson sampling)")
     assert draws.detail.startswith("cheaper ")
     # Never tried either: both get their turn across decisions.
     chosen = {
-        decide(inp(now=NOW.replace(hour=h), candidates=[cheapest, cheaper], guards=one_arm)).candidate.model
+        decide(inp(now=NOW.replace(hour=h), candidates=[cheapest, cheaper], guards=one_arm)).arms[0].model
         for h in range(20)
     }
     assert chosen == {"cheapest", "cheaper"}

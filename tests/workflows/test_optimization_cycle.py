@@ -30,8 +30,9 @@ from workflows import CanaryRollout, OptimizationCycle
 SERVICE = "support"
 
 
-def seed(database_url: str, *, events: int = 0, now: datetime | None = None) -> None:
-    """v1 and v2 on gpt-4o (v2 live), and `events` requests served by v2 in the ten minutes before `now`."""
+def seed(database_url: str, *, events: int = 0, now: datetime | None = None, measured_mini: bool = False) -> None:
+    """v1 and v2 on gpt-4o (v2 live), and `events` requests served by v2 in the ten minutes before `now`; with
+    `measured_mini`, as many served by gpt-4o-mini (under v1, an earlier trial of it), which measures it."""
     rng = np.random.default_rng(3)
     now = now or datetime.now(UTC)
     with psycopg.connect(database_url) as conn:
@@ -57,6 +58,22 @@ def seed(database_url: str, *, events: int = 0, now: datetime | None = None) -> 
                     quality_score=float(rng.random() < 0.9),
                 )
                 for i in range(events)
+            ]
+            + [
+                LLMEvent(
+                    event_id=str(uuid.uuid4()),
+                    timestamp=now - timedelta(seconds=int(i % 600)),
+                    service=SERVICE,
+                    model="gpt-4o-mini",
+                    provider="openai",
+                    config_version="v1",
+                    latency_ms=float(rng.lognormal(6.5, 0.3)),
+                    tokens_in=800,
+                    tokens_out=300,
+                    cost_usd=0.0005,
+                    quality_score=float(rng.random() < 0.9),
+                )
+                for i in range(events if measured_mini else 0)
             ],
             source="test",
         )
@@ -163,8 +180,9 @@ async def test_operator_rollback_returns_to_the_parent_version(time_skipping_env
 async def test_emergency_stop_during_a_rollout_restores_traffic_and_stops_until_resume(
     time_skipping_env, stack, database_url
 ):
-    # gpt-4o observed (at the test server's clock, which earlier tests moved on); gpt-4o-mini gets explored.
-    seed(database_url, events=2000, now=await time_skipping_env.get_current_time())
+    # gpt-4o and gpt-4o-mini observed (at the test server's clock, which earlier tests moved on): a canary starts
+    # only from measured evidence (an unmeasured candidate is explored first, a child this rig does not run).
+    seed(database_url, events=2000, now=await time_skipping_env.get_current_time(), measured_mini=True)
     rig = Rig(time_skipping_env, stack, database_url)
     async with rig.worker:
         handle = await rig.start(interval_s=60, candidate_models=["gpt-4o-mini"])
