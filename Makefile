@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/llm-optimizer
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status worker api clean bench-ingest bench-soak bench-analysis bench-savings bench-savings-synthetic bench-api
+.PHONY: install demo test lint up down status worker api clean bench-ingest bench-soak bench-faults bench-analysis bench-savings bench-savings-synthetic bench-api
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ bench-ingest: $(STAMP)
 
 bench-soak: $(STAMP)
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
+
+# Postgres outages and worker restarts under a steady producer: how soon ingestion resumes (docs/benchmarks.md).
+bench-faults: $(STAMP)
+	$(PY) -m benchmarks.faults $(FAULTS_ARGS)
 
 bench-savings: $(STAMP)
 	$(PY) -m benchmarks.savings --outcomes data/outcomes/dev_outcomes.parquet --quality-floor 0.95
