@@ -251,7 +251,12 @@ class IngestionActivities:
                 until = datetime.fromtimestamp(answered_ms / 1000 - CAUGHT_UP_MARGIN_S, UTC)
                 at_end.setdefault(tp.topic, {})[tp.partition] = until
         for topic, partitions in at_end.items():
-            await self.db.run(watermarks_repo.caught_up, topic, partitions)
+            try:
+                await self.db.run(watermarks_repo.caught_up, topic, partitions)
+            except psycopg.OperationalError as exc:
+                # Postgres away: the watermark stays where it was (the judge waits, as it should), and the run goes
+                # on; a batch to land is what retries and, past LANDING_RETRY_S, fails the run.
+                log.warning("could not move the watermarks of %s forward: %s", topic, exc)
 
     async def _land_async(self, batch: DecodedBatch, offsets: dict, marks: _Marks | None) -> tuple:
         """Land the batch; a landing Postgres fails is tried again (it writes once, whatever came before)."""

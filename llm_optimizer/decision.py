@@ -623,8 +623,7 @@ def apply_governance(decision: Decision, verdict: GovernanceVerdict) -> Decision
     recorded. Decisions that roll nothing out (none, rollback, alert) are not subject to it."""
     if decision.action.value not in ROLLOUT_ACTIONS:
         return decision
-    listed = "; ".join(f"{v.policy_id} ({v.severity}): {v.description}" for v in verdict.violations)
-    detail = " - ".join(part for part in (verdict.rationale, listed) if part) or "approved"
+    detail = _governance_detail(verdict)
     check = Check(name="governance", kind="policy", passed=verdict.approved, detail=detail)
     if verdict.approved:
         return decision.model_copy(update={"checks": [*decision.checks, check]})
@@ -650,11 +649,22 @@ def apply_governance_to_arms(decision: Decision, verdicts: dict[str, GovernanceV
         else f
         for f in decision.candidates
     ]
-    check = Check(name="governance", kind="policy", passed=not denied, detail=f"denied: {', '.join(sorted(denied))}")
+    listed = "; ".join(f"{key}: {_governance_detail(denied[key])}" for key in sorted(denied))
+    check = Check(name="governance", kind="policy", passed=not denied, detail=f"denied {listed}")
     update: dict = {"arms": arms, "candidates": fates, "checks": [*decision.checks, check]}
     if not arms:
-        update |= {"action": Action.none, "rationale": f"governance denied every arm ({decision.rationale})"}
+        names = ", ".join(a.model for a in decision.arms)
+        update |= {
+            "action": Action.none,
+            "rationale": f"governance denied {names}: {listed} (proposed: {decision.rationale})",
+        }
     return decision.model_copy(update=update)
+
+
+def _governance_detail(verdict: GovernanceVerdict) -> str:
+    """The verdict's rationale and each violation, as the audit and the UI show them."""
+    listed = "; ".join(f"{v.policy_id} ({v.severity}): {v.description}" for v in verdict.violations)
+    return " - ".join(part for part in (verdict.rationale, listed) if part) or "approved"
 
 
 def _upper(profile: Profile) -> float:

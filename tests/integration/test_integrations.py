@@ -92,8 +92,25 @@ def test_governance_approves_denies_and_falls_back():
     assert open_verdict.approved and "going ahead unchecked" in open_verdict.rationale
 
 
+def measured(model: str, *, cost: float = 0.001, region: str | None = None) -> Profile:
+    """A candidate measured as well as the live config (a canary may start from it)."""
+    return Profile(
+        model=model,
+        provider="q",
+        requests=4000,
+        error_rate=0.01,
+        latency_p95_ms=1500,
+        quality_mean=0.92,
+        quality_sd=0.3,
+        quality_n=4000,
+        cost_per_request=cost,
+        region=region,
+    )
+
+
 def test_a_denied_rollout_becomes_no_action_and_other_actions_are_untouched():
-    canary = decide(inp(candidates=[Profile(model="new", provider="q", cost_per_request=0.001)]))
+    canary = decide(inp(candidates=[measured("new")]))
+    assert canary.action is Action.canary
     verdict = GovernanceVerdict(approved=False, violations=[PolicyViolation(**DENIED["violations"][0])])
     blocked = apply_governance(canary, verdict)
     assert blocked.action is Action.none and blocked.candidate == canary.candidate
@@ -104,9 +121,9 @@ def test_a_denied_rollout_becomes_no_action_and_other_actions_are_untouched():
 
 
 def test_approved_regions_need_a_known_approved_region():
-    eu = Profile(model="eu-model", provider="q", cost_per_request=0.001, region="eu-west-1")
-    us = Profile(model="us-model", provider="q", cost_per_request=0.0005, region="us-east-1")
-    unknown = Profile(model="somewhere", provider="q", cost_per_request=0.0001)
+    eu = measured("eu-model", region="eu-west-1")
+    us = measured("us-model", cost=0.0005, region="us-east-1")
+    unknown = measured("somewhere", cost=0.0001)
     chosen = decide(inp(candidates=[eu, us, unknown], constraints=Constraints(approved_regions=["eu-west-1"])))
     assert chosen.candidate.model == "eu-model"
     details = {c.name: c.detail for c in chosen.checks}
@@ -115,9 +132,8 @@ def test_approved_regions_need_a_known_approved_region():
 
 
 def test_warn_mode_lets_an_unapproved_model_through_with_a_warning():
-    unobserved = Profile(model="new", provider="q", cost_per_request=0.001)
     warned = decide(
-        inp(candidates=[unobserved], constraints=Constraints(approved_models=["big"], governance_mode="warn"))
+        inp(candidates=[measured("new")], constraints=Constraints(approved_models=["big"], governance_mode="warn"))
     )
     assert warned.action is Action.canary
     warning = next(c for c in warned.checks if c.name == "governance new")
@@ -135,9 +151,12 @@ async def test_decide_uses_the_registry_and_asks_governance(stack, database_url,
         )
         request = decide_request("chat")
         decision = await ActivityEnvironment().run(LoopActivities(settings, fixture_book()).decide, request)
-    # house-7b is offered by the registry only; priced from it, it is the cheapest candidate to explore.
+    # house-7b is offered by the registry only; priced from it, it is the cheapest candidate to explore, and governance
+    # denies its arm.
     assert governance.requests[0][2]["proposed_configuration"] == {"model": "house-7b", "provider": "inhouse"}
-    assert decision.action is Action.none and decision.candidate.model == "house-7b"
+    assert decision.action is Action.none and not decision.arms
+    [fate] = [f for f in decision.candidates if f.model == "house-7b"]
+    assert fate.fate == "skipped" and fate.reason.startswith("governance denied it")
     governance_check = next(c for c in decision.checks if c.name == "governance")
     assert not governance_check.passed
     expected = "gdpr-eu" if governance_answer.status == 200 else "denied by default"

@@ -80,7 +80,7 @@ async def test_decide_holds_no_transaction_while_it_asks_the_registry_and_govern
             decision = await ActivityEnvironment().run(loop.decide, request)
         finally:
             loop.close()
-    assert decision.candidate is not None and decision.candidate.model == "house-7b"  # both peers were asked
+    assert [a.model for a in decision.arms] == ["house-7b"]  # explored, approved: both peers were asked
     assert registry and governance
     assert registry + governance == [0] * (len(registry) + len(governance))
 
