@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m vulture  # dead code; paths, threshold and exclusions in pyproject.toml, reviewed names in vulture_whitelist.py
 
 up: $(STAMP)
 	$(CLI) stack up

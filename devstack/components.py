@@ -125,12 +125,17 @@ class TemporalServer(Component):
     def ready(self) -> bool:
         if not port_open(self.settings.host, self.port):
             return False
-        result = subprocess.run(
-            [str(venv_binary("temporal")), "operator", "cluster", "health", "--address", self.address],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        try:
+            result = subprocess.run(
+                [str(venv_binary("temporal")), "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except subprocess.TimeoutExpired:
+            # A slow answer on a busy machine is "not yet": `up` asks again until start_timeout_s, instead of
+            # failing (and stopping the stack) at the first health check that took over 10 s.
+            return False
         return result.returncode == 0 and "SERVING" in result.stdout
 
     @property
@@ -227,12 +232,20 @@ class PostgresServer(Component):
 
     def down(self) -> None:
         if self.running():
+            pid = self.pid()
             user = privileges.system_user()
             pgdata = os.path.realpath(self.pgdata)
             try:
                 self._pg(self._prepare(user), ["pg_ctl", "-D", pgdata, "-m", "fast", "-w", "stop"], user)
             except StackError:
-                stop_pid(self.pid())
+                stop_pid(pid)
+            # `pg_ctl stop -w` returns once postmaster.pid is gone, which the postmaster deletes on its way out, just
+            # before it exits: on a busy machine it can still run (and hold its port) for a while. `down` returns
+            # when the process is gone, so a check or an `up` right after it sees a stopped server.
+            try:
+                wait_until(lambda: not pid_alive(pid), timeout=self.settings.start_timeout_s, what="postgres's exit")
+            except StackError:
+                stop_pid(pid)
 
     def _accepts_queries(self) -> bool:
         try:

@@ -1,4 +1,4 @@
-"""Orient: windowed aggregates and the analyzers that turn them into findings with evidence.
+"""Orient: the analyzers that turn a service's requests into findings with evidence.
 
 Every finding carries its severity and the evidence behind it (values, baseline, test, p-value, effect size), so a
 decision can say why. The analyzers are pure functions over arrays and polars frames.
@@ -11,14 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 from pydantic import BaseModel
 
 from llm_optimizer import stats
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-DEFAULT_WINDOWS = ("1m", "5m", "15m", "1h", "24h")
-GROUP = ("service", "model", "config_version", "variant")
 
 
 class Finding(BaseModel):
@@ -27,39 +24,6 @@ class Finding(BaseModel):
     metric: str
     message: str
     evidence: dict[str, Any]
-
-
-def windowed_aggregates(events: pl.DataFrame, every: str = "5m") -> pl.DataFrame:
-    """Per window and service x model x config version x variant: volume, reliability, latency, tokens, cost,
-    quality (with a 95% interval) and feedback rate. `events` has the columns of the events table (`ts` sorted)."""
-    ok = pl.col("status") == "ok"
-    n = pl.len()
-    quality_n = pl.col("quality_score").count()
-    quality_half = 1.96 * pl.col("quality_score").std() / quality_n.sqrt()
-    return (
-        events.sort("ts")
-        .group_by_dynamic("ts", every=every, group_by=list(GROUP))
-        .agg(
-            n.alias("requests"),
-            (~ok).mean().alias("error_rate"),
-            (pl.col("status") == "timeout").mean().alias("timeout_rate"),
-            pl.col("latency_ms").mean().alias("latency_mean_ms"),
-            pl.col("latency_ms").quantile(0.5, "linear").alias("latency_p50_ms"),
-            pl.col("latency_ms").quantile(0.95, "linear").alias("latency_p95_ms"),
-            pl.col("latency_ms").quantile(0.99, "linear").alias("latency_p99_ms"),
-            pl.col("latency_ms").std().alias("latency_std_ms"),
-            pl.col("ttft_ms").mean().alias("ttft_mean_ms"),
-            pl.col("tokens_in").mean().alias("tokens_in_mean"),
-            pl.col("tokens_out").mean().alias("tokens_out_mean"),
-            pl.col("cost_usd").sum().alias("cost_total_usd"),
-            pl.col("cost_usd").mean().alias("cost_per_request_usd"),
-            pl.col("quality_score").mean().alias("quality_mean"),
-            (pl.col("quality_score").mean() - quality_half).alias("quality_low"),
-            (pl.col("quality_score").mean() + quality_half).alias("quality_high"),
-            quality_n.alias("quality_n"),
-            (pl.col("user_feedback").count() / n).alias("feedback_rate"),
-        )
-    )
 
 
 def _severity(ratio: float, steps: tuple[float, float, float]) -> Severity:
@@ -239,14 +203,3 @@ def baseline_window(
     if golden is None:
         raise ValueError("a golden baseline needs its period")
     return golden
-
-
-def compare(baseline: np.ndarray, current: np.ndarray, metric: str) -> dict[str, Any]:
-    """The baseline comparator: Welch's t and Mann-Whitney U, both two-sided, with effect sizes."""
-    return {
-        "metric": metric,
-        "baseline_mean": float(np.mean(baseline)),
-        "current_mean": float(np.mean(current)),
-        "welch": stats.welch_t(baseline, current).as_dict(),
-        "mann_whitney": stats.mann_whitney(baseline, current).as_dict(),
-    }

@@ -103,14 +103,6 @@ class PricingCatalog(_Costing, BaseModel):
         return index
 
 
-def load_catalog(path: Path | str) -> PricingCatalog:
-    """The static price list at `path` (tests/fixtures/pricing.yaml is one)."""
-    try:
-        return PricingCatalog.model_validate(yamlsafe.safe_load(Path(path).read_text(), what=f"pricing catalog {path}"))
-    except ValidationError as exc:
-        raise ValidationFailed(f"pricing catalog {path}: {describe_validation_error(exc)}") from None
-
-
 # --- the user's price file ---------------------------------------------------------------------------------------
 
 

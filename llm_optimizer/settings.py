@@ -389,20 +389,3 @@ def load_settings(**overrides: Any) -> Settings:
             "docs/configuration.md):\n" + "\n".join(problems)
         ) from None
     return settings
-
-
-def setting_keys(model: type[BaseModel] = Settings, prefix: str = "") -> dict[str, Any]:
-    """Every dotted setting key with its default, e.g. ``{"kafka.topic": "llm-events", ...}``."""
-    keys: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.update(setting_keys(annotation, f"{prefix}{name}."))
-        else:
-            keys[f"{prefix}{name}"] = field.default
-    return keys
-
-
-def env_name(key: str) -> str:
-    """The environment variable of a dotted key: ``kafka.topic`` -> ``OPTIMIZER_KAFKA__TOPIC``."""
-    return ENV_PREFIX + "__".join(part.upper() for part in key.split("."))

@@ -95,18 +95,6 @@ def proportion_test(
     return TestResult("fisher_exact", float(exact.statistic), float(exact.pvalue), result.effect, result.effect_name)
 
 
-def mean_ci(x: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student t interval of the mean."""
-    x = _array(x)
-    if len(x) == 0:
-        return (math.nan, math.nan, math.nan)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return (mean, mean, mean)
-    half = sps.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return (mean, mean - half, mean + half)
-
-
 def diff_ci(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean(b) - mean(a), low, high): Welch interval of the difference of means."""
     a, b = _array(a), _array(b)
@@ -221,24 +209,3 @@ def iqr_outliers(x: ArrayLike, k: float = 1.5) -> np.ndarray:
     q1, q3 = np.percentile(x, [25, 75])
     iqr = q3 - q1
     return (x < q1 - k * iqr) | (x > q3 + k * iqr)
-
-
-def chi_square_srm(observed: ArrayLike, expected_shares: ArrayLike) -> TestResult:
-    """Sample-ratio mismatch: chi-square goodness of fit of observed counts to the intended shares."""
-    observed = _array(observed)
-    shares = _array(expected_shares) / np.sum(expected_shares)
-    result = sps.chisquare(observed, shares * observed.sum())
-    return TestResult("chi_square_srm", float(result.statistic), float(result.pvalue), float(result.statistic), "chi2")
-
-
-def required_sample_size(p_base: float, min_detectable_lift: float, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Per-arm sample size of a two-sided two-proportion test to detect p_base -> p_base*(1+lift)."""
-    p1, p2 = p_base, p_base * (1 + min_detectable_lift)
-    if not 0 < p1 < 1 or not 0 < p2 < 1:
-        raise ValueError(f"rates must be in (0, 1), got {p1} and {p2}")
-    z_a, z_b = sps.norm.ppf(1 - alpha / 2), sps.norm.ppf(power)
-    p_bar = (p1 + p2) / 2
-    n = (z_a * math.sqrt(2 * p_bar * (1 - p_bar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (
-        p2 - p1
-    ) ** 2
-    return math.ceil(n)

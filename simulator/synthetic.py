@@ -39,7 +39,6 @@ import numpy as np
 import polars as pl
 
 Role = Literal["start", "good", "trap", "bad", "dominated"]
-ROLES: tuple[Role, ...] = ("start", "good", "trap", "bad", "dominated")
 
 # Quality-ratio bands as offsets from the floor; cost bands as multiples of the start's mean cost per request.
 GOOD_BAND = (0.03, 0.05)

@@ -247,21 +247,6 @@ def _entry(v: ConfigVersion) -> dict[str, Any]:
     }
 
 
-def export_yaml(conn: psycopg.Connection, service: str | None = None) -> str:
-    """Every version of `service` (of every service when None, one YAML document each) and its assignment, as
-    YAML that `import_yaml` reads back. The HTTP API streams the same pieces instead of joining them."""
-    parts = []
-    for index, (name, versions) in enumerate(export_plan(conn, service)):
-        parts.append(("---\n" if index else "") + export_start(conn, name, versions))
-        after: tuple[datetime, str] | None = None
-        while True:
-            text, after = export_page(conn, name, after)
-            parts.append(text)
-            if after is None:
-                break
-    return "".join(parts)
-
-
 def import_yaml(conn: psycopg.Connection, text: str, *, updated_by: str = "import") -> list[ConfigVersion]:
     """Register the versions of an export, one document per service (idempotent); sets a service's active version
     if it has none. Every document is validated before anything is registered, and the caller's transaction makes

@@ -12,7 +12,6 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg_pool import ConnectionPool
-from sqlalchemy import Engine, create_engine
 
 from llm_optimizer.settings import Settings
 
@@ -94,10 +93,6 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
-
-
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_size=pool_size, pool_pre_ping=True)
 
 
 def alembic_config(url: str) -> Config:

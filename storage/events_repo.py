@@ -18,9 +18,8 @@ and the caller retries the whole batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import polars as pl
 import psycopg
@@ -286,18 +285,3 @@ def _land_anomalies(conn: psycopg.Connection, anomalies: Sequence[Anomaly]) -> i
             ],
         )
         return cur.rowcount
-
-
-def read_events(conn: psycopg.Connection, service: str, start: datetime, end: datetime) -> Iterable[LLMEvent]:
-    """The events of `service` with start <= timestamp < end, oldest first."""
-    columns = [c for c in EVENT_COLUMNS if c != "source"]
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {', '.join(columns)} FROM events WHERE service = %s AND ts >= %s AND ts < %s "
-            "ORDER BY ts, event_id",
-            (service, start, end),
-        )
-        for row in cur:
-            record = dict(zip(columns, row, strict=True))
-            record["timestamp"] = record.pop("ts")
-            yield LLMEvent.model_validate({k: v for k, v in record.items() if v is not None})

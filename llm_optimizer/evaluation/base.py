@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import describe_validation_error
 
-Unit = float  # a score in [0, 1]
-
 
 class EvaluationInput(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -13,8 +13,9 @@ import tomllib
 
 import jsonschema
 import yaml
+from helpers.setting_names import env_name, setting_keys
 
-from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings, env_name, setting_keys
+from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings
 from runtime.health import serve
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 

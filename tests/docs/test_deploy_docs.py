@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 import prometheus_client
 import yaml
 from helpers.dashboards import dashboard_metrics
+from helpers.setting_names import env_name, setting_keys
 
 import api.app  # noqa: F401  (registers the API's metrics)
 import runtime.metrics  # noqa: F401  (registers the product's metrics)
 from api.app import create_app
-from llm_optimizer.settings import SHORT_ENV_ALIASES, Settings, env_name, setting_keys
+from llm_optimizer.settings import SHORT_ENV_ALIASES, Settings
 from runtime.health import app
 from runtime.probes import PROBE_TIMEOUT_S
 

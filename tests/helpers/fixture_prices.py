@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_optimizer.pricing import PriceBook, load_catalog
+from llm_optimizer import yamlsafe
+from llm_optimizer.pricing import PriceBook, PricingCatalog
 
 PRICE_LIST = Path(__file__).resolve().parents[1] / "fixtures" / "pricing.yaml"
+
+
+def load_catalog(path: Path = PRICE_LIST) -> PricingCatalog:
+    """A static price list in the format of tests/fixtures/pricing.yaml."""
+    return PricingCatalog.model_validate(yamlsafe.safe_load(path.read_text(), what=f"pricing catalog {path}"))
 
 
 def fixture_book() -> PriceBook:

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from llm_optimizer.events import LLMEvent, parse_event
-from storage.events_repo import land_events, read_events
+from storage.events_repo import EVENT_COLUMNS, land_events
 
 
 def make_event(**overrides) -> LLMEvent:
@@ -38,6 +38,19 @@ def make_event(**overrides) -> LLMEvent:
         "attributes": {"region": "eu", "retry": False, "attempt": 1},
     }
     return parse_event({**base, **overrides})
+
+
+def read_events(db, service: str, start: datetime, end: datetime) -> list[LLMEvent]:
+    """The events of `service` with start <= timestamp < end, back from the events table as LLMEvent."""
+    columns = [c for c in EVENT_COLUMNS if c != "source"]
+    rows = db.execute(
+        f"SELECT {', '.join(columns)} FROM events WHERE service = %s AND ts >= %s AND ts < %s ORDER BY ts, event_id",
+        (service, start, end),
+    ).fetchall()
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    for record in records:
+        record["timestamp"] = record.pop("ts")
+    return [LLMEvent.model_validate({k: v for k, v in r.items() if v is not None}) for r in records]
 
 
 def test_event_round_trips_through_postgres(db):

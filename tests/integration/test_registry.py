@@ -42,12 +42,24 @@ def test_versions_are_immutable_numbered_and_registered_once(db):
         repo.get_version(db, "chat", "v9")
 
 
+def export(db, service: str) -> str:
+    """One service's export as `GET /api/v1/config/export?service=` streams it: the versions page by page."""
+    [(name, versions)] = repo.export_plan(db, service)
+    parts = [repo.export_start(db, name, versions)]
+    after = None
+    while True:
+        text, after = repo.export_page(db, name, after)
+        parts.append(text)
+        if after is None:
+            return "".join(parts)
+
+
 def test_export_then_import_into_an_empty_database_reproduces_the_registry(db, database_url, stack):
     repo.register(db, "chat", SPEC_A)
     repo.register(db, "chat", SPEC_B, parent_version="v1")
     repo.set_assignment(db, Assignment(service="chat", active_version="v2"), updated_by="test")
     db.commit()
-    exported = repo.export_yaml(db, "chat")
+    exported = export(db, "chat")
 
     db.execute("TRUNCATE config_assignments, config_versions CASCADE")
     imported = repo.import_yaml(db, exported)

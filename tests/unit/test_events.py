@@ -18,7 +18,7 @@ from llm_optimizer.events import (
     parse_event,
     to_cloudevent,
 )
-from llm_optimizer.pricing import PriceBook, load_catalog
+from llm_optimizer.pricing import PriceBook
 
 GOOD = {
     "event_id": "e-1",
@@ -117,13 +117,6 @@ def test_the_default_prices_cover_the_models_of_the_shared_outcomes():
         "gemini-2.0-flash-001",
     ]:
         assert catalog.price(model) is not None, model
-
-
-def test_a_broken_catalog_file_is_named(tmp_path):
-    path = tmp_path / "prices.yaml"
-    path.write_text("as_of: x\nmodels:\n  - {model: m, provider: p, input_per_1m: -1, output_per_1m: 1}\n")
-    with pytest.raises(ValidationFailed, match=r"prices.yaml.*models.0.input_per_1m = -1"):
-        load_catalog(path)
 
 
 def test_config_fingerprint_is_stable_and_content_sensitive():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers.setting_names import env_name, setting_keys
 
 from llm_optimizer.errors import SettingsError
-from llm_optimizer.settings import env_name, load_settings, setting_keys
+from llm_optimizer.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

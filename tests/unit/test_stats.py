@@ -42,10 +42,7 @@ def test_two_proportion_z_known_answer_and_chi_square_equivalence():
         stats.two_proportion_z(0, 0, 1, 10)
 
 
-def test_confidence_intervals_match_scipy():
-    mean, low, high = stats.mean_ci(A)
-    ref_low, ref_high = sps.t.interval(0.95, len(A) - 1, loc=A.mean(), scale=sps.sem(A))
-    assert (mean, low, high) == pytest.approx((A.mean(), ref_low, ref_high))
+def test_the_confidence_interval_of_a_difference_matches_scipy():
     diff, low, high = stats.diff_ci(A, B)
     ref = sps.ttest_ind(B, A, equal_var=False).confidence_interval(0.95)
     assert (low, high) == pytest.approx((ref.low, ref.high))
@@ -91,15 +88,6 @@ def test_outlier_rules_known_answers():
     assert stats.iqr_outliers(x).tolist() == [False] * 9 + [True]
     big = np.concatenate([RNG.normal(0, 1, 1000), [12.0]])
     assert stats.zscore_outliers(big)[-1] and stats.zscore_outliers(big)[:-1].sum() < 10
-
-
-def test_srm_and_sample_size():
-    assert stats.chi_square_srm([5000, 5010], [1, 1]).p_value > 0.5
-    assert stats.chi_square_srm([5000, 5600], [1, 1]).p_value < 1e-4
-    ref = sps.chisquare([5000, 5600], [5300, 5300])
-    assert stats.chi_square_srm([5000, 5600], [1, 1]).statistic == pytest.approx(ref.statistic)
-    # Textbook case: 10% -> 12% at alpha 0.05, power 0.8 needs about 3,841 per arm.
-    assert stats.required_sample_size(0.10, 0.20) == pytest.approx(3841, abs=5)
 
 
 def test_proportion_test_is_fishers_exact_test_on_small_counts_and_the_z_test_otherwise():

@@ -1,7 +1,7 @@
 """OptimizationCycle's logic on scripted activities (tests/helpers/fake_activities.py) and the time-skipping server:
 no Postgres. What each decision makes the cycle do (a CanaryRollout child, a rollback, nothing), what it remembers
 of a rollout, and the operator's pause, resume and emergency stop. The same workflow against the real activities
-and Postgres is tests/workflows/test_optimization_cycle.py."""
+and Postgres is tests/durable/test_optimization_cycle.py."""
 
 from __future__ import annotations
 

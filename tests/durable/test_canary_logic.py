@@ -1,6 +1,6 @@
 """CanaryRollout's logic on scripted activities (tests/helpers/fake_activities.py) and the time-skipping server: no
 Postgres. Which verdict promotes, rolls back or extends a stage, and what operator signals do mid-stage. The same
-workflow against the real activities and Postgres is tests/workflows/test_canary_rollout.py."""
+workflow against the real activities and Postgres is tests/durable/test_canary_rollout.py."""
 
 from __future__ import annotations
 
