@@ -15,7 +15,7 @@ import uuid
 import psycopg
 from helpers.servers import settings_for, wait_for
 
-from activities.loop import _split_in_words
+from activities.rollout import _split_in_words
 from devstack.processes import venv_binary
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import CycleInput, CycleStatus
