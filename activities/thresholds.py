@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 
 from activities.heartbeats import heartbeating
 from llm_optimizer.decision import broken_limits, violations
+from llm_optimizer.ids import THRESHOLD_BREACHED, running_cycles_query
 from llm_optimizer.payloads import (
     CycleState,
     ThresholdBreach,
@@ -26,10 +27,9 @@ from llm_optimizer.payloads import (
     WatchInput,
     WatchReport,
 )
+from runtime.search_attributes import CYCLE_STATE
 from storage import analysis_repo, anomalies_repo, configs_repo
 from storage.db import Database
-from workflows.ids import THRESHOLD_BREACHED, running_cycles_query
-from workflows.search_attributes import CYCLE_STATE
 
 # A breach of the same limits by the same version is signalled again only after this many of its windows: each
 # signal runs a cycle, and one that can do nothing more would otherwise run every window while the breach lasts.

@@ -17,9 +17,9 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.ids import ROLLOUT_PROGRESS
+from llm_optimizer.ids import ROLLOUT_PROGRESS
+from runtime.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.options import QUICK, waiting_for_data
-from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():

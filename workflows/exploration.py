@@ -29,9 +29,9 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         TrafficRequest,
     )
+    from runtime.search_attributes import ROLLOUT_STATE
     from workflows.details import minutes
     from workflows.handlers import take
-    from workflows.search_attributes import ROLLOUT_STATE
 
 
 @workflow.defn(name="Exploration")

@@ -15,8 +15,8 @@ from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttribut
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
-from workflows import ids
-from workflows.ids import ROLLOUT_PROGRESS, THRESHOLD_BREACHED
+from llm_optimizer import ids
+from llm_optimizer.ids import ROLLOUT_PROGRESS, THRESHOLD_BREACHED
 from workflows.options import ACTIVITY, OBSERVE, ActivityOptions
 from workflows.traffic import set_traffic
 
@@ -66,11 +66,11 @@ with workflow.unsafe.imports_passed_through():
         unstorable,
     )
     from llm_optimizer.strategies import PRESETS
+    from runtime.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
     from workflows.canary_rollout import CanaryRollout
     from workflows.details import DOING, cycle_details, minutes, rollout_details
     from workflows.exploration import Exploration
     from workflows.handlers import first_time, refuse, take
-    from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
 
 T = TypeVar("T", bound=BaseModel)

@@ -25,10 +25,10 @@ from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import PRESETS, RolloutStage, Strategy
+from runtime.search_attributes import CONFIG_VERSION, ROLLOUT_STATE
+from runtime.search_attributes import SERVICE as SERVICE_ATTRIBUTE
 from storage import configs_repo
 from workflows import CanaryRollout
-from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE
-from workflows.search_attributes import SERVICE as SERVICE_ATTRIBUTE
 
 SERVICE = "chat"
 STAGES = list(PRESETS[Strategy.balanced].stages)  # 5% 5 min, 25% 10 min, 50% 15 min, 100%
