@@ -72,7 +72,7 @@ _.root_cause_hypothesis  # an alert's field, in the API's answer
 _.recommended_actions  # an alert's field, in the API's answer
 _.unknown  # a dead-letter code (rows from before codes existed)
 _.z_vs_floor  # an exploration arm's statistic, in the workflow's query and history
-_.repeats_held  # the cycle's carried state (payloads.py) and its write in activities/loop.py
+_.repeats_held  # the cycle's carried state (payloads.py) and its write in activities/thresholds.py
 _.time_left_s  # a canary stage's status, in the query
 _.data_late_s  # a canary stage's status, in the query
 _.runs_in_this_history  # the cycle's status, in the query
@@ -112,6 +112,7 @@ _.converter  # logging.Formatter.converter: UTC timestamps (runtime/logs.py)
 _.autocommit  # psycopg's connection attribute, set (benchmarks/analysis.py)
 
 # --- public API of the application client (client/optimizer_client), called by applications ----------------------
+_.__getattr__  # the client package's module __getattr__ (PEP 562): KafkaReporter imported on first use
 _.record_llm_call  # optimizer_client.otel: records one LLM call as a GenAI span
 
 # --- used by the tests only, kept on purpose ---------------------------------------------------------------------

@@ -23,17 +23,17 @@ from temporalio.worker import Worker
 from activities import ActivityRegistry
 from devstack.errors import PortInUse
 from llm_optimizer.errors import OptimizerError
+from llm_optimizer.ids import watcher_id
 from llm_optimizer.payloads import WatchInput
 from llm_optimizer.pricing import price_book
 from llm_optimizer.settings import Settings, load_settings
 from runtime import health
 from runtime.logs import configure_logging
 from runtime.probes import Readiness
+from runtime.search_attributes import SEARCH_ATTRIBUTES
 from runtime.temporal import connect_client, ensure_search_attributes
 from storage.db import migrate
 from workflows import ALL_WORKFLOWS
-from workflows.ids import watcher_id
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 from workflows.threshold_watcher import ThresholdWatcher
 
 log = logging.getLogger("worker")

@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Memory, Objectives
@@ -85,7 +85,7 @@ def run(total: int, service_count: int) -> dict:
                 analysis_s = time.perf_counter() - began
             print(f"analysis: {len(rows):,} window aggregates in {analysis_s:.2f}s (count(*) scan {scan_s:.2f}s)")
 
-            activities = LoopActivities(Settings(database={"url": url}), price_book())
+            activities = LoopActivitySet(Settings(database={"url": url}), price_book())
             timings = []
             for name in services:
                 request = DecideRequest(
@@ -100,7 +100,7 @@ def run(total: int, service_count: int) -> dict:
                     candidate_models=["gpt-4o-mini", "claude-3-5-haiku-20241022", "gemini-2.0-flash-001"],
                 )
                 began = time.perf_counter()
-                asyncio.run(ActivityEnvironment().run(activities.decide, request))  # the activity itself
+                asyncio.run(ActivityEnvironment().run(activities.decisions.decide, request))  # the activity itself
                 timings.append((time.perf_counter() - began) * 1000)
             p99 = float(np.percentile(timings, 99))
             print(f"decisions: p50 {np.percentile(timings, 50):.1f} ms, p99 {p99:.1f} ms over {len(timings)} services")

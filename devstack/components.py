@@ -24,7 +24,7 @@ from devstack.processes import (
     wait_until,
 )
 from llm_optimizer.settings import StackSettings
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from runtime.search_attributes import SEARCH_ATTRIBUTES
 
 DATABASE_NAME = "optimizer"
 

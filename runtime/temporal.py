@@ -22,8 +22,8 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from llm_optimizer.settings import Settings
+from runtime.search_attributes import SEARCH_ATTRIBUTES
 from runtime.tracing import interceptors, shutdown_tracing
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 def exit_process(code: int) -> NoReturn:

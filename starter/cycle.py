@@ -36,7 +36,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from llm_optimizer import yamlsafe
+from llm_optimizer import ids, yamlsafe
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.errors import OptimizerError
@@ -44,12 +44,11 @@ from llm_optimizer.events import describe_validation_error
 from llm_optimizer.payloads import ControlAck, CycleInput, CycleRecord, CycleStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.settings import Settings, load_settings
+from runtime.search_attributes import SERVICE
 from runtime.temporal import connect_client, ensure_schedule, exit_process
 from storage import configs_repo
 from storage.db import connect, migrate
-from workflows import ids
 from workflows.details import minutes
-from workflows.search_attributes import SERVICE
 
 # Command-line name -> the control's name (the `control` update's "name", and the signal of the same name).
 CONTROLS = {

@@ -24,6 +24,7 @@ from devstack import LocalStack
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints
 from llm_optimizer.events import to_cloudevent
+from llm_optimizer.ids import canary_id, cycle_id
 from llm_optimizer.payloads import CycleInput, CycleStatus, QualityReport
 from llm_optimizer.settings import CanaryThresholds, load_settings
 from runtime.temporal import connect_client, ensure_search_attributes, exit_process
@@ -35,7 +36,6 @@ from starter.ingest import start_ingestion
 from storage import configs_repo, report_repo
 from storage.config_client import ConfigClient
 from storage.db import connect, migrate
-from workflows.ids import canary_id, cycle_id
 
 # Shipped with the repository (data/outcomes/README.md: provenance and licence).
 DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"

@@ -16,11 +16,11 @@ from datetime import timedelta
 from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.evaluation import build
+from llm_optimizer.ids import QUALITY_EVALUATION_ID
 from llm_optimizer.payloads import EvaluationRound, QualityReport
 from llm_optimizer.settings import Settings
 from runtime.temporal import exit_process
 from starter import periodic
-from workflows.ids import QUALITY_EVALUATION_ID
 
 
 def evaluation_round(settings: Settings) -> EvaluationRound:

@@ -17,10 +17,10 @@ import json
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
+from llm_optimizer.ids import ingestion_id
 from llm_optimizer.payloads import IngestionInput, IngestionStatus
 from llm_optimizer.settings import Settings, load_settings
 from runtime.temporal import connect_client, exit_process
-from workflows.ids import ingestion_id
 
 
 async def start_ingestion(client: Client, settings: Settings, topic: str | None = None) -> WorkflowHandle:

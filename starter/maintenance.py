@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from llm_optimizer.ids import STORAGE_MAINTENANCE_ID
 from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
 from runtime.temporal import exit_process
 from starter import periodic
 from starter.cycle import parse_every
-from workflows.ids import STORAGE_MAINTENANCE_ID
 
 JOB = periodic.Periodic(
     workflow="StorageMaintenance",

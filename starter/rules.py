@@ -15,11 +15,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from activities.loop import LoopActivities
+from activities.decide import assess_live
 from llm_optimizer.decision import Constraints, Memory, Objectives, Profile
 from llm_optimizer.errors import OptimizerError
 from llm_optimizer.payloads import DecideRequest
-from llm_optimizer.pricing import price_book
 from llm_optimizer.rules import load_rules
 from llm_optimizer.settings import Settings, load_settings
 from starter.cycle import parse_every
@@ -47,7 +46,7 @@ def dry_run(settings: Settings, service: str, window_s: float) -> list[str]:
         version = assignment.active_version
         profiles = analysis_repo.profiles(conn, service, request.window_start, now)
         current = next((p for p in profiles if p.config_version == version), Profile(model="?", provider="?"))
-        assessment = LoopActivities(settings, price_book(settings)).assess_live(conn, request, version, current)
+        assessment = assess_live(conn, settings, request, version, current)
     return [f"{'ok  ' if c.passed else 'ACT '} {c.name}: {c.detail}" for c in assessment.checks] or [
         "no findings and no rules"
     ]

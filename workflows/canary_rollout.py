@@ -17,13 +17,13 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.ids import ROLLOUT_PROGRESS
+from llm_optimizer.ids import ROLLOUT_PROGRESS
+from runtime.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.options import QUICK, waiting_for_data
-from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE, SERVICE
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.rollout import RolloutActivities
     from llm_optimizer.canary_judge import CanaryVerdict
     from llm_optimizer.payloads import (
         EmergencyStopRequest,
@@ -259,7 +259,7 @@ class CanaryRollout:
         previous = (sampled[-1].baseline_requests, sampled[-1].canary_requests) if sampled else None
         label = f"judge stage {stage + 1}: {percent:g}%" + (" (promotion gate)" if gate else "")
         verdict = await workflow.execute_activity_method(
-            LoopActivities.judge_stage,
+            RolloutActivities.judge_stage,
             JudgeRequest(
                 rollout_id=self.input.rollout_id,
                 service=self.input.service,
@@ -340,7 +340,7 @@ class CanaryRollout:
 
     async def _record(self, state: str, *, reason: str | None = None, finished: bool = False) -> None:
         await workflow.execute_activity_method(
-            LoopActivities.record_rollout,
+            RolloutActivities.record_rollout,
             self._record_of(state, reason=reason, finished=finished),
             summary=f"record rollout {state}",
             **QUICK,

@@ -17,7 +17,8 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.exploration import ExplorationActivities
+    from activities.rollout import RolloutActivities
     from llm_optimizer.exploration import ArmResult, ArmStats, finished, shares
     from llm_optimizer.payloads import (
         ExplorationInput,
@@ -28,9 +29,9 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         TrafficRequest,
     )
+    from runtime.search_attributes import ROLLOUT_STATE
     from workflows.details import minutes
     from workflows.handlers import take
-    from workflows.search_attributes import ROLLOUT_STATE
 
 
 @workflow.defn(name="Exploration")
@@ -63,7 +64,7 @@ class Exploration:
                     )
                 final = self.stop_reason is not None or workflow.now() >= deadline
                 round_ = await workflow.execute_activity_method(
-                    LoopActivities.explore_round,
+                    ExplorationActivities.explore_round,
                     ExploreRoundRequest(
                         exploration_id=input.exploration_id,
                         service=input.service,
@@ -127,7 +128,7 @@ class Exploration:
         self.shares = split
         described = ", ".join(f"{v} {p:g}%" for v, p in split.items()) or "none (all traffic to the live config)"
         await workflow.execute_activity_method(
-            LoopActivities.set_traffic,
+            RolloutActivities.set_traffic,
             TrafficRequest(
                 rollout_id=f"{self.input.exploration_id}#{self.rounds}",
                 service=self.input.service,

@@ -15,13 +15,17 @@ from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttribut
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
-from workflows import ids
-from workflows.ids import ROLLOUT_PROGRESS, THRESHOLD_BREACHED
+from llm_optimizer import ids
+from llm_optimizer.ids import ROLLOUT_PROGRESS, THRESHOLD_BREACHED
 from workflows.options import ACTIVITY, OBSERVE, ActivityOptions
 from workflows.traffic import set_traffic
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.audit import AuditActivities
+    from activities.decide import DecisionActivities
+    from activities.exploration import ExplorationActivities
+    from activities.rollout import RolloutActivities
+    from activities.thresholds import ThresholdActivities
     from llm_optimizer import memory as memory_rules
     from llm_optimizer.canary_judge import thresholds_for
     from llm_optimizer.decision import Action, Decision
@@ -62,11 +66,11 @@ with workflow.unsafe.imports_passed_through():
         unstorable,
     )
     from llm_optimizer.strategies import PRESETS
+    from runtime.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
     from workflows.canary_rollout import CanaryRollout
     from workflows.details import DOING, cycle_details, minutes, rollout_details
     from workflows.exploration import Exploration
     from workflows.handlers import first_time, refuse, take
-    from workflows.search_attributes import CONFIG_VERSION, CYCLE_STATE, ROLLOUT_STATE, SERVICE
 
 
 T = TypeVar("T", bound=BaseModel)
@@ -186,7 +190,7 @@ class OptimizationCycle:
                 if workflow.now() >= self.next_run_at:
                     return "timer"
                 check = await workflow.execute_activity_method(
-                    LoopActivities.check_thresholds,
+                    ThresholdActivities.check_thresholds,
                     ThresholdRequest(
                         service=self.input.service,
                         window_start=workflow.now() - timedelta(seconds=self.input.fast_path_s * scale),
@@ -256,7 +260,7 @@ class OptimizationCycle:
         await self._transition(CycleState.OBSERVING, trigger)
         window_start = now - timedelta(seconds=self.settings.analysis_window_s * self.settings.time_scale)
         observation = await self._step(
-            LoopActivities.observe,
+            DecisionActivities.observe,
             ObserveRequest(service=self.settings.service, window_start=window_start, window_end=now),
             "observe: the live config and its traffic split",
             OBSERVE,  # it waits for the window's events to land (docs/architecture.md "Complete windows")
@@ -274,7 +278,7 @@ class OptimizationCycle:
             await self._transition(CycleState.ANALYZING, trigger)
             await self._transition(CycleState.DECIDING, trigger)
             decision = await self._step(
-                LoopActivities.decide,
+                DecisionActivities.decide,
                 DecideRequest(
                     service=self.settings.service,
                     cycle_id=record.cycle_id,
@@ -321,7 +325,7 @@ class OptimizationCycle:
         measured = explored if explored is not None and explored.result.fate == "qualified" else None
         await self._transition(CycleState.VALIDATING, "decision")
         prepared = await workflow.execute_activity_method(
-            LoopActivities.prepare_canary,
+            RolloutActivities.prepare_canary,
             PrepareCanaryRequest(
                 service=self.settings.service,
                 decision_id=decision.decision_id,
@@ -430,7 +434,7 @@ class OptimizationCycle:
         assert observation.active_version is not None
         await self._transition(CycleState.VALIDATING, "decision")
         arms = await workflow.execute_activity_method(
-            LoopActivities.prepare_arms,
+            ExplorationActivities.prepare_arms,
             PrepareArmsRequest(
                 service=self.settings.service,
                 decision_id=decision.decision_id,
@@ -581,7 +585,7 @@ class OptimizationCycle:
 
     async def _step(
         self,
-        activity: Callable[[LoopActivities, Request], Awaitable[Result]],
+        activity: Callable[[DecisionActivities, Request], Awaitable[Result]],
         request: Request,
         summary: str,
         options: ActivityOptions,
@@ -627,7 +631,7 @@ class OptimizationCycle:
         )
         if not self.lean:  # as the recorded histories did: one local activity per row
             await workflow.execute_local_activity_method(
-                LoopActivities.audit, record, start_to_close_timeout=timedelta(seconds=30)
+                AuditActivities.audit, record, start_to_close_timeout=timedelta(seconds=30)
             )
             return
         self.pending_audit.append(record)
@@ -641,7 +645,7 @@ class OptimizationCycle:
             return
         kinds = sorted({r.event_type for r in batch})
         await workflow.execute_local_activity_method(
-            LoopActivities.audit_batch,
+            AuditActivities.audit_batch,
             batch,
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"audit {len(batch)} rows ({', '.join(kinds)})",
@@ -721,7 +725,7 @@ class OptimizationCycle:
             return None
         try:
             exists = await workflow.execute_activity_method(
-                LoopActivities.version_exists,
+                RolloutActivities.version_exists,
                 args=[self.input.service, version],
                 summary=f"is {version} a version of {self.input.service}? (rollback target)",
                 **ACTIVITY,

@@ -47,7 +47,7 @@ def failed_with(err: BaseException | None, *errors: type[BaseException]) -> bool
 # Our exception classes that retrying cannot fix (a wrong input, an orchestrator that refuses the config).
 NON_RETRYABLE = error_types(ValidationFailed, OrchestratorRejected)
 
-# Activities marked `heartbeating` (activities/loop.py) beat every second; this long without one, the worker is
+# Activities marked `heartbeating` (activities/heartbeats.py) beat every second; this long without one, the worker is
 # taken for dead.
 HEARTBEAT = timedelta(seconds=5)
 

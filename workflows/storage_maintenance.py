@@ -13,7 +13,7 @@ from temporalio import workflow
 from workflows.options import ACTIVITY
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.maintenance import MaintenanceActivities
     from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
     from workflows.details import clock, minutes
 
@@ -43,7 +43,7 @@ class StorageMaintenance:
     async def _once(self) -> MaintenanceReport:
         request = self.request.model_copy(update={"now": workflow.now()})
         self.last = await workflow.execute_activity_method(
-            LoopActivities.maintain_storage,
+            MaintenanceActivities.maintain_storage,
             request,
             summary=f"roll up events older than {minutes(request.lateness_s)}, expire those past "
             f"{request.retention_days:g} days",

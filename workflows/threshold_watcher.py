@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.thresholds import ThresholdActivities
     from llm_optimizer.payloads import WatchInput, WatchReport
 
 RUNS_PER_HISTORY = 24  # a watch runs an hour by default: a day per history
@@ -31,7 +31,7 @@ class ThresholdWatcher:
         for _ in range(RUNS_PER_HISTORY):
             workflow.set_current_details(self._details())
             self.last = await workflow.execute_activity_method(
-                LoopActivities.watch_thresholds,
+                ThresholdActivities.watch_thresholds,
                 input,
                 start_to_close_timeout=timedelta(seconds=input.run_s + 120),
                 heartbeat_timeout=timedelta(seconds=max(30.0, 3 * input.list_every_s)),

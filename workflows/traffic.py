@@ -7,7 +7,7 @@ from temporalio import workflow
 from workflows.options import TRAFFIC
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loop import LoopActivities
+    from activities.rollout import RolloutActivities
     from llm_optimizer.payloads import RolloutRecord, TrafficRequest
 
 
@@ -29,7 +29,7 @@ async def set_traffic(
     if summary is None:
         summary = f"traffic: {percent:g}% to {canary}, the rest to {active}" if canary else f"traffic: all to {active}"
     await workflow.execute_activity_method(
-        LoopActivities.set_traffic,
+        RolloutActivities.set_traffic,
         TrafficRequest(
             rollout_id=change_id,
             service=service,

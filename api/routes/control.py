@@ -20,8 +20,8 @@ from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission, Principal
 from llm_optimizer.errors import ControlRefused
+from llm_optimizer.ids import cycle_id, running_cycles_query, service_of_cycle
 from llm_optimizer.payloads import VERSION_PATTERN, ControlAck, ControlCommand, CycleStatus
-from workflows.ids import cycle_id, running_cycles_query, service_of_cycle
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 

@@ -20,11 +20,11 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
+from llm_optimizer.ids import ingestion_id
 from llm_optimizer.payloads import IngestionStatus
 from runtime import probes
 from runtime.probes import Check, ReadinessReport, Unhealthy
 from storage import status_repo
-from workflows.ids import ingestion_id
 
 router = APIRouter(tags=["health"])
 

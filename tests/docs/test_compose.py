@@ -17,7 +17,7 @@ from helpers.setting_names import env_name, setting_keys
 
 from llm_optimizer.settings import CONFIG_FILE_ENV, SHORT_ENV_ALIASES, Settings
 from runtime.health import serve
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from runtime.search_attributes import SEARCH_ATTRIBUTES
 
 
 def load(repo_root):
@@ -96,7 +96,7 @@ def _check_passes(code: str, base: str, live: bool, ready: bool) -> bool:
 
 
 def test_the_compose_stack_registers_the_projects_search_attributes(repo_root):
-    # The one definition is workflows/search_attributes.py; the compose job's shell loop repeats the names.
+    # The one definition is runtime/search_attributes.py; the compose job's shell loop repeats the names.
     [command] = load(repo_root)["services"]["temporal-setup"]["command"]
     loop = re.search(r"for attribute in ([\w ]+); do", command)
     assert loop is not None, command

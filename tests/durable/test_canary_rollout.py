@@ -19,16 +19,16 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds, MetricCheck, late
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import JudgeRequest, RolloutInput, RolloutOutcome, RolloutStatus
 from llm_optimizer.resolution import Assignment
 from llm_optimizer.strategies import PRESETS, RolloutStage, Strategy
+from runtime.search_attributes import CONFIG_VERSION, ROLLOUT_STATE
+from runtime.search_attributes import SERVICE as SERVICE_ATTRIBUTE
 from storage import configs_repo
 from workflows import CanaryRollout
-from workflows.search_attributes import CONFIG_VERSION, ROLLOUT_STATE
-from workflows.search_attributes import SERVICE as SERVICE_ATTRIBUTE
 
 SERVICE = "chat"
 STAGES = list(PRESETS[Strategy.balanced].stages)  # 5% 5 min, 25% 10 min, 50% 15 min, 100%
@@ -87,13 +87,13 @@ class Rig:
     def __init__(self, env, database_url, stack, judge: ScriptedJudge):
         self.env, self.judge = env, judge
         settings = settings_for(stack, database_url)
-        loop = LoopActivities(settings, fixture_book())
+        loop = LoopActivitySet(settings, fixture_book())
         self.queue = f"rollout-{uuid.uuid4().hex[:8]}"
         self.worker = Worker(
             env.client,
             task_queue=self.queue,
             workflows=[CanaryRollout],
-            activities=[loop.set_traffic, loop.record_rollout, judge.judge_stage],
+            activities=[loop.rollout.set_traffic, loop.rollout.record_rollout, judge.judge_stage],
         )
 
     async def start(self, **overrides):
@@ -218,7 +218,7 @@ class FiguresJudge(ScriptedJudge):
 async def test_the_temporal_ui_says_what_the_rollout_is_doing(temporal_client, registry, stack):
     """Current details, summaries, descriptions and search attributes, read back from the real dev server."""
     settings = settings_for(stack, registry)
-    loop = LoopActivities(settings, fixture_book())
+    loop = LoopActivitySet(settings, fixture_book())
     queue = f"rollout-ui-{uuid.uuid4().hex[:8]}"
     judge = FiguresJudge()
     stages = [
@@ -230,7 +230,7 @@ async def test_the_temporal_ui_says_what_the_rollout_is_doing(temporal_client, r
         temporal_client,
         task_queue=queue,
         workflows=[CanaryRollout],
-        activities=[loop.set_traffic, loop.record_rollout, judge.judge_stage],
+        activities=[loop.rollout.set_traffic, loop.rollout.record_rollout, judge.judge_stage],
     )
     async with worker:
         handle = await temporal_client.start_workflow(

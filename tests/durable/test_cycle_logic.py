@@ -14,9 +14,10 @@ from helpers.fake_activities import FakeLoop, canary_of, fake_worker
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from llm_optimizer import ids
 from llm_optimizer.decision import Action
 from llm_optimizer.payloads import CycleInput, CycleRecord, CycleState, CycleStatus
-from workflows import CanaryRollout, OptimizationCycle, ids
+from workflows import CanaryRollout, OptimizationCycle
 
 SERVICE = "cycle-logic"
 INTERVAL_S = 900

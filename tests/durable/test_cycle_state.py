@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from llm_optimizer import ids
 from llm_optimizer.decision import Memory
 from llm_optimizer.payloads import (
     CycleCarried,
@@ -30,7 +31,7 @@ from llm_optimizer.payloads import (
     RolloutLink,
 )
 from llm_optimizer.strategies import PRESETS, Strategy
-from workflows import OptimizationCycle, ids
+from workflows import OptimizationCycle
 from workflows.handlers import REFUSALS_KEPT, SEEN_KEPT, take
 
 SERVICE = "cycle-state"

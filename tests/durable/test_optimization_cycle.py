@@ -17,7 +17,7 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import settings_for, wait_for
 from temporalio.worker import Worker
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.events import LLMEvent
 from llm_optimizer.payloads import CycleInput, CycleRecord, CycleState, CycleStatus
@@ -83,7 +83,7 @@ def seed(database_url: str, *, events: int = 0, now: datetime | None = None, mea
 class Rig:
     def __init__(self, env, stack, database_url):
         self.env = env
-        self.loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+        self.loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
         self.queue = f"cycle-{uuid.uuid4().hex[:8]}"
         self.worker = Worker(
             env.client,

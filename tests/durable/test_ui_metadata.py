@@ -15,9 +15,10 @@ import uuid
 import psycopg
 from helpers.servers import settings_for, wait_for
 
-from activities.loop import _split_in_words
+from activities.rollout import _split_in_words
 from devstack.processes import venv_binary
 from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.ids import watcher_id
 from llm_optimizer.payloads import CycleInput, CycleStatus
 from llm_optimizer.resolution import Assignment
 from starter import maintenance, periodic
@@ -25,7 +26,6 @@ from starter.cycle import start_cycle
 from storage import configs_repo
 from worker import serving
 from workflows.details import minutes
-from workflows.ids import watcher_id
 
 
 def register(database_url: str, service: str) -> None:

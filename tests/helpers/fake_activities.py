@@ -65,7 +65,7 @@ def verdict(kind: VerdictKind, reason: str = "") -> CanaryVerdict:
 
 
 class FakeLoop:
-    """The activities of LoopActivities the cycle and the rollout call, scripted."""
+    """The activities of the loop's features (`activities.LoopActivitySet`) the cycle and the rollout call, scripted."""
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.events import LLMEvent
@@ -69,10 +69,10 @@ async def test_a_service_wide_burst_in_the_last_stage_does_not_roll_back_a_healt
             ),
         )
         conn.commit()
-    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
     try:
         verdict = await ActivityEnvironment().run(
-            loop.judge_stage,
+            loop.rollout.judge_stage,
             JudgeRequest(
                 rollout_id="r1",
                 service=SERVICE,

@@ -12,7 +12,7 @@ from helpers.scripted_http import Answer, scripted_server
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from integrations.governance import GovernanceClient
 from integrations.model_registry import ModelRegistryClient
 from llm_optimizer.decision import (
@@ -150,7 +150,7 @@ async def test_decide_uses_the_registry_and_asks_governance(stack, database_url,
             integrations={"model_registry_url": registry.url, "governance_url": governance.url, "retries": 0},
         )
         request = decide_request("chat")
-        decision = await ActivityEnvironment().run(LoopActivities(settings, fixture_book()).decide, request)
+        decision = await ActivityEnvironment().run(LoopActivitySet(settings, fixture_book()).decisions.decide, request)
     # house-7b is offered by the registry only; priced from it, it is the cheapest candidate to explore, and governance
     # denies its arm.
     assert governance.requests[0][2]["proposed_configuration"] == {"model": "house-7b", "provider": "inhouse"}

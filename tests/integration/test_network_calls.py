@@ -18,8 +18,8 @@ from helpers.scripted_http import chat_answer
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
+from activities import LoopActivitySet
 from activities.evaluation import EvaluationActivities
-from activities.loop import LoopActivities
 from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
@@ -75,9 +75,9 @@ async def test_decide_holds_no_transaction_while_it_asks_the_registry_and_govern
             stack, database_url, integrations={"model_registry_url": registry_url, "governance_url": gov_url}
         )
         request = decide_request("chat")
-        loop = LoopActivities(settings, fixture_book())
+        loop = LoopActivitySet(settings, fixture_book())
         try:
-            decision = await ActivityEnvironment().run(loop.decide, request)
+            decision = await ActivityEnvironment().run(loop.decisions.decide, request)
         finally:
             loop.close()
     assert [a.model for a in decision.arms] == ["house-7b"]  # explored, approved: both peers were asked

@@ -12,7 +12,8 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
+from activities.rollout import RolloutActivities
 from integrations.orchestrator import OrchestratorRejected
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import TrafficRequest
@@ -48,13 +49,13 @@ def orchestrator():
 
 
 @pytest.fixture
-def activities(stack, database_url, orchestrator) -> LoopActivities:
+def activities(stack, database_url, orchestrator) -> RolloutActivities:
     with psycopg.connect(database_url) as conn:
         configs_repo.register(conn, "chat", ConfigSpec(model="gpt-4o", provider="openai", prompt_template="Be brief."))
         configs_repo.register(conn, "chat", ConfigSpec(model="gpt-4o-mini", provider="openai"), parent_version="v1")
         conn.commit()
     settings = settings_for(stack, database_url, integrations={"orchestrator_url": orchestrator})
-    return LoopActivities(settings, fixture_book())
+    return LoopActivitySet(settings, fixture_book()).rollout
 
 
 REQUEST = TrafficRequest(

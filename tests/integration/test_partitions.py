@@ -12,7 +12,8 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
+from activities.maintenance import MaintenanceActivities
 from llm_optimizer.decoding import DecodedBatch
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.events import LLMEvent
@@ -88,9 +89,9 @@ def test_redeliveries_and_in_batch_duplicates_land_once_across_partitions(db):
 
 
 @pytest.fixture
-def hourly(stack, database_url) -> LoopActivities:
+def hourly(stack, database_url) -> MaintenanceActivities:
     settings = settings_for(stack, database_url, database={"event_partition": "hour", "event_partitions_ahead": 2})
-    return LoopActivities(settings, fixture_book())
+    return LoopActivitySet(settings, fixture_book()).maintenance
 
 
 async def test_expiry_drops_whole_partitions_once_past_the_retention_and_rolled_up(hourly, database_url):

@@ -10,7 +10,7 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.events import Status
 from llm_optimizer.payloads import PrepareCanaryRequest
@@ -43,11 +43,11 @@ def live(database_url: str, extra: dict) -> None:
 
 
 async def prepare(stack, database_url) -> tuple:
-    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
     request = PrepareCanaryRequest(
         service="extract", decision_id="d1", base_version="v1", model="gpt-4o-mini", provider="openai"
     )
-    prepared = await ActivityEnvironment().run(loop.prepare_canary, request)
+    prepared = await ActivityEnvironment().run(loop.rollout.prepare_canary, request)
     with psycopg.connect(database_url) as conn:
         version = configs_repo.get_version(conn, "extract", prepared.version)
     return prepared, version

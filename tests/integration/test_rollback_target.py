@@ -19,7 +19,7 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
 from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.payloads import ControlAck, CycleInput, CycleState, CycleStatus, RolloutInput
@@ -160,7 +160,7 @@ async def test_a_traffic_change_the_registry_refuses_is_not_retried_and_the_cycl
 ):
     service = f"rb-{uuid.uuid4().hex[:6]}"
     register(database_url, service)
-    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
     queue = f"rb-{uuid.uuid4().hex[:8]}"
     activities = [a for a in loop.all() if a.__name__ != "version_exists"] + [every_version_exists]
     async with Worker(
@@ -209,10 +209,13 @@ async def _state(handle, state: CycleState) -> bool:
 async def test_a_rollout_to_a_missing_version_fails_at_once_instead_of_retrying(stack, database_url, temporal_client):
     service = f"rb-{uuid.uuid4().hex[:6]}"
     register(database_url, service)
-    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
     queue = f"rb-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        temporal_client, task_queue=queue, workflows=[CanaryRollout], activities=[loop.set_traffic, loop.record_rollout]
+        temporal_client,
+        task_queue=queue,
+        workflows=[CanaryRollout],
+        activities=[loop.rollout.set_traffic, loop.rollout.record_rollout],
     ):
         handle = await temporal_client.start_workflow(
             CanaryRollout.run,

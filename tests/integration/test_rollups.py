@@ -13,7 +13,8 @@ from helpers.servers import settings_for
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.loop import LoopActivities
+from activities import LoopActivitySet
+from activities.maintenance import MaintenanceActivities
 from llm_optimizer.payloads import MaintenanceReport, MaintenanceRequest
 from simulator.samples import sample_events
 from storage import analysis_repo
@@ -25,7 +26,7 @@ START = NOW - timedelta(minutes=100)
 
 
 @pytest.fixture
-def loaded(stack, database_url) -> LoopActivities:
+def loaded(stack, database_url) -> MaintenanceActivities:
     with psycopg.connect(database_url) as conn:
         # 3,000 requests 0.6 s apart, from 100 to 70 minutes ago: older than any still-open hour bucket.
         events = list(sample_events(3000, start=START, seed=4))
@@ -35,7 +36,7 @@ def loaded(stack, database_url) -> LoopActivities:
         ]
         land_events(conn, events, source="test")
         conn.commit()
-    return LoopActivities(settings_for(stack, database_url), fixture_book())
+    return LoopActivitySet(settings_for(stack, database_url), fixture_book()).maintenance
 
 
 def rows(database_url: str, sql: str) -> list[tuple]:

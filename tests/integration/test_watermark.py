@@ -17,8 +17,8 @@ from helpers.fixture_prices import fixture_book
 from helpers.servers import produce, settings_for, wait_for
 from temporalio.testing import ActivityEnvironment
 
+from activities import LoopActivitySet
 from activities.ingestion import IngestionActivities, ensure_topic
-from activities.loop import LoopActivities
 from llm_optimizer.canary_judge import JudgeThresholds
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.events import LLMEvent
@@ -203,11 +203,11 @@ async def test_observe_and_judge_say_late_when_the_window_has_not_landed(stack, 
             ),
         )
         conn.commit()
-    loop = LoopActivities(settings_for(stack, database_url), fixture_book())
+    loop = LoopActivitySet(settings_for(stack, database_url), fixture_book())
     env = ActivityEnvironment()
     window = {"window_start": now - timedelta(minutes=1), "window_end": now + timedelta(seconds=1)}
 
-    observed = await env.run(loop.observe, ObserveRequest(service=SERVICE, data_wait_s=1, **window))
+    observed = await env.run(loop.decisions.observe, ObserveRequest(service=SERVICE, data_wait_s=1, **window))
     assert observed.active_version == "v1"
     assert observed.data_late.startswith("topic slow has landed latecomer's events up to ")
     request = JudgeRequest(
@@ -222,16 +222,18 @@ async def test_observe_and_judge_say_late_when_the_window_has_not_landed(stack, 
         data_wait_s=1,
         **window,
     )
-    verdict = await env.run(loop.judge_stage, request)
+    verdict = await env.run(loop.rollout.judge_stage, request)
     assert verdict.data_late and verdict.verdict == "inconclusive" and verdict.reasons[0].startswith("data late: ")
 
     with psycopg.connect(database_url) as conn:
         watermarks_repo.caught_up(conn, "slow", {0: now + timedelta(minutes=1)})
         conn.commit()
-    assert (await env.run(loop.observe, ObserveRequest(service=SERVICE, **window))).data_late is None
-    first = await env.run(loop.judge_stage, request.model_copy(update={"attempt": 1}))
+    assert (await env.run(loop.decisions.observe, ObserveRequest(service=SERVICE, **window))).data_late is None
+    first = await env.run(loop.rollout.judge_stage, request.model_copy(update={"attempt": 1}))
     assert not first.data_late and (first.baseline_requests, first.canary_requests) == (30, 30)
-    again = await env.run(loop.judge_stage, request.model_copy(update={"attempt": 2, "previous_requests": (30, 30)}))
+    again = await env.run(
+        loop.rollout.judge_stage, request.model_copy(update={"attempt": 2, "previous_requests": (30, 30)})
+    )
     assert again.data_late and "the same 30 baseline / 30 canary requests" in again.reasons[0]
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT attempt, verdict FROM rollout_verdicts ORDER BY attempt").fetchall()

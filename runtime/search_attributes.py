@@ -2,6 +2,9 @@
 
 Every workflow of a service carries `Service`; cycles add `CycleState` and `ConfigVersion` (the live version);
 canaries and explorations add `ConfigVersion` (the version on trial) and `RolloutState`.
+
+The lowest layer that may use Temporal's types (the domain, `llm_optimizer/`, does not), below the workflows and the
+activities that both read them; pure names, so the workflows' sandbox loads it as it is.
 """
 
 from temporalio.common import SearchAttributeKey

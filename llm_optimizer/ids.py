@@ -1,7 +1,9 @@
 """Every workflow id (and id prefix) of the project, in one place: the starters, the API, the worker, the activities
-and the workflows themselves build and parse ids only through these functions (docs/operations.md lists them).
+and the workflows themselves build and parse ids only through these functions (docs/operations.md lists them),
+and name the signals the workflows share with the activities and the API.
 
-Pure and light: importing this module loads no workflow, so any layer may use it.
+Names only, in the domain (no Temporal, no I/O), so that every layer may import them and none imports `workflows/`
+to find a workflow.
 """
 
 from __future__ import annotations
