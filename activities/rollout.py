@@ -121,6 +121,7 @@ class RolloutActivities:
         """Judge the stage once its window has landed; `inconclusive: data late` if it has not within
         `data_wait_s`, or if the sample is the previous judgement's again (no event landed since)."""
         _, why_late = await landed(self.db, request.service, request.window_end, request.data_wait_s)
+        attempt = activity.info().attempt  # a later try's row wins over an earlier try's late write
 
         def work(conn: psycopg.Connection) -> CanaryVerdict:
             if why_late:
@@ -140,6 +141,7 @@ class RolloutActivities:
                 conn,
                 request.rollout_id,
                 StageVerdict(stage=request.stage, attempt=request.attempt, percent=request.percent, verdict=verdict),
+                judged_by_try=attempt,
             )
             return verdict
 

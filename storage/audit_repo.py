@@ -76,16 +76,19 @@ def record_rollout(conn: psycopg.Connection, record: RolloutRecord) -> None:
     )
 
 
-def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerdict) -> None:
+def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerdict, judged_by_try: int = 1) -> None:
     """One row per judgement, `(rollout_id, stage, attempt)` (the workflow's count of judgements within a stage):
-    the latest write of it wins. A Temporal retry of `judge_stage` carries the same key, so a worker that wrote
-    `inconclusive: data late` and died before its completion reached Temporal is followed by a retry that may judge
-    for real once the data has landed; the workflow acts on the retry's verdict, and the row must say the same."""
+    the write of the latest try of its judge wins (`judged_by_try`, Temporal's activity attempt). A Temporal retry of
+    `judge_stage` carries the same key, so a worker that wrote `inconclusive: data late` and died before its
+    completion reached Temporal is followed by a retry that may judge for real once the data has landed; the
+    workflow acts on the retry's verdict, and the row must say the same, even if the first try, cut off from
+    Temporal but not from Postgres, writes again after it."""
     conn.execute(
-        "INSERT INTO rollout_verdicts (rollout_id, stage, attempt, percent, verdict, reasons, metrics) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "INSERT INTO rollout_verdicts (rollout_id, stage, attempt, percent, verdict, reasons, metrics, judged_by_try) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (rollout_id, stage, attempt) DO UPDATE SET percent = EXCLUDED.percent, "
-        "verdict = EXCLUDED.verdict, reasons = EXCLUDED.reasons, metrics = EXCLUDED.metrics, judged_at = now()",
+        "verdict = EXCLUDED.verdict, reasons = EXCLUDED.reasons, metrics = EXCLUDED.metrics, judged_at = now(), "
+        "judged_by_try = EXCLUDED.judged_by_try WHERE rollout_verdicts.judged_by_try <= EXCLUDED.judged_by_try",
         (
             rollout_id,
             verdict.stage,
@@ -94,6 +97,7 @@ def record_verdict(conn: psycopg.Connection, rollout_id: str, verdict: StageVerd
             verdict.verdict.verdict,
             Jsonb(verdict.verdict.reasons),
             Jsonb([c.model_dump() for c in verdict.verdict.checks]),
+            judged_by_try,
         ),
     )
 

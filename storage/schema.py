@@ -193,6 +193,8 @@ rollout_verdicts = Table(
     Column("reasons", JSONB, nullable=False),
     Column("metrics", JSONB, nullable=False),
     _now("judged_at"),
+    # Which try of its judge wrote the row (Temporal's activity attempt): a later try's write wins (migration 0012).
+    Column("judged_by_try", Integer, nullable=False, server_default="1"),
     PrimaryKeyConstraint("rollout_id", "stage", "attempt"),
     ForeignKeyConstraint(["rollout_id"], ["rollouts.rollout_id"]),
 )

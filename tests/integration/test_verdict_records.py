@@ -299,3 +299,19 @@ async def test_a_judge_killed_between_its_write_and_its_completion_leaves_the_re
         for v in outcome.verdicts
     ]
     assert rows[0][5], "the checks of the real judgement"
+
+
+def test_an_earlier_try_of_a_judge_writing_late_never_overwrites_a_later_try(db):
+    """A judge cut off from Temporal but not from Postgres is timed out and retried; the retry (try 2) writes and
+    completes, then the first try finishes its wait and writes `data late`: the row keeps try 2's verdict."""
+    _rollout(db, "r2")
+    healthy = CanaryVerdict(verdict="healthy", reasons=[], checks=[], baseline_requests=300, canary_requests=300)
+    audit_repo.record_verdict(db, "r2", StageVerdict(stage=1, attempt=0, percent=25, verdict=healthy), judged_by_try=2)
+    stale = late("topic t has landed rejudged's events up to 10:00:00, 60 s before the window's end")
+    audit_repo.record_verdict(db, "r2", StageVerdict(stage=1, attempt=0, percent=25, verdict=stale), judged_by_try=1)
+    db.commit()
+    assert [(r[3], r[4]) for r in _rows(db, "r2")] == [("healthy", [])]
+    # A third try writes over the second.
+    audit_repo.record_verdict(db, "r2", StageVerdict(stage=1, attempt=0, percent=25, verdict=stale), judged_by_try=3)
+    db.commit()
+    assert [r[3] for r in _rows(db, "r2")] == ["inconclusive"]
