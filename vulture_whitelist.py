@@ -117,6 +117,3 @@ _.record_llm_call  # optimizer_client.otel: records one LLM call as a GenAI span
 
 # --- used by the tests only, kept on purpose ---------------------------------------------------------------------
 _.synthetic_outcomes  # simulator/synthetic.py: the synthetic fleet's outcomes as a frame, the library form of its CLI
-# Dead, but in a file another change restructures (llm_optimizer/exploration.py, issue 27): delete it there, then
-# this line.
-_.winner

@@ -64,7 +64,7 @@ class Backend:
             for source in ("http", "otlp")
         }
         self.texts = TextPolicy.from_settings(settings.evaluation)
-        self.configs = ConfigClient(settings.database_url, ttl_s=settings.server.cache_ttl_s)
+        self.configs = ConfigClient(self.db, ttl_s=settings.server.cache_ttl_s)  # config resolution: the same pool
         self.rate_limiter = RateLimiter(settings.server.rate_limit_burst_s)
         self._principals = TtlCache(settings.server.cache_ttl_s)
         self._temporal: Client | None = None
@@ -75,7 +75,6 @@ class Backend:
 
     def close(self) -> None:
         self.db.close()
-        self.configs.close()
 
     @property
     def timeout_s(self) -> float:

@@ -38,7 +38,7 @@ from simulator.fleet import Fleet
 from simulator.outcomes import OutcomeTable
 from starter.cycle import register_initial, start_cycle
 from storage.config_client import ConfigClient
-from storage.db import migrate
+from storage.db import Database, migrate
 from storage.events_repo import land_events
 
 # Shipped with the repository (data/outcomes/README.md: provenance and licence).
@@ -146,7 +146,8 @@ def replay(
 ) -> list:
     """Send traffic for `duration` seconds (or until `stop` is set); returns what each request was served (in
     order)."""
-    configs = ConfigClient(database_url, ttl_s=0.5)
+    db = Database(Settings(database={"url": database_url}), name="savings-fleet")
+    configs = ConfigClient(db, ttl_s=0.5)
     fleet = Fleet(table, configs, seed=11)
     served = []
     started = time.monotonic()
@@ -165,7 +166,7 @@ def replay(
                 ]
             sent += due
             time.sleep(0.1)
-    configs.close()
+    db.close()
     return served
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
+from llm_optimizer.objectives import Objectives, Outcome, weighted_gain
 from llm_optimizer.readable import Tidy
 
 ArmFate = Literal["exploring", "qualified", "below_floor", "dominated", "no_saving", "unproven", "errors", "deferred"]
@@ -104,6 +105,11 @@ class ExplorationPolicy(BaseModel):
     max_traffic_percent: float = Field(default=0.0, ge=0, le=50)
     safe_margin: float = Field(default=0.05, ge=0, le=1)
 
+    @property
+    def objectives(self) -> Objectives:
+        """The cycle's weights of cost and quality (latency is left to the canary)."""
+        return Objectives.model_construct(cost=self.cost_weight, quality=self.quality_weight, latency=0.0)
+
 
 class ArmResult(BaseModel):
     """One arm's state after a round: its evidence, the test against the floor, its fate and why."""
@@ -136,23 +142,11 @@ def floor_test(arm: QualityEstimate, reference: QualityEstimate, floor_ratio: fl
     return diff / math.sqrt(var)
 
 
-def weighted_gain(
-    current_cost: float | None,
-    current_quality: float | None,
-    cost: float | None,
-    quality: float | None,
-    p: ExplorationPolicy,
+def _gain_over_live(
+    live: ArmStats, live_quality: float | None, cost: float | None, quality: float | None, p: ExplorationPolicy
 ) -> float:
-    """The decision engine's weighted relative gain restricted to cost and quality (latency is the canary's)."""
-    gain = 0.0
-    total = p.cost_weight + p.quality_weight
-    if total == 0:
-        return 0.0
-    if current_cost and cost is not None:
-        gain += p.cost_weight * (current_cost - cost) / current_cost
-    if current_quality and quality is not None:
-        gain += p.quality_weight * (quality - current_quality) / current_quality
-    return gain / total
+    """The weighted gain over the live config on cost and quality (latency is the canary's)."""
+    return weighted_gain(Outcome(live.cost_per_request, live_quality), Outcome(cost, quality), p.objectives)
 
 
 def settle(
@@ -194,7 +188,7 @@ def settle(
             continue
         if low is not None:
             base["ratio_low"] = _round(low)
-        fate, reason = _fate(arm, z, ratio, (z_crit, z_qualify), live, live_quality, policy, final)
+        fate, reason = _arm_fate(arm, z, ratio, (z_crit, z_qualify), live, live_quality, policy, final)
         results[arm.key] = ArmResult(fate=fate, reason=reason, **base)
     _drop_dominated(results, live, live_quality, z_crit, policy)
     if not final and any(r.fate == "qualified" for r in results.values()):
@@ -206,7 +200,7 @@ def settle(
     return [results[a.key] for a in arms]
 
 
-def _fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[ArmFate, str]:
+def _arm_fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[ArmFate, str]:
     z_crit, z_qualify = z_levels
     n = arm.quality.n if arm.quality else 0
     if (
@@ -216,7 +210,7 @@ def _fate(arm, z, ratio, z_levels, live, live_quality, policy, final) -> tuple[A
     ):
         return "errors", f"error rate {arm.error_rate:.1%} > {policy.error_rate_max:.1%}"
     optimistic = _optimistic_quality(arm, z_crit)
-    best_gain = weighted_gain(live.cost_per_request, live_quality, arm.cost_per_request, optimistic, policy)
+    best_gain = _gain_over_live(live, live_quality, arm.cost_per_request, optimistic, policy)
     if arm.cost_per_request is not None and arm.requests >= min(policy.min_samples, 30) and best_gain < policy.min_gain:
         return "no_saving", (
             f"cost {arm.cost_per_request:.3g}/request against {live.cost_per_request or 0:.3g} live: weighted gain "
@@ -253,14 +247,14 @@ def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, p
         return
     best = max(
         qualified,
-        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, _mean(r), policy),
+        key=lambda r: _gain_over_live(live, live_quality, r.cost_per_request, _mean(r), policy),
     )
-    best_gain = weighted_gain(live.cost_per_request, live_quality, best.cost_per_request, _mean(best), policy)
+    best_gain = _gain_over_live(live, live_quality, best.cost_per_request, _mean(best), policy)
     for key, r in list(results.items()):
         if key == best.key or r.fate not in ("exploring", "qualified") or r.cost_per_request is None:
             continue
         optimistic = _optimistic_quality(r, z_crit)
-        gain = weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, optimistic, policy)
+        gain = _gain_over_live(live, live_quality, r.cost_per_request, optimistic, policy)
         if gain < best_gain:
             results[key] = r.model_copy(
                 update={
@@ -272,17 +266,6 @@ def _drop_dominated(results: dict[str, ArmResult], live, live_quality, z_crit, p
 
 def finished(results: list[ArmResult]) -> bool:
     return all(r.fate in SETTLED for r in results)
-
-
-def winner(results: list[ArmResult], live: ArmStats, policy: ExplorationPolicy) -> ArmResult | None:
-    """The qualified arm with the best weighted gain over the live config, if any."""
-    live_quality = live.quality.mean if live.quality else None
-    qualified = [r for r in results if r.fate == "qualified"]
-    return max(
-        qualified,
-        key=lambda r: weighted_gain(live.cost_per_request, live_quality, r.cost_per_request, _mean(r), policy),
-        default=None,
-    )
 
 
 def shares(total_percent: float, arms: list[ArmResult], policy: ExplorationPolicy | None = None) -> dict[str, float]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.events import Variant
 
 
@@ -47,6 +48,19 @@ class Resolution(BaseModel):
     version: str
     variant: Variant
     bucket: float
+
+
+class ResolvedConfig(BaseModel):
+    """The config that serves a request: its version, which side of a split it is, and its spec (what
+    `GET /api/v1/config/{service}` answers; the client's own copy is `optimizer_client.wire.ResolvedConfig`, held
+    to this one by tests/unit/test_client_wire.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    version: str
+    variant: Variant
+    spec: ConfigSpec
 
 
 def bucket(service: str, key: str) -> float:

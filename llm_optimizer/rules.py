@@ -111,7 +111,7 @@ class RuleTrace(BaseModel):
     reason: str
 
 
-class Evaluation(BaseModel):
+class RuleEvaluation(BaseModel):
     fired: list[Rule]
     trace: list[RuleTrace]
     state: RuleState
@@ -132,7 +132,7 @@ def load_rules(text: str) -> list[Rule]:
 
 def evaluate(
     rules: list[Rule], metrics: dict[str, Any], now: datetime, state: RuleState, *, dry_run: bool = False
-) -> Evaluation:
+) -> RuleEvaluation:
     """Safety rules first, then by priority; a rule fires when its condition has held `for_s`, it is out of its
     cooldown, and it is under its daily cap."""
     holding = dict(state.holding_since)
@@ -160,4 +160,4 @@ def evaluate(
             continue
         trace.append(RuleTrace(rule=rule.name, condition_met=True, fired=False, reason=reason))
     new_state = state if dry_run else RuleState(holding_since=holding, fired=fired_log)
-    return Evaluation(fired=fired, trace=trace, state=new_state)
+    return RuleEvaluation(fired=fired, trace=trace, state=new_state)

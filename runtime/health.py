@@ -148,7 +148,7 @@ async def watch_dependencies(
     async def on_client() -> Client:
         return client
 
-    async def round_() -> list[probes.Check]:
+    async def round_() -> list[probes.DependencyCheck]:
         return list(await asyncio.gather(*probes.dependency_checks(settings, db, on_client, probes.PROBE_TIMEOUT_S)))
 
     await readiness.watch(round_, every_s)

@@ -2,9 +2,9 @@
 
 Each probe is cheap (a readiness probe runs every few seconds): `SHOW server_version` on a pooled Postgres
 connection, `DescribeNamespace` on the Temporal frontend, a Kafka metadata bootstrap. `check` runs one under its own
-timeout and turns any failure into a `Check` whose detail names what failed and why; the details are redacted and
-never carry the database URL, only its host, port and database. `Readiness` holds the last round of checks and
-answers from it, so that a probe storm cannot come from `/ready` requests (see its docstring).
+timeout and turns any failure into a `DependencyCheck` whose detail names what failed and why; the details are
+redacted and never carry the database URL, only its host, port and database. `Readiness` holds the last round of
+checks and answers from it, so that a probe storm cannot come from `/ready` requests (see its docstring).
 """
 
 from __future__ import annotations
@@ -60,14 +60,16 @@ class Unhealthy(Exception):
     """A probe reached its dependency and found it wanting."""
 
 
-class Check(BaseModel):
+class DependencyCheck(BaseModel):
+    """One dependency (Postgres, Temporal, Kafka) checked: healthy or not, why, and how long the check took."""
+
     name: str
     healthy: bool
     detail: str
     elapsed_ms: float
 
 
-class ReadyCheck(Check):
+class ReadyCheck(DependencyCheck):
     required: bool  # whether this check being down makes the process unready
 
 
@@ -79,7 +81,7 @@ class ReadinessReport(BaseModel):
     checked_s_ago: float | None  # how old this round of checks is (None: none has finished yet)
 
 
-async def check(name: str, probe: Awaitable[str], timeout_s: float, target: str, bound_by: str = "") -> Check:
+async def check(name: str, probe: Awaitable[str], timeout_s: float, target: str, bound_by: str = "") -> DependencyCheck:
     """Run `probe` (its detail when healthy) within `timeout_s`; a failure's detail names `target` (an address,
     never a password) and, for a timeout, `bound_by`, the setting of the bound."""
     started = time.perf_counter()
@@ -93,7 +95,7 @@ async def check(name: str, probe: Awaitable[str], timeout_s: float, target: str,
         detail, healthy = f"{target}: {type(exc).__name__}: {exc}", False
     elapsed_ms = round((time.perf_counter() - started) * 1e3, 2)
     # One line (libpq's errors span several), redacted.
-    return Check(name=name, healthy=healthy, detail=redact(" ".join(detail.split())), elapsed_ms=elapsed_ms)
+    return DependencyCheck(name=name, healthy=healthy, detail=redact(" ".join(detail.split())), elapsed_ms=elapsed_ms)
 
 
 def postgres_where(database_url: str) -> str:
@@ -158,7 +160,7 @@ def dependency_checks(
     temporal_client: Callable[[], Awaitable[Client]],
     timeout_s: float,
     bound_by: str = "",
-) -> list[Awaitable[Check]]:
+) -> list[Awaitable[DependencyCheck]]:
     """The checks of Postgres (on `db`), Temporal (on the client `temporal_client` gives, inside the check's bound: the
     API connects on first use) and Kafka, as the settings point at them; to be run concurrently."""
     where = postgres_where(settings.database_url)
@@ -189,13 +191,15 @@ class Readiness:
     def __init__(self, required: Collection[str], stale_after_s: float):
         self.required = frozenset(required)
         self.stale_after_s = stale_after_s
-        self._latest: tuple[float, list[Check]] | None = None  # (time.monotonic(), checks), replaced whole
+        self._latest: tuple[float, list[DependencyCheck]] | None = None  # (time.monotonic(), checks), replaced whole
         self._lock = asyncio.Lock()
 
-    async def refresh(self, round_: Callable[[], Awaitable[Sequence[Check]]]) -> None:
+    async def refresh(self, round_: Callable[[], Awaitable[Sequence[DependencyCheck]]]) -> None:
         self._latest = (time.monotonic(), list(await round_()))
 
-    async def fresh(self, round_: Callable[[], Awaitable[Sequence[Check]]], max_age_s: float) -> ReadinessReport:
+    async def fresh(
+        self, round_: Callable[[], Awaitable[Sequence[DependencyCheck]]], max_age_s: float
+    ) -> ReadinessReport:
         """The report of a round at most `max_age_s` old, running one if needed (one at a time: requests that
         arrive meanwhile wait for it and share it)."""
         async with self._lock:
@@ -203,7 +207,7 @@ class Readiness:
                 await self.refresh(round_)
         return self.report()
 
-    async def watch(self, round_: Callable[[], Awaitable[Sequence[Check]]], every_s: float) -> None:
+    async def watch(self, round_: Callable[[], Awaitable[Sequence[DependencyCheck]]], every_s: float) -> None:
         """Refresh every `every_s` seconds until cancelled."""
         while True:
             await self.refresh(round_)

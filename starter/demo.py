@@ -35,7 +35,7 @@ from starter.cycle import register_initial, start_cycle
 from starter.ingest import start_ingestion
 from storage import configs_repo, report_repo
 from storage.config_client import ConfigClient
-from storage.db import connect, migrate
+from storage.db import Database, connect, migrate
 
 # Shipped with the repository (data/outcomes/README.md: provenance and licence).
 DEFAULT_OUTCOMES = Path(__file__).resolve().parent.parent / "data" / "outcomes" / "dev_outcomes.parquet"
@@ -210,7 +210,8 @@ def _note(incident: Incident) -> report.IncidentNote:
 
 
 async def _send_traffic(settings, table, incidents, rate, duration, client) -> None:
-    configs = ConfigClient(settings.database_url, ttl_s=1.0)
+    db = Database(settings, name="demo-fleet")  # the fleet's config resolution: one pool for the traffic
+    configs = ConfigClient(db, ttl_s=1.0)
     fleet = Fleet(table, configs, seed=1, incidents=incidents, text_services=frozenset({EVALUATED_SERVICE}))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_brokers, enable_idempotence=settings.kafka.enable_idempotence, linger_ms=20
@@ -233,7 +234,7 @@ async def _send_traffic(settings, table, incidents, rate, duration, client) -> N
         await producer.flush()
     finally:
         await producer.stop()
-        configs.close()
+        db.close()
 
 
 async def _progress(client, table: OutcomeTable, incidents: list[Incident], t: float, rate: float) -> None:

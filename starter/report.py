@@ -17,13 +17,14 @@ from pathlib import Path
 
 import psycopg
 
-from llm_optimizer.decision import Constraints, Objectives
+from llm_optimizer.decision import Constraints
+from llm_optimizer.objectives import Objectives, Outcome, pareto_frontier
 from llm_optimizer.payloads import CycleInput
 from llm_optimizer.settings import CanaryThresholds
 from llm_optimizer.strategies import PRESETS, Strategy
 from simulator.outcomes import ModelSummary, OutcomeTable
 from storage import report_repo
-from storage.db import psycopg_url
+from storage.db import connect
 
 BUCKET_S = 10
 # Before/after: the mean of the first and of the last sixth of a service's buckets (at least two each).
@@ -57,7 +58,10 @@ class Goal:
 
 
 @dataclass(frozen=True)
-class StageVerdict:
+class ReportStageVerdict:
+    """A row of the report: a stage's judgement as `rollout_verdicts` holds it (not the workflow's
+    `payloads.StageVerdict`)."""
+
     stage: int
     attempt: int
     percent: float
@@ -67,7 +71,10 @@ class StageVerdict:
 
 
 @dataclass(frozen=True)
-class RolloutRecord:
+class ReportRollout:
+    """A row of the report: a rollout as `rollouts` holds it, with the models its versions serve and its stages'
+    verdicts (not the workflow's `payloads.RolloutRecord`)."""
+
     service: str
     rollout_id: str
     from_model: str
@@ -76,7 +83,7 @@ class RolloutRecord:
     reason: str | None
     started_at: float
     finished_at: float | None
-    verdicts: tuple[StageVerdict, ...] = ()
+    verdicts: tuple[ReportStageVerdict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ class ReportData:
     candidates: dict[str, list[ModelSummary]]  # per service: every model offered, with its quality and cost
     start_models: dict[str, str]
     live_models: dict[str, str]  # per service: the model serving all traffic at the end
-    rollouts: list[RolloutRecord] = field(default_factory=list)
+    rollouts: list[ReportRollout] = field(default_factory=list)
     incidents: list[IncidentNote] = field(default_factory=list)
 
     @property
@@ -169,17 +176,19 @@ def build(
 
 
 def gather(database_url: str, table: OutcomeTable, goal: Goal) -> ReportData:
-    with psycopg.connect(psycopg_url(database_url)) as conn:
+    # One short-lived connection, not a pool: the report is a one-shot command that reads a few queries in a row
+    # and exits (the demo calls it once, after its traffic has stopped).
+    with connect(database_url) as conn:
         series = {s: _series(conn, s) for s in table.services}
         models = report_repo.models_by_version(conn)
         live = report_repo.live_versions(conn)
-        verdicts: dict[str, list[StageVerdict]] = {}
+        verdicts: dict[str, list[ReportStageVerdict]] = {}
         for rollout_id, stage, attempt, percent, verdict, judged_at, reasons in report_repo.stage_verdicts(conn):
             verdicts.setdefault(rollout_id, []).append(
-                StageVerdict(stage, attempt, float(percent), verdict, float(judged_at), tuple(reasons or ()))
+                ReportStageVerdict(stage, attempt, float(percent), verdict, float(judged_at), tuple(reasons or ()))
             )
         rollouts = [
-            RolloutRecord(
+            ReportRollout(
                 service,
                 rollout_id,
                 models.get(f"{service}/{src}") or src,
@@ -475,7 +484,7 @@ def _service_sentence(data: ReportData, service: str) -> str:
     return f"Started on {start}; at the end {live} serves all traffic ({tried})."
 
 
-def _verdict_chip(v: StageVerdict) -> str:
+def _verdict_chip(v: ReportStageVerdict) -> str:
     extension = f" (extension {v.attempt})" if v.attempt else ""
     return (
         f"<span class='verdict {html.escape(v.verdict)}' title='{html.escape('; '.join(v.reasons))}'>"
@@ -650,13 +659,10 @@ def frontier_svg(data: ReportData, service: str) -> str:
 
 
 def _frontier(models: Sequence[ModelSummary]) -> list[ModelSummary]:
-    """The models no other is both cheaper (or as cheap) and better than, by increasing cost."""
-    best, out = -1.0, []
-    for m in sorted(models, key=lambda m: (m.cost_per_request, -m.quality)):
-        if m.quality > best:
-            out.append(m)
-            best = m.quality
-    return out
+    """The models no other is both cheaper (or as cheap) and better than, by increasing cost: the decision's Pareto
+    frontier on cost and quality."""
+    frontier = pareto_frontier(models, lambda m: Outcome(cost=m.cost_per_request, quality=m.quality))
+    return sorted(frontier, key=lambda m: (m.cost_per_request, -m.quality))
 
 
 # Where a label may go around its point (offset in points, horizontal alignment), tried in this order.

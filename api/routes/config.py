@@ -16,9 +16,8 @@ from llm_optimizer.auth import Permission
 from llm_optimizer.configs import ConfigSpec, ConfigVersion
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.events import Name
-from llm_optimizer.resolution import Assignment
+from llm_optimizer.resolution import Assignment, ResolvedConfig
 from storage import audit_repo, configs_repo
-from storage.config_client import ResolvedConfig
 
 router = APIRouter(prefix="/api/v1/config", tags=["config"])
 VIEW = allowed(Permission.view_config)

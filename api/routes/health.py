@@ -23,7 +23,7 @@ from api.backend import Backend
 from llm_optimizer.ids import ingestion_id
 from llm_optimizer.payloads import IngestionStatus
 from runtime import probes
-from runtime.probes import Check, ReadinessReport, Unhealthy
+from runtime.probes import DependencyCheck, ReadinessReport, Unhealthy
 from storage import status_repo
 
 router = APIRouter(tags=["health"])
@@ -36,7 +36,7 @@ READY_MAX_AGE_S = 1.0
 
 class Health(BaseModel):
     status: str  # healthy | degraded | unhealthy
-    checks: list[Check]
+    checks: list[DependencyCheck]
 
 
 @router.get("/health")
@@ -59,7 +59,7 @@ async def ready(request: Request) -> JSONResponse:
         state.readiness = probes.Readiness(required=READY_REQUIRED, stale_after_s=float("inf"))
     timeout_s = min(probes.PROBE_TIMEOUT_S, backend.timeout_s)
 
-    async def round_() -> list[Check]:
+    async def round_() -> list[DependencyCheck]:
         return list(
             await asyncio.gather(*probes.dependency_checks(backend.settings, backend.db, backend.temporal, timeout_s))
         )

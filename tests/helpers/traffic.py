@@ -15,7 +15,9 @@ import numpy as np
 import psycopg
 
 from llm_optimizer.events import LLMEvent
+from llm_optimizer.settings import Settings
 from storage.config_client import ConfigClient
+from storage.db import Database
 from storage.events_repo import land_events
 
 
@@ -50,7 +52,8 @@ class Traffic:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        client = ConfigClient(self.database_url, ttl_s=0.2)
+        db = Database(Settings(database={"url": self.database_url}), name="test-traffic")
+        client = ConfigClient(db, ttl_s=0.2)
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -59,7 +62,7 @@ class Traffic:
                     land_events(conn, batch, source="test-traffic")
                 self.sent += len(batch)
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
-        client.close()
+        db.close()
 
     def _request(self, client: ConfigClient) -> LLMEvent:
         key = f"user-{int(self._rng.integers(1_000_000))}"

@@ -9,10 +9,12 @@ import pytest
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.evaluation import EvaluationInput, build
 from llm_optimizer.resolution import Assignment
+from llm_optimizer.settings import Settings
 from simulator.fleet import Fleet, Incident
 from simulator.outcomes import OutcomeTable
 from storage import configs_repo
 from storage.config_client import ConfigClient
+from storage.db import Database
 
 COLUMNS = ["service", "task", "prompt_id", "model", "provider", "quality", "tokens_in", "tokens_out", "cost_usd"]
 
@@ -31,9 +33,9 @@ def fleet(database_url):
             conn, Assignment(service="svc", active_version="v1", canary_version="v2", canary_percent=25), updated_by="t"
         )
         conn.commit()
-    client = ConfigClient(database_url)
-    yield table, client
-    client.close()
+    pool = Database(Settings(database={"url": database_url}), name="test-fleet")
+    yield table, ConfigClient(pool)
+    pool.close()
 
 
 def test_requests_follow_the_split_and_carry_the_real_outcome(fleet):
@@ -60,13 +62,14 @@ def test_each_incident_changes_what_it_targets_while_active(fleet, database_url,
     with psycopg.connect(database_url) as conn:
         configs_repo.set_assignment(conn, Assignment(service="svc", active_version="v1"), updated_by="t")
         conn.commit()
-    client = ConfigClient(database_url)  # a fresh cache: everything on v1 (model a)
+    pool = Database(Settings(database={"url": database_url}), name="test-fleet")
+    client = ConfigClient(pool)  # a fresh cache: everything on v1 (model a)
     base = Fleet(table, client, seed=2, error_rate=0).request("svc", 5.0)
     hit = Fleet(table, client, seed=2, error_rate=0, incidents=[incident]).request("svc", 5.0)
     after = Fleet(table, client, seed=2, error_rate=0, incidents=[incident]).request("svc", 50.0)
     assert check(base, hit)
     assert after.model_dump(exclude={"timestamp"}) == base.model_dump(exclude={"timestamp"})
-    client.close()
+    pool.close()
 
 
 def test_error_burst(fleet):

@@ -7,8 +7,10 @@ import pytest
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.errors import ValidationFailed
 from llm_optimizer.resolution import Assignment, bucket, resolve
+from llm_optimizer.settings import Settings
 from storage import configs_repo as repo
 from storage.config_client import ConfigClient
+from storage.db import Database
 
 SPEC_A = ConfigSpec(model="gpt-4o", provider="openai", prompt_template="Answer: {q}")
 SPEC_B = ConfigSpec(model="gpt-4o-mini", provider="openai", params=GenerationParams(temperature=0.2))
@@ -77,7 +79,8 @@ def test_client_resolves_with_a_short_cache(db, database_url):
     repo.set_assignment(db, Assignment(service="chat", active_version="v1"), updated_by="test")
     db.commit()
     now = [0.0]
-    client = ConfigClient(database_url, ttl_s=5, clock=lambda: now[0])
+    pool = Database(Settings(database={"url": database_url}), name="test-registry")
+    client = ConfigClient(pool, ttl_s=5, clock=lambda: now[0])
     try:
         assert client.resolve("chat", "k").spec == SPEC_A
         repo.set_assignment(
@@ -91,4 +94,4 @@ def test_client_resolves_with_a_short_cache(db, database_url):
         with pytest.raises(ValidationFailed, match="'nope' has no config"):
             client.resolve("nope", "k")
     finally:
-        client.close()
+        pool.close()

@@ -64,7 +64,7 @@ def _series(cost_before, cost_after, q_before, q_after, switch_at, buckets=30, s
 
 def _verdicts(start, *verdicts):
     return tuple(
-        report.StageVerdict(stage, 0, percent, verdict, start + 9 * (stage + 1))
+        report.ReportStageVerdict(stage, 0, percent, verdict, start + 9 * (stage + 1))
         for stage, (percent, verdict) in enumerate(verdicts)
     )
 
@@ -89,7 +89,7 @@ def fabricated() -> report.ReportData:
             "routerarena": "gemini-2.0-flash-001",
         },
         rollouts=[
-            report.RolloutRecord(
+            report.ReportRollout(
                 "mmlu",
                 "canary/mmlu/v2",
                 "gpt-4-1106-preview",
@@ -100,7 +100,7 @@ def fabricated() -> report.ReportData:
                 T0 + 200,
                 _verdicts(T0 + 60, (5, "healthy"), (25, "healthy"), (50, "healthy")),
             ),
-            report.RolloutRecord(
+            report.ReportRollout(
                 "gsm8k",
                 "canary/gsm8k/v2",
                 "gpt-4-1106-preview",
@@ -110,8 +110,8 @@ def fabricated() -> report.ReportData:
                 T0 + 80,
                 T0 + 110,
                 (
-                    report.StageVerdict(0, 0, 5, "inconclusive", T0 + 89, ("too few requests to judge",)),
-                    report.StageVerdict(0, 1, 5, "degraded", T0 + 98, ("quality -25% (limit 20%)",)),
+                    report.ReportStageVerdict(0, 0, 5, "inconclusive", T0 + 89, ("too few requests to judge",)),
+                    report.ReportStageVerdict(0, 1, 5, "degraded", T0 + 98, ("quality -25% (limit 20%)",)),
                 ),
             ),
         ],

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from llm_optimizer.configs import ConfigSpec, GenerationParams
 from llm_optimizer.events import CloudEvent, LLMEvent, event_from_cloudevent, parse_event
-from llm_optimizer.resolution import Assignment, resolve
+from llm_optimizer.resolution import Assignment, ResolvedConfig, resolve
 from optimizer_client import wire
 from simulator.samples import sample_events
 
@@ -73,6 +73,7 @@ def test_what_the_client_reads_has_the_servers_fields():
         (wire.ConfigSpec, ConfigSpec),
         (wire.GenerationParams, GenerationParams),
         (wire.Assignment, Assignment),
+        (wire.ResolvedConfig, ResolvedConfig),
     ):
         assert list(client_model.model_fields) == list(server_model.model_fields), client_model.__name__
     spec = ConfigSpec(

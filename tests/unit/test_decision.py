@@ -18,11 +18,10 @@ from llm_optimizer.decision import (
     Objectives,
     Profile,
     decide,
-    pareto_frontier,
     risk_of_worse,
-    weighted_gain,
 )
 from llm_optimizer.exploration import ArmResult
+from llm_optimizer.objectives import Outcome, pareto_frontier, weighted_gain
 from llm_optimizer.strategies import PRESETS, Strategy
 
 
@@ -170,7 +169,9 @@ def test_conservative_needs_more_improvement_than_aggressive():
 def test_weighted_gain_known_answer():
     candidate = observed("x", quality=0.99, cost=0.005, p95=1000)
     # cost -50% (gain .5), quality +10% (gain .1), latency -50% (gain .5); weights .6/.3/.1
-    assert weighted_gain(CURRENT, candidate, Objectives()) == pytest.approx(0.6 * 0.5 + 0.3 * 0.1 + 0.1 * 0.5)
+    assert weighted_gain(CURRENT.outcome, candidate.outcome, Objectives()) == pytest.approx(
+        0.6 * 0.5 + 0.3 * 0.1 + 0.1 * 0.5
+    )
 
 
 profiles = st.lists(
@@ -184,6 +185,10 @@ profiles = st.lists(
     min_size=1,
     max_size=12,
 )
+
+
+def outcome_of(p: Profile) -> Outcome:
+    return p.outcome
 
 
 def dominates(a: Profile, b: Profile) -> bool:
@@ -202,7 +207,7 @@ def dominates(a: Profile, b: Profile) -> bool:
 
 @given(profiles)
 def test_pareto_frontier_is_exactly_the_non_dominated_set(items):
-    frontier = pareto_frontier(items)
+    frontier = pareto_frontier(items, outcome_of)
     for p in items:
         dominated = any(dominates(o, p) for o in items)
         assert (p in frontier) == (not dominated)
@@ -211,9 +216,9 @@ def test_pareto_frontier_is_exactly_the_non_dominated_set(items):
 
 @given(profiles, st.floats(0.0001, 1.0))
 def test_cheapening_a_frontier_member_keeps_it_on_the_frontier(items, factor):
-    member = pareto_frontier(items)[0]
+    member = pareto_frontier(items, outcome_of)[0]
     cheaper = member.model_copy(update={"cost_per_request": member.cost_per_request * factor})
-    assert cheaper in pareto_frontier([cheaper if p is member else p for p in items])
+    assert cheaper in pareto_frontier([cheaper if p is member else p for p in items], outcome_of)
 
 
 def test_a_latency_breach_moves_to_an_observed_backup_that_meets_the_limits():
