@@ -213,20 +213,29 @@ def _events(n: int, seed: int) -> list[Message]:
     return [e.model_dump_json().encode() for e in sample_events(n, seed=seed)]
 
 
-async def test_a_postgres_outage_inside_a_run_costs_neither_the_run_nor_the_group_membership(stack, database_url):
-    """Postgres goes away while a run has a batch to land and comes back within `LANDING_RETRY_S`: the run retries
-    the landing and succeeds, with the same consumer (no rejoin of the group), and every event lands once."""
+def _key(request: ConsumeRequest) -> tuple[str, str, int]:
+    return (request.topic, request.group_id, request.consumer)
+
+
+async def _a_run_landed(stack, database_url: str, seed: int):
+    """A fresh topic and consumer whose first run landed 300 events: (activities, request, env, its consumer)."""
     topic = unique_topic()
     settings = settings_for(stack, database_url, kafka={"topic": topic})
     await ensure_topic(settings, topic)
     ingestion = IngestionActivities(settings, fixture_book())
     request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=3)
-    key = (topic, request.group_id, 0)
     env = ActivityEnvironment()
+    await produce(stack.kafka_bootstrap, topic, _events(300, seed=seed))
+    assert (await env.run(ingestion.consume_topic, request)).accepted == 300
+    return ingestion, request, env, ingestion._consumers[_key(request)]
+
+
+async def test_a_postgres_outage_inside_a_run_costs_neither_the_run_nor_the_group_membership(stack, database_url):
+    """Postgres goes away while a run has a batch to land and comes back within `LANDING_RETRY_S`: the run retries
+    the landing and succeeds, with the same consumer (no rejoin of the group), and every event lands once."""
+    ingestion, request, env, member = await _a_run_landed(stack, database_url, seed=5)
+    topic, key = request.topic, _key(request)
     try:
-        await produce(stack.kafka_bootstrap, topic, _events(300, seed=5))
-        assert (await env.run(ingestion.consume_topic, request)).accepted == 300
-        member = ingestion._consumers[key]
         # The next run follows at once (as the workflow's does) and finds Postgres gone with a batch to land.
         run = asyncio.create_task(env.run(ingestion.consume_topic, request.model_copy(update={"run_s": 20})))
         stack.postgres.down()
@@ -251,17 +260,9 @@ async def test_a_run_failed_by_postgres_keeps_its_consumer_rewound_to_the_commit
     """An outage longer than the landing's retries fails the run (the workflow sees it); the consumer stays in the
     group, rewound, and the next run lands what the failed one had fetched, once."""
     monkeypatch.setattr(ingestion_module, "LANDING_RETRY_S", 2.0)
-    topic = unique_topic()
-    settings = settings_for(stack, database_url, kafka={"topic": topic})
-    await ensure_topic(settings, topic)
-    ingestion = IngestionActivities(settings, fixture_book())
-    request = ConsumeRequest(topic=topic, group_id=f"g-{topic}", run_s=3)
-    key = (topic, request.group_id, 0)
-    env = ActivityEnvironment()
+    ingestion, request, env, member = await _a_run_landed(stack, database_url, seed=7)
+    topic, key = request.topic, _key(request)
     try:
-        await produce(stack.kafka_bootstrap, topic, _events(300, seed=7))
-        assert (await env.run(ingestion.consume_topic, request)).accepted == 300
-        member = ingestion._consumers[key]
         stack.postgres.down()
         try:
             await produce(stack.kafka_bootstrap, topic, _events(300, seed=8))
