@@ -13,10 +13,9 @@ _ = Whitelist()
 
 # --- Temporal: signal, update and query handlers, called by clients through the server, by name -----------------
 _.promote  # CanaryRollout's signal (workflows/canary_rollout.py)
-_.pause  # signals of CanaryRollout and OptimizationCycle
-_.resume  # signals of CanaryRollout and OptimizationCycle
-_.emergency_stop  # signals of CanaryRollout, Exploration, OptimizationCycle
-_.set_objectives  # OptimizationCycle's signal
+_.pause  # CanaryRollout's signal (OptimizationCycle's controls are made from workflows/cycle_controls.py CONTROLS)
+_.resume  # CanaryRollout's signal
+_.emergency_stop  # signals of CanaryRollout and Exploration
 _._validate_control  # the `control` update's validator (@control.validator)
 _.internal  # OptimizationCycle's dynamic signal handler (the watcher's breaches, a child rollout's progress)
 _.start_to_close_timeout  # workflows/options.py: fields read as **kwargs of execute_activity
