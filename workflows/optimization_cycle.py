@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from llm_optimizer import memory as memory_rules
     from llm_optimizer.canary_judge import thresholds_for
     from llm_optimizer.decision import Action, Decision
-    from llm_optimizer.errors import ControlRefused
+    from llm_optimizer.errors import ControlRefused, PayloadRefused
     from llm_optimizer.exploration import RETRYABLE, ExplorationPolicy
     from llm_optimizer.payloads import (
         AuditRecord,
@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         Observation,
         ObserveRequest,
         PauseRequest,
-        PayloadRefused,
         PrepareArmsRequest,
         PrepareCanaryRequest,
         ResumeRequest,
