@@ -13,10 +13,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypedDict
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from llm_optimizer.errors import OrchestratorRejected, ValidationFailed
+# Passed through, as every workflow module imports it: the sandbox must not load its own copy of the classes, or an
+# `except PayloadRefused` in a workflow would not catch the one llm_optimizer.payloads raises.
+with workflow.unsafe.imports_passed_through():
+    from llm_optimizer.errors import OrchestratorRejected, ValidationFailed
 
 
 class ActivityOptions(TypedDict):
