@@ -21,8 +21,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import ActivityRegistry
-from devstack.errors import PortInUse
-from llm_optimizer.errors import OptimizerError
+from llm_optimizer.errors import OptimizerError, PortInUse
 from llm_optimizer.ids import watcher_id
 from llm_optimizer.payloads import WatchInput
 from llm_optimizer.pricing import price_book

@@ -18,9 +18,8 @@ from temporalio import activity
 
 from activities.heartbeats import heartbeating
 from integrations import llm_grader  # noqa: F401  (registers the "llm_judge" evaluator)
-from integrations.http import Unavailable
-from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.evaluation import EvaluationInput, Evaluator, NotEvaluable, build
+from llm_optimizer.errors import NotEvaluable, Unavailable, ValidationFailed
+from llm_optimizer.evaluation import EvaluationInput, Evaluator, build
 from llm_optimizer.payloads import QualityReport, QualityRequest
 from llm_optimizer.settings import Settings
 from runtime import metrics

@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_optimizer.auth import Permission, Principal
+from llm_optimizer.errors import BodyTooLarge
 
 
 def _key_of(request: Request) -> str | None:
@@ -59,10 +60,6 @@ def dead_letter_prefix(key_id: str, idempotency_key: str | None, body: bytes) ->
     body still writes its dead letters (the positions are unique: a collision would silently drop them)."""
     digest = hashlib.sha256(body).hexdigest()[:16]
     return f"http/{key_id}/{idempotency_key or uuid.uuid4()}/{digest}/"
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimit:

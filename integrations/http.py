@@ -8,13 +8,10 @@ from typing import Any
 
 import httpx
 
+from llm_optimizer.errors import Unavailable
 from runtime.resilience import CircuitBreaker
 
 RETRYABLE = {429, 500, 502, 503, 504}
-
-
-class Unavailable(Exception):
-    """The service did not answer usefully (after retries), or its circuit is open."""
 
 
 def call_json(

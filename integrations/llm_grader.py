@@ -2,7 +2,7 @@
 
 The judge is an evaluator (registered as `llm_judge`). Answers are cached by content (the same request and response
 are judged once), calls have a timeout and retries, and a circuit breaker stops calling a judge that keeps failing:
-the items it would have scored are left for later (`integrations.http.Unavailable`), and the loop goes on with
+the items it would have scored are left for later (`Unavailable`, `llm_optimizer/errors.py`), and the loop goes on with
 latency, cost, errors and the other evaluators. What the judge itself costs is returned with each evaluation.
 """
 
@@ -16,8 +16,9 @@ from collections import OrderedDict
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.http import Unavailable, call_json
-from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, register
+from integrations.http import call_json
+from llm_optimizer.errors import NotEvaluable
+from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, register
 from llm_optimizer.pricing import price_book
 from runtime.resilience import CircuitBreaker
 
@@ -140,4 +141,4 @@ class LLMJudge:
         self._http.close()
 
 
-__all__ = ["JudgeOptions", "LLMJudge", "Unavailable"]
+__all__ = ["JudgeOptions", "LLMJudge"]

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from integrations.http import Unavailable, call_json
+from integrations.http import call_json
+from llm_optimizer.errors import Unavailable
 from llm_optimizer.pricing import ModelPrice, PriceBook, PricingCatalog, as_book
 from llm_optimizer.settings import IntegrationSettings
 from runtime.resilience import CircuitBreaker

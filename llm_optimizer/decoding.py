@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from llm_optimizer.columnar import ROW_SCHEMA, decode_rows
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import Undecodable, ValidationFailed
 from llm_optimizer.events import (
     SENTINEL_ANOMALY_EVENT_TYPE,
     AnomalyAlert,
@@ -27,7 +27,6 @@ from llm_optimizer.events import (
     DeadLetter,
     DeadLetterCode,
     LLMEvent,
-    Undecodable,
     dead_letter_code,
     describe_validation_error,
     event_from_cloudevent,

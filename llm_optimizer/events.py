@@ -39,7 +39,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, core_schema
 
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import Undecodable, ValidationFailed
 
 # CloudEvents `type` of the events this project reads, and of Sentinel's anomaly alerts (`docs/integrations.md`).
 LLM_REQUEST_EVENT_TYPE = "io.llm-optimizer.request.completed.v1"
@@ -439,15 +439,6 @@ class DeadLetterCode(StrEnum):
     invalid_span = "invalid_span"  # an OTLP span whose own fields are malformed (api/otlp.py)
     db_refused = "db_refused"  # Postgres refused what the model accepted (storage/events_repo.py)
     unknown = "unknown"  # only rows dead-lettered before codes existed whose text says nothing more (migration 0011)
-
-
-class Undecodable(ValidationFailed):
-    """Input refused at a step other than the event model's validation, with the code of that step. Any other
-    `ValidationFailed` met while decoding an event is the event model's: `DeadLetterCode.invalid_event`."""
-
-    def __init__(self, code: DeadLetterCode, message: str, *, field: str | None = None, value: object = None):
-        super().__init__(message, field=field, value=value)
-        self.code = code
 
 
 def dead_letter_code(error: ValidationFailed) -> DeadLetterCode:

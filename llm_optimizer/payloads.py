@@ -20,6 +20,7 @@ from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.candidates import CandidateConfig
 from llm_optimizer.configs import ConfigSpec
 from llm_optimizer.decision import Constraints, Decision, Memory, Objectives, Profile
+from llm_optimizer.errors import PayloadRefused
 from llm_optimizer.exploration import ArmResult, ArmStats, ExplorationPolicy, QualityEstimate
 from llm_optimizer.settings import CanaryThresholds, ExplorationSettings
 from llm_optimizer.strategies import RolloutKind, RolloutStage, Strategy
@@ -43,10 +44,6 @@ class CycleState(StrEnum):
 # A config version as the registry names it (v1, v2, ...; imports may name their own): no path separators, spaces
 # or control characters, so that a typo or a path such as "../../x" is refused before anything looks it up.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"
-
-
-class PayloadRefused(ValueError):
-    """An operator's payload that is not applied; the message names the field and the value (docs/operations.md)."""
 
 
 class SignalBase(BaseModel):

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from llm_optimizer import yamlsafe
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import UnsafeYaml, ValidationFailed
 from llm_optimizer.events import describe_validation_error
 
 OPS = {
@@ -124,7 +124,7 @@ def load_rules(text: str) -> list[Rule]:
     """Rules from YAML, or `ValidationFailed` naming the rule index, the field and the value."""
     try:
         return _RULES.validate_python(yamlsafe.safe_load(text, what="rules") or [])
-    except yamlsafe.UnsafeYaml as exc:  # names `rules` and the problem: not valid YAML, or refused by its limits
+    except UnsafeYaml as exc:  # names `rules` and the problem: not valid YAML, or refused by its limits
         raise ValidationFailed(str(exc)) from None
     except ValidationError as exc:
         raise ValidationFailed("rules: " + describe_validation_error(exc)) from None

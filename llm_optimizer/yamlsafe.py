@@ -3,7 +3,7 @@
 `yaml.safe_load` builds no objects from tags, but it still lets a few hundred bytes of anchors and aliases
 expand into billions of values (the "billion laughs"), nest deep enough to exhaust the stack, or carry an
 integer or a date that Python cannot build. Every one of those is refused here, before any value is built, with
-an `UnsafeYaml` that names the problem (see "Limits and refusals" in docs/api.md):
+an `UnsafeYaml` (`llm_optimizer/errors.py`) that names the problem (see "Limits and refusals" in docs/api.md):
 
 - aliases may add at most `MAX_ALIAS_NODES` values beyond those written out (a few `<<: *defaults` merges are
   fine, an alias bomb is not); an alias that refers to its own ancestor (a cycle) is refused;
@@ -20,20 +20,13 @@ from typing import Any
 
 import yaml
 
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import UnsafeYaml
 
 MAX_ALIAS_NODES = 10_000
 MAX_DEPTH = 100
 
 # libyaml's composer when it is installed (an order of magnitude faster); the pure-Python one otherwise.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class UnsafeYaml(yaml.YAMLError, ValidationFailed):
-    """A YAML text that is malformed, or that the limits of this module refuse."""
-
-    def __init__(self, message: str):
-        ValidationFailed.__init__(self, message)
 
 
 def safe_load(text: str | bytes, *, what: str = "YAML") -> Any:

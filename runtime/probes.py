@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from llm_optimizer.errors import Unhealthy
 from llm_optimizer.redaction import redact
 from llm_optimizer.settings import Settings
 from storage import status_repo
@@ -54,10 +55,6 @@ _POOL_ERRORS = _PoolErrors()
 logging.getLogger("psycopg.pool").addHandler(_POOL_ERRORS)
 # Only a connection error this recent explains a pool timeout (an older one may have been cured since).
 POOL_ERROR_RECENT_S = 60.0
-
-
-class Unhealthy(Exception):
-    """A probe reached its dependency and found it wanting."""
 
 
 class DependencyCheck(BaseModel):

@@ -11,15 +11,13 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from llm_optimizer.errors import CircuitOpen
+
 
 class BreakerState(StrEnum):
     closed = "closed"
     open = "open"
     half_open = "half_open"
-
-
-class CircuitOpen(Exception):
-    """The breaker refused the call: the service failed too often recently."""
 
 
 class CircuitBreaker:

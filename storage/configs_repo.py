@@ -25,7 +25,7 @@ from llm_optimizer.configs import (
     ServiceExport,
     Version,
 )
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import ExportTooLarge, ValidationFailed, VersionConflict
 from llm_optimizer.events import Name, describe_validation_error
 from llm_optimizer.resolution import Assignment
 from storage.db import one
@@ -41,14 +41,6 @@ _CHECKS: dict[str, TypeAdapter[Any]] = {
     "created_by": TypeAdapter(CreatedBy),
     "description": TypeAdapter(Description),
 }
-
-
-class VersionConflict(ValidationFailed):
-    """A version name that the service already has, with another spec: versions are immutable."""
-
-
-class ExportTooLarge(ValidationFailed):
-    """An export that would write more than the bounds allow."""
 
 
 def _version(row: tuple) -> ConfigVersion:

@@ -25,13 +25,12 @@ from workflows.cycle_books import CycleBooks
 from workflows.cycle_rollback import missing_target
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.errors import ControlRefused
+    from llm_optimizer.errors import ControlRefused, PayloadRefused
     from llm_optimizer.payloads import (
         ControlCommand,
         EmergencyStopRequest,
         ObjectivesUpdate,
         PauseRequest,
-        PayloadRefused,
         ResumeRequest,
         RollbackRequest,
         SignalBase,

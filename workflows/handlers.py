@@ -10,7 +10,8 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from llm_optimizer.payloads import PayloadRefused, RequestLog, SignalBase, operator_request
+    from llm_optimizer.errors import PayloadRefused
+    from llm_optimizer.payloads import RequestLog, SignalBase, operator_request
 
 Request = TypeVar("Request", bound=SignalBase)
 

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.thresholds import ThresholdActivities
     from llm_optimizer import memory as memory_rules
     from llm_optimizer.decision import Action
+    from llm_optimizer.errors import PayloadRefused
     from llm_optimizer.payloads import (
         ControlAck,
         CycleInput,
@@ -44,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         CycleStatus,
         DecideRequest,
         ObserveRequest,
-        PayloadRefused,
         RolloutProgress,
         ThresholdBreach,
         ThresholdRequest,

@@ -13,10 +13,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypedDict
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from llm_optimizer.errors import OrchestratorRejected, ValidationFailed
+# Passed through, as every workflow module imports it: the sandbox must not load its own copy of the classes, or an
+# `except PayloadRefused` in a workflow would not catch the one llm_optimizer.payloads raises.
+with workflow.unsafe.imports_passed_through():
+    from llm_optimizer.errors import OrchestratorRejected, ValidationFailed
 
 
 class ActivityOptions(TypedDict):
@@ -44,8 +48,20 @@ def failed_with(err: BaseException | None, *errors: type[BaseException]) -> bool
     return False
 
 
-# Our exception classes that retrying cannot fix (a wrong input, an orchestrator that refuses the config).
-NON_RETRYABLE = error_types(ValidationFailed, OrchestratorRejected)
+def with_subclasses(*errors: type[BaseException]) -> list[type[BaseException]]:
+    """`errors` and every subclass of them (llm_optimizer/errors.py defines them all, so none is missed): Temporal
+    matches `non_retryable_error_types` by the exact class name, not by subclass, so a retry policy names each."""
+    found: list[type[BaseException]] = []
+    for error in errors:
+        for cls in [error, *with_subclasses(*error.__subclasses__())]:
+            if cls not in found:
+                found.append(cls)
+    return found
+
+
+# Our exception classes that retrying cannot fix (a wrong input, an orchestrator that refuses the config), each with
+# its subclasses (UnsafeYaml, VersionConflict, ...: a wrong input too).
+NON_RETRYABLE = error_types(*with_subclasses(ValidationFailed, OrchestratorRejected))
 
 # Activities marked `heartbeating` (activities/heartbeats.py) beat every second; this long without one, the worker is
 # taken for dead.

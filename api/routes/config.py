@@ -14,7 +14,7 @@ from api.backend import Backend
 from api.security import allowed
 from llm_optimizer.auth import Permission
 from llm_optimizer.configs import ConfigSpec, ConfigVersion
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import ExportTooLarge, ValidationFailed, VersionConflict
 from llm_optimizer.events import Name
 from llm_optimizer.resolution import Assignment, ResolvedConfig
 from storage import audit_repo, configs_repo
@@ -62,7 +62,7 @@ async def export(
     backend = _backend(request)
     try:
         plan = await backend.run(configs_repo.export_plan, service)
-    except configs_repo.ExportTooLarge as exc:
+    except ExportTooLarge as exc:
         raise HTTPException(422, str(exc)) from None
 
     async def documents() -> AsyncIterator[str]:
@@ -98,7 +98,7 @@ async def import_(request: Request) -> dict:
         raise HTTPException(422, f"the body is not UTF-8 text (byte {exc.start}: {bad!r})") from None
     try:
         versions = await _backend(request).run(configs_repo.import_yaml, text)
-    except configs_repo.VersionConflict as exc:
+    except VersionConflict as exc:
         raise HTTPException(409, str(exc)) from None
     except ValidationFailed as exc:
         raise HTTPException(422, str(exc)) from None

@@ -20,10 +20,11 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.backend import Backend
+from llm_optimizer.errors import Unhealthy
 from llm_optimizer.ids import ingestion_id
 from llm_optimizer.payloads import IngestionStatus
 from runtime import probes
-from runtime.probes import DependencyCheck, ReadinessReport, Unhealthy
+from runtime.probes import DependencyCheck, ReadinessReport
 from storage import status_repo
 
 router = APIRouter(tags=["health"])

@@ -6,6 +6,6 @@ score in 0..1 per dimension, an overall score, a confidence and the method out. 
 """
 
 from llm_optimizer.evaluation import feedback, heuristics, reference  # noqa: F401  (register the built-ins)
-from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, Evaluator, NotEvaluable, build, names
+from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, Evaluator, build, names
 
-__all__ = ["Evaluation", "EvaluationInput", "Evaluator", "NotEvaluable", "build", "names"]
+__all__ = ["Evaluation", "EvaluationInput", "Evaluator", "build", "names"]

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llm_optimizer.errors import ValidationFailed
+from llm_optimizer.errors import NotEvaluable, ValidationFailed
 from llm_optimizer.events import describe_validation_error
 
 
@@ -35,10 +35,6 @@ class Evaluator(Protocol):
     name: str
 
     def evaluate(self, item: EvaluationInput) -> Evaluation: ...
-
-
-class NotEvaluable(Exception):
-    """The evaluator cannot score this item (e.g. a reference-based evaluator without a reference)."""
 
 
 _REGISTRY: dict[str, tuple[type[BaseModel], Callable[[Any], Evaluator]]] = {}

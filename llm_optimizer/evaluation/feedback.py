@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, register
+from llm_optimizer.errors import NotEvaluable
+from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, register
 
 
 def rating_score(rating: float, scale: int = 5) -> float:

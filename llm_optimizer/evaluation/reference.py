@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, NotEvaluable, combine, register
+from llm_optimizer.errors import NotEvaluable
+from llm_optimizer.evaluation.base import Evaluation, EvaluationInput, combine, register
 from llm_optimizer.patterns import checked_regex
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

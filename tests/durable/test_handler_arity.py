@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from devstack.processes import venv_binary
 from llm_optimizer.canary_judge import CanaryVerdict, JudgeThresholds
 from llm_optimizer.decision import Action, Decision
+from llm_optimizer.errors import PayloadRefused
 from llm_optimizer.exploration import ArmStats, ExplorationPolicy
 from llm_optimizer.payloads import (
     AuditRecord,
@@ -46,7 +47,6 @@ from llm_optimizer.payloads import (
     Observation,
     ObserveRequest,
     PauseRequest,
-    PayloadRefused,
     PromoteRequest,
     RollbackRequest,
     RolloutInput,

@@ -35,8 +35,16 @@ def test_an_activity_failure_is_matched_by_its_exception_class():
 
 
 def test_retry_policies_name_our_exception_classes_as_recorded_histories_do():
-    # Renaming one of these classes changes what running workflows' retry policies refuse to retry.
-    assert NON_RETRYABLE == ["ValidationFailed", "OrchestratorRejected"]
+    # Renaming one of these classes changes what running workflows' retry policies refuse to retry. Temporal matches
+    # the exact name, so a subclass of ValidationFailed (a wrong input too) is named as well.
+    assert NON_RETRYABLE == [
+        "ValidationFailed",
+        "UnsafeYaml",
+        "Undecodable",
+        "VersionConflict",
+        "ExportTooLarge",
+        "OrchestratorRejected",
+    ]
     assert RETRY.non_retryable_error_types == NON_RETRYABLE
     traffic = TRAFFIC["retry_policy"].non_retryable_error_types
     assert traffic is not None and set(NON_RETRYABLE) <= set(traffic) and "ForeignKeyViolation" in traffic

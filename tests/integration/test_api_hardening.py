@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from llm_optimizer import yamlsafe
 from llm_optimizer.configs import MAX_EXTRA_BYTES, MAX_SPEC_BYTES, ConfigSpec
-from llm_optimizer.errors import SettingsError, ValidationFailed
+from llm_optimizer.errors import SettingsError, UnsafeYaml, ValidationFailed
 from llm_optimizer.redaction import REDACTED, redact
 from llm_optimizer.rules import load_rules
 from llm_optimizer.settings import CONFIG_FILE_ENV, load_settings
@@ -57,7 +57,7 @@ def _spec(model: str = "gpt-4o", **extra) -> dict:
 def test_the_bomb_is_refused_before_anything_is_built():
     assert len(BOMB.encode()) < 700
     started = time.perf_counter()
-    with pytest.raises(yamlsafe.UnsafeYaml, match=r"config import: aliases expand .* refused as an alias bomb"):
+    with pytest.raises(UnsafeYaml, match=r"config import: aliases expand .* refused as an alias bomb"):
         yamlsafe.safe_load(BOMB, what="config import")
     assert time.perf_counter() - started < 1.0
 
@@ -73,7 +73,7 @@ def test_the_bomb_is_refused_before_anything_is_built():
     ],
 )
 def test_refusals_name_the_problem(text, problem):
-    with pytest.raises(yamlsafe.UnsafeYaml, match=problem) as refused:
+    with pytest.raises(UnsafeYaml, match=problem) as refused:
         yamlsafe.safe_load(text, what="rules")
     assert str(refused.value).startswith("rules: ")
     assert isinstance(refused.value, yaml.YAMLError) and isinstance(refused.value, ValidationFailed)
@@ -87,7 +87,7 @@ def test_ordinary_anchors_and_merges_still_load():
         "other": {"model": "gpt-4o", "temperature": 0.2},
     }
     assert list(yamlsafe.safe_load_all("a: 1\n---\nb: 2\n")) == [{"a": 1}, {"b": 2}]
-    with pytest.raises(yamlsafe.UnsafeYaml, match="expected one YAML document, found 2"):
+    with pytest.raises(UnsafeYaml, match="expected one YAML document, found 2"):
         yamlsafe.safe_load("a: 1\n---\nb: 2\n")
 
 

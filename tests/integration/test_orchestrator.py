@@ -14,11 +14,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import LoopActivitySet
 from activities.rollout import RolloutActivities
-from integrations.orchestrator import OrchestratorRejected
 from llm_optimizer.configs import ConfigSpec
+from llm_optimizer.errors import CircuitOpen, OrchestratorRejected
 from llm_optimizer.payloads import TrafficRequest
 from llm_optimizer.resolution import Assignment
-from runtime.resilience import CircuitOpen
 from storage import configs_repo
 
 

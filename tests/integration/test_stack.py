@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from devstack import LocalStack
-from devstack.errors import BinaryNotFound, PortInUse
 from devstack.processes import package_binary, pid_alive, venv_binary
+from llm_optimizer.errors import BinaryNotFound, PortInUse
 from llm_optimizer.settings import StackSettings
 
 

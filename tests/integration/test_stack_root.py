@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from devstack import LocalStack, privileges
-from devstack.errors import StackError
 from devstack.processes import free_port, port_open
+from llm_optimizer.errors import StackError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,17 +6,16 @@ import pytest
 from helpers.fixture_prices import fixture_book
 from helpers.scripted_http import Answer, chat_answer, scripted_server
 
-from integrations.http import Unavailable
 from integrations.llm_grader import JudgeOptions, LLMJudge
-from llm_optimizer.errors import ValidationFailed
-from llm_optimizer.evaluation import EvaluationInput, NotEvaluable, build, names
+from llm_optimizer.errors import CircuitOpen, NotEvaluable, Unavailable, ValidationFailed
+from llm_optimizer.evaluation import EvaluationInput, build, names
 from llm_optimizer.evaluation.feedback import edit_similarity, levenshtein, rating_score
 from llm_optimizer.evaluation.heuristics import is_refusal
 from llm_optimizer.evaluation.minilm import model
 from llm_optimizer.evaluation.reference import exact_match, rouge_l, token_f1
 from llm_optimizer.evaluation.texts import TextPolicy
 from llm_optimizer.settings import EvaluationSettings
-from runtime.resilience import BreakerState, CircuitBreaker, CircuitOpen
+from runtime.resilience import BreakerState, CircuitBreaker
 
 
 def item(response: str, **fields) -> EvaluationInput:
