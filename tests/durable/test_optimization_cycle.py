@@ -41,6 +41,7 @@ def seed(database_url: str, *, events: int = 0, now: datetime | None = None, mea
             conn, SERVICE, ConfigSpec(model="gpt-4o", provider="openai", prompt_template="v2: {q}"), parent_version="v1"
         )
         configs_repo.set_assignment(conn, Assignment(service=SERVICE, active_version="v2"), updated_by="test")
+        served = [("gpt-4o", "v2", 6.8, 0.005)] + ([("gpt-4o-mini", "v1", 6.5, 0.0005)] if measured_mini else [])
         land_events(
             conn,
             [
@@ -48,32 +49,17 @@ def seed(database_url: str, *, events: int = 0, now: datetime | None = None, mea
                     event_id=str(uuid.uuid4()),
                     timestamp=now - timedelta(seconds=int(i % 600)),
                     service=SERVICE,
-                    model="gpt-4o",
+                    model=model,
                     provider="openai",
-                    config_version="v2",
-                    latency_ms=float(rng.lognormal(6.8, 0.3)),
+                    config_version=version,
+                    latency_ms=float(rng.lognormal(log_latency, 0.3)),
                     tokens_in=800,
                     tokens_out=300,
-                    cost_usd=0.005,
+                    cost_usd=cost,
                     quality_score=float(rng.random() < 0.9),
                 )
+                for model, version, log_latency, cost in served
                 for i in range(events)
-            ]
-            + [
-                LLMEvent(
-                    event_id=str(uuid.uuid4()),
-                    timestamp=now - timedelta(seconds=int(i % 600)),
-                    service=SERVICE,
-                    model="gpt-4o-mini",
-                    provider="openai",
-                    config_version="v1",
-                    latency_ms=float(rng.lognormal(6.5, 0.3)),
-                    tokens_in=800,
-                    tokens_out=300,
-                    cost_usd=0.0005,
-                    quality_score=float(rng.random() < 0.9),
-                )
-                for i in range(events if measured_mini else 0)
             ],
             source="test",
         )
