@@ -48,6 +48,9 @@ async def serving(client: Client, settings: Settings) -> AsyncIterator[Worker]:
         workflows=ALL_WORKFLOWS,
         activities=registry.all(),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # A workflow task waits this long on the queue of the worker that last ran the workflow before any worker may
+        # take it (10 s by default): after a crash, every workflow of the dead worker lost that long again.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
         # Eager activities run on the worker of the workflow task that scheduled them: all of an Ingestion's
         # consumers would sit on one worker. Through the task queue, any worker takes them (docs/deployment.md).
         disable_eager_activity_execution=True,
