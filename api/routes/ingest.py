@@ -53,12 +53,13 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: it becomes pa
 
 def _parse(body: bytes) -> Any:
     """orjson for the common case; Python's reader, which takes NaN, Infinity and -Infinity, when orjson refuses,
-    so that such a value costs its event, not the batch."""
+    so that such a value costs its event, not the batch. The body is decoded as strict UTF-8 first: Python's reader
+    given bytes lets lone surrogates through (`surrogatepass`), which no JSON column can store."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as strict:
         try:
-            return json.loads(body)
+            return json.loads(body.decode("utf-8"))  # UnicodeDecodeError is a ValueError
         except (ValueError, RecursionError):
             raise ValueError(str(strict)) from None
 

@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 from helpers.fixture_prices import fixture_book
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from api.routes.ingest import _parse
@@ -176,6 +176,23 @@ def conn(database_url):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(batches())
+# Found by this test: over HTTP, Python's JSON reader let a lone surrogate (CESU-8 bytes) into an anomaly's field,
+# and its landing failed to serialize it (api/routes/ingest.py `_parse` now decodes strict UTF-8 first).
+@example(
+    (
+        "6206884078",
+        [
+            (
+                b'{"specversion": "1.0", "type": "com.llmdevops.sentinel.anomaly.v1", "source": "sentinel", '
+                b'"id": "fz-6206884078-0", "time": "2026-11-09T12:05:30Z", "data": {"anomaly_type": "latency_spike", '
+                b'"severity": "high", "affected_services": ["chat", "search"], "extra": "\xed\xa0\x80"}}',
+                [],
+                "fz-6206884078-0",
+            )
+        ],
+        "http",
+    )
+)
 def test_every_message_ends_as_exactly_one_row_or_one_dead_letter(conn, batch):
     run, messages, path = batch
     decoded, positions = decode(run, messages, path)
